@@ -1,0 +1,185 @@
+//! The batch document that stages exchange.
+//!
+//! A [`Batch`] carries the events that are still in flight and the [`Quarantined`] entries of
+//! every event that failed a stage so far. Each stage consumes one `Batch<T>` and returns the
+//! next `Batch<U>`; the quarantine list only grows, so `input_count` always equals
+//! `events.len() + quarantine.len()` and nothing can disappear between stages.
+//!
+//! Size: Step Functions limits a state to 256 KB. Ingest cuts batches at
+//! [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`] bytes of raw payload, which leaves room
+//! for what enrichment and detection add (a few hundred bytes per event).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::{Event, Provenance};
+
+/// The most events ingest puts in one batch.
+pub const MAX_BATCH_EVENTS: usize = 100;
+/// The most bytes of raw event payload ingest puts in one batch.
+pub const MAX_BATCH_BYTES: usize = 128 * 1024;
+/// The Step Functions state size limit the batch documents must stay under.
+pub const STATE_LIMIT_BYTES: usize = 256 * 1024;
+
+/// A batch document. `T` is the stage's event type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch<T> {
+    /// Deterministic id of the batch (a hash of its provenance or content).
+    pub batch_id: String,
+    /// When ingest received the batch: "now" for the future-skew check and ingestion lag.
+    pub received_at: DateTime<Utc>,
+    /// How many events entered the batch at ingest.
+    pub input_count: usize,
+    /// Events still in flight.
+    pub events: Vec<T>,
+    /// Events that failed a stage, with every reason and the original payload.
+    #[serde(default)]
+    pub quarantine: Vec<Quarantined>,
+}
+
+impl<T> Batch<T> {
+    /// Moves the quarantine and identity of `self` into a batch of another event type.
+    pub fn map_events<U>(self, events: Vec<U>, extra_quarantine: Vec<Quarantined>) -> Batch<U> {
+        let mut quarantine = self.quarantine;
+        quarantine.extend(extra_quarantine);
+        Batch {
+            batch_id: self.batch_id,
+            received_at: self.received_at,
+            input_count: self.input_count,
+            events,
+            quarantine,
+        }
+    }
+}
+
+/// An event as ingest decoded it: JSON that has not been validated yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// The payload as the producer sent it (a JSON string when it was not JSON at all).
+    pub payload: Value,
+    /// Where it came from.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// An event that passed validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidEvent {
+    /// The typed event.
+    pub event: Event,
+    /// Where it came from.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// The stage an event was quarantined in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Decoding the transport envelope (Kafka record, EventBridge detail, JSON line).
+    Ingest,
+    /// Schema and semantic checks.
+    Validate,
+    /// FX normalisation and reference data.
+    Enrich,
+    /// Anomaly scoring.
+    Detect,
+    /// Writing the record (a `conflict` ends here).
+    Persist,
+}
+
+impl Stage {
+    /// The snake_case name used in documents and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Validate => "validate",
+            Stage::Enrich => "enrich",
+            Stage::Detect => "detect",
+            Stage::Persist => "persist",
+        }
+    }
+}
+
+/// Why an event was quarantined: a stable machine-readable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable code, e.g. `schema`, `malformed_json`, `unknown_currency`.
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// JSON pointer to the offending field, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl Reason {
+    /// A reason without a path.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Reason { code: code.to_owned(), message: message.into(), path: None }
+    }
+
+    /// A reason about one field.
+    pub fn at(code: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Reason { code: code.to_owned(), message: message.into(), path: Some(path.into()) }
+    }
+}
+
+/// An event that failed a stage. Nothing is dropped: the payload is kept as it was received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The event's id when one could be read from the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The stage that rejected it.
+    pub stage: Stage,
+    /// Every reason, not just the first.
+    pub reasons: Vec<Reason>,
+    /// The original payload.
+    pub payload: Value,
+    /// Where it came from.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+impl Quarantined {
+    /// Quarantines an already typed event (later stages): its serialisation is the payload.
+    pub fn typed(event: &Event, provenance: Provenance, stage: Stage, reasons: Vec<Reason>) -> Self {
+        Quarantined {
+            event_id: Some(event.event_id.clone()),
+            stage,
+            reasons,
+            payload: serde_json::to_value(event).unwrap_or(Value::Null),
+            provenance,
+        }
+    }
+
+    /// A stable id for the quarantine record, so re-quarantining the same thing is idempotent.
+    pub fn quarantine_id(&self) -> String {
+        let payload = serde_json::to_vec(&self.payload).unwrap_or_default();
+        let h = crate::hash64(&payload);
+        match &self.event_id {
+            Some(id) => format!("{}#{}#{h:016x}", self.stage.as_str(), id),
+            None => format!("{}#-#{h:016x}", self.stage.as_str()),
+        }
+    }
+}
+
+/// The length of `v` serialised as compact JSON, without allocating the text.
+pub(crate) fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to an infallible sink only fails for types that cannot be serialised at all.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}

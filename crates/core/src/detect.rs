@@ -1,0 +1,625 @@
+//! Stage 3, detect: streaming, per-entity anomaly scoring on event time.
+//!
+//! Each entity has an [`EntityState`] that serialises to at most 4 KB (a test checks the worst
+//! case). Three detectors read it:
+//!
+//! - **Value**: a robust z-score of the event's base-currency value against the entity's own
+//!   history. Values are compared on a signed log scale (`sign(v)·ln(1+|v|)`), because amounts
+//!   are multiplicative. The centre is an exponentially weighted mean (α = 0.1) and the spread an
+//!   exponentially weighted mean absolute deviation, scaled by 1.2533 to estimate σ. Updates
+//!   are winsorised at ±3σ so that one spike does not teach the entity that spikes are normal.
+//!   Scoring starts after `warmup` events. Chosen over a windowed median/MAD because it needs
+//!   three numbers of state instead of a window of values, and order effects are small.
+//! - **Velocity**: events and failures per entity in the last `window` (10 minutes) of event
+//!   time. A failure is an event whose `attributes.status` is one of `failure_statuses`. More
+//!   than `max_failures` failures in the window flags the failure that crossed it.
+//! - **Novelty**: a `country` or `merchant` attribute never seen for the entity, once the
+//!   entity has `novelty_min_history` events (before that everything is new).
+//!
+//! Each detector yields a component score in [0, 1] that is 0.5 exactly at its threshold; the
+//! event's `score` is `1 − Π(1 − sᵢ)` and `is_anomaly` is `score ≥ anomaly_threshold` (0.5).
+//! `reasons` lists the detectors that fired, with the numbers that made them fire.
+//!
+//! **Late and out-of-order events.** The state keeps a watermark (the latest event time seen).
+//! An event up to `window` behind it is placed at its own time: velocity counts the window that
+//! ends at the event. An event further behind is *late*: it is scored for value and novelty,
+//! updates the value statistics and the seen sets, but neither counts nor is counted in the
+//! velocity windows (those buckets are gone); its reasons carry `late_event`.
+//!
+//! **Redelivery.** The state remembers the ids (hashed) of the last [`RECENT_IDS`] events it
+//! absorbed. An event found there is scored without being counted again, which is also what
+//! makes persistence's state update exactly-once (see [`crate::persist`]).
+
+use std::collections::HashMap;
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{Batch, Stage};
+use crate::enrich::{EnrichedEvent, Enrichment};
+use crate::event::{Event, Provenance};
+
+/// How many applied event ids an entity remembers.
+pub const RECENT_IDS: usize = 64;
+const MAX_COUNTRIES: usize = 16;
+const MAX_COUNTRY_LEN: usize = 8;
+const MAX_MERCHANTS: usize = 48;
+const MAX_FAILURE_TIMES: usize = 16;
+/// σ of a normal distribution per unit of mean absolute deviation.
+const MAD_TO_SIGMA: f64 = 1.2533;
+/// Smallest σ on the log scale (about 5 %), so a perfectly regular entity is not infinitely strict.
+const MIN_SIGMA: f64 = 0.05;
+
+/// Detection settings.
+#[derive(Debug, Clone)]
+pub struct DetectConfig {
+    /// The velocity window.
+    pub window: Duration,
+    /// More failures than this in the window is an anomaly.
+    pub max_failures: u32,
+    /// More events than this in the window is an anomaly.
+    pub max_events: u32,
+    /// `attributes.status` values that count as failures.
+    pub failure_statuses: Vec<String>,
+    /// |z| at which a value is an outlier.
+    pub z_threshold: f64,
+    /// Events needed before value scoring starts.
+    pub warmup: u64,
+    /// Weight of a new observation in the running statistics.
+    pub alpha: f64,
+    /// Events needed before novelty counts.
+    pub novelty_min_history: u64,
+    /// Component score of a never-seen country.
+    pub new_country_score: f64,
+    /// Component score of a never-seen merchant.
+    pub new_merchant_score: f64,
+    /// `score` at or above which an event is an anomaly.
+    pub anomaly_threshold: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            window: Duration::minutes(10),
+            max_failures: 5,
+            max_events: 60,
+            failure_statuses: vec!["failed".into(), "declined".into()],
+            z_threshold: 4.0,
+            warmup: 8,
+            alpha: 0.1,
+            novelty_min_history: 5,
+            new_country_score: 0.6,
+            new_merchant_score: 0.3,
+            anomaly_threshold: 0.5,
+        }
+    }
+}
+
+/// Running value statistics (log scale).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValueStats {
+    /// Observations absorbed.
+    pub n: u64,
+    /// Exponentially weighted mean.
+    pub mean: f64,
+    /// Exponentially weighted mean absolute deviation.
+    pub mad: f64,
+}
+
+/// Everything the pipeline remembers about one entity. Serialises to ≤ 4 KB.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    /// The entity.
+    pub entity_id: String,
+    /// Optimistic-concurrency version: 0 means never stored; each write adds one.
+    pub version: u64,
+    /// Event time (ms) of the earliest event absorbed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<i64>,
+    /// Watermark: the latest event time (ms) absorbed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// Events absorbed.
+    pub count: u64,
+    /// Failures absorbed.
+    pub failures_total: u64,
+    /// Value statistics.
+    pub stats: ValueStats,
+    /// Events per minute of event time, `[minute, count]`, inside the window.
+    #[serde(default)]
+    pub minutes: Vec<(i64, u32)>,
+    /// Event times (ms) of recent failures inside the window, sorted.
+    #[serde(default)]
+    pub failures: Vec<i64>,
+    /// Countries seen, with counts (the most frequent are kept).
+    #[serde(default)]
+    pub countries: Vec<(String, u32)>,
+    /// Hashes of merchants seen (oldest evicted first).
+    #[serde(default)]
+    pub merchants: Vec<u32>,
+    /// Hashes of the ids of the most recently absorbed events.
+    #[serde(default)]
+    pub recent: Vec<u64>,
+}
+
+impl EntityState {
+    /// A fresh state for an entity never seen.
+    pub fn new(entity_id: &str) -> Self {
+        EntityState { entity_id: entity_id.to_owned(), ..Default::default() }
+    }
+
+    /// Whether the event with this id hash was already absorbed.
+    pub fn has_absorbed(&self, id_hash: u64) -> bool {
+        self.recent.contains(&id_hash)
+    }
+
+    /// The up to three most frequent countries.
+    pub fn usual_countries(&self) -> Vec<String> {
+        let mut c: Vec<_> = self.countries.iter().collect();
+        c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        c.into_iter().take(3).map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// Why an event scored what it did. Serialised with a `code` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum DetectReason {
+    /// The value is far from the entity's usual values.
+    ValueOutlier {
+        /// Robust z-score (log scale).
+        z: f64,
+        /// The base-currency value.
+        value: f64,
+        /// The entity's typical value (back from the log scale).
+        typical: f64,
+        /// The threshold crossed.
+        threshold: f64,
+    },
+    /// Too many failures in the window.
+    FailureVelocity {
+        /// Failures in the window, this one included.
+        failures: u32,
+        /// Window length in seconds.
+        window_s: i64,
+        /// The most failures allowed.
+        threshold: u32,
+    },
+    /// Too many events in the window.
+    EventVelocity {
+        /// Events in the window, this one included.
+        events: u32,
+        /// Window length in seconds.
+        window_s: i64,
+        /// The most events allowed.
+        threshold: u32,
+    },
+    /// A country never seen for the entity.
+    NewCountry {
+        /// The new country.
+        country: String,
+        /// How many countries the entity had.
+        known: u32,
+    },
+    /// A merchant never seen for the entity.
+    NewMerchant {
+        /// The new merchant.
+        merchant: String,
+        /// How many merchants the entity had.
+        known: u32,
+    },
+    /// Behind the watermark by more than the window: not counted in velocity.
+    LateEvent {
+        /// How far behind the watermark, in seconds.
+        behind_s: i64,
+    },
+}
+
+/// The detect stage's verdict on one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Detection {
+    /// Combined score in [0, 1].
+    pub score: f64,
+    /// Whether the score reached the anomaly threshold.
+    pub is_anomaly: bool,
+    /// The detectors that fired.
+    #[serde(default)]
+    pub reasons: Vec<DetectReason>,
+}
+
+/// An event with its detection: the detect stage's output and persist's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredEvent {
+    /// The event.
+    pub event: Event,
+    /// Where it came from.
+    #[serde(default)]
+    pub provenance: Provenance,
+    /// What enrich added.
+    pub enrichment: Enrichment,
+    /// The verdict.
+    pub detection: Detection,
+}
+
+/// What the detectors need to know about an event.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Hash of the event id.
+    pub id_hash: u64,
+    /// Event time, ms.
+    pub t_ms: i64,
+    /// Base-currency value.
+    pub value: f64,
+    /// Whether the event is a failure.
+    pub failure: bool,
+    /// `attributes.country`.
+    pub country: Option<&'a str>,
+    /// `attributes.merchant`.
+    pub merchant: Option<&'a str>,
+}
+
+impl<'a> Observation<'a> {
+    /// Reads an observation off an event and its base value.
+    pub fn of(event: &'a Event, base_value: f64, cfg: &DetectConfig) -> Self {
+        let failure = event
+            .attr_str("status")
+            .is_some_and(|s| cfg.failure_statuses.iter().any(|f| f.eq_ignore_ascii_case(s)));
+        Observation {
+            id_hash: crate::hash64(event.event_id.as_bytes()),
+            t_ms: event.occurred_ms(),
+            value: base_value,
+            failure,
+            country: event.attr_str("country"),
+            merchant: event.attr_str("merchant"),
+        }
+    }
+}
+
+fn slog(v: f64) -> f64 {
+    v.signum() * v.abs().ln_1p()
+}
+
+fn unslog(x: f64) -> f64 {
+    x.signum() * x.abs().exp_m1()
+}
+
+fn logistic(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn merchant_hash(m: &str) -> u32 {
+    (crate::hash64(m.as_bytes()) >> 32) as u32
+}
+
+fn country_key(c: &str) -> String {
+    c.chars().take(MAX_COUNTRY_LEN).collect()
+}
+
+/// Scores `obs` against `state` and, when `absorb` is set and the event was not absorbed
+/// before, folds it into the state. Returns the verdict.
+pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfig, absorb: bool) -> Detection {
+    let replay = state.has_absorbed(obs.id_hash);
+    let window_ms = cfg.window.num_milliseconds();
+    let mut reasons = Vec::new();
+    let mut keep = 1.0_f64; // Π(1 − sᵢ)
+
+    // Value.
+    let x = slog(obs.value);
+    let sigma = (MAD_TO_SIGMA * state.stats.mad).max(MIN_SIGMA);
+    if state.stats.n >= cfg.warmup {
+        let z = (x - state.stats.mean) / sigma;
+        let s = logistic(z.abs() - cfg.z_threshold);
+        keep *= 1.0 - s;
+        if z.abs() >= cfg.z_threshold {
+            reasons.push(DetectReason::ValueOutlier {
+                z: round2(z),
+                value: obs.value,
+                typical: round2(unslog(state.stats.mean)),
+                threshold: cfg.z_threshold,
+            });
+        }
+    }
+
+    // Velocity.
+    let late_by = state.last_seen.map_or(0, |w| w - obs.t_ms);
+    let late = late_by > window_ms;
+    if late {
+        reasons.push(DetectReason::LateEvent { behind_s: late_by / 1000 });
+    } else {
+        let from = obs.t_ms - window_ms; // exclusive
+        let own = u32::from(!replay);
+        let minute = obs.t_ms.div_euclid(60_000);
+        let from_minute = from.div_euclid(60_000);
+        let events: u32 = state
+            .minutes
+            .iter()
+            .filter(|(m, _)| *m > from_minute && *m <= minute)
+            .map(|(_, c)| *c)
+            .sum::<u32>()
+            + own;
+        if events > cfg.max_events {
+            let s = velocity_score(events, cfg.max_events);
+            keep *= 1.0 - s;
+            reasons.push(DetectReason::EventVelocity {
+                events,
+                window_s: cfg.window.num_seconds(),
+                threshold: cfg.max_events,
+            });
+        }
+        if obs.failure {
+            let failures = state.failures.iter().filter(|t| **t > from && **t <= obs.t_ms).count() as u32
+                + own;
+            if failures > cfg.max_failures {
+                let s = velocity_score(failures, cfg.max_failures);
+                keep *= 1.0 - s;
+                reasons.push(DetectReason::FailureVelocity {
+                    failures,
+                    window_s: cfg.window.num_seconds(),
+                    threshold: cfg.max_failures,
+                });
+            }
+        }
+    }
+
+    // Novelty.
+    if state.count >= cfg.novelty_min_history {
+        if let Some(c) = obs.country {
+            let key = country_key(c);
+            if !state.countries.iter().any(|(k, _)| *k == key) {
+                keep *= 1.0 - cfg.new_country_score;
+                reasons.push(DetectReason::NewCountry { country: c.to_owned(), known: state.countries.len() as u32 });
+            }
+        }
+        if let Some(m) = obs.merchant {
+            if !state.merchants.contains(&merchant_hash(m)) {
+                keep *= 1.0 - cfg.new_merchant_score;
+                reasons.push(DetectReason::NewMerchant { merchant: m.to_owned(), known: state.merchants.len() as u32 });
+            }
+        }
+    }
+
+    let score = round4((1.0 - keep).clamp(0.0, 1.0));
+    if absorb && !replay {
+        absorb_into(state, obs, x, sigma, late, cfg);
+    }
+    Detection { score, is_anomaly: score >= cfg.anomaly_threshold, reasons }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+/// 0.5 at one over the threshold, approaching 1 as the count grows.
+fn velocity_score(count: u32, threshold: u32) -> f64 {
+    let over = f64::from(count.saturating_sub(threshold));
+    1.0 - 0.5 * (-(over - 1.0) / (f64::from(threshold.max(1)))).exp().min(1.0)
+}
+
+fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, x: f64, sigma: f64, late: bool, cfg: &DetectConfig) {
+    let window_ms = cfg.window.num_milliseconds();
+    // Value statistics (winsorised once warmed up).
+    let st = &mut state.stats;
+    if st.n == 0 {
+        st.mean = x;
+        st.mad = 0.0;
+    } else {
+        let xc = if st.n >= cfg.warmup { x.clamp(st.mean - 3.0 * sigma, st.mean + 3.0 * sigma) } else { x };
+        let dev = (xc - st.mean).abs();
+        // Before warm-up use a plain running average so the first events weigh equally.
+        let a = if st.n < cfg.warmup { 1.0 / (st.n as f64 + 1.0) } else { cfg.alpha };
+        st.mean += a * (xc - st.mean);
+        st.mad += a * (dev - st.mad);
+    }
+    st.n += 1;
+
+    state.count += 1;
+    if obs.failure {
+        state.failures_total += 1;
+    }
+    state.first_seen = Some(state.first_seen.map_or(obs.t_ms, |f| f.min(obs.t_ms)));
+    let watermark = state.last_seen.map_or(obs.t_ms, |w| w.max(obs.t_ms));
+    state.last_seen = Some(watermark);
+
+    if !late {
+        let minute = obs.t_ms.div_euclid(60_000);
+        match state.minutes.iter_mut().find(|(m, _)| *m == minute) {
+            Some(b) => b.1 = b.1.saturating_add(1),
+            None => {
+                state.minutes.push((minute, 1));
+                state.minutes.sort_unstable();
+            }
+        }
+        if obs.failure {
+            let pos = state.failures.partition_point(|t| *t <= obs.t_ms);
+            state.failures.insert(pos, obs.t_ms);
+        }
+    }
+    // Forget what has left the window behind the watermark.
+    let horizon = watermark - window_ms;
+    let horizon_minute = horizon.div_euclid(60_000);
+    state.minutes.retain(|(m, _)| *m >= horizon_minute);
+    state.failures.retain(|t| *t > horizon);
+    if state.failures.len() > MAX_FAILURE_TIMES {
+        let drop = state.failures.len() - MAX_FAILURE_TIMES;
+        state.failures.drain(..drop);
+    }
+
+    if let Some(c) = obs.country {
+        let key = country_key(c);
+        match state.countries.iter_mut().find(|(k, _)| *k == key) {
+            Some(e) => e.1 = e.1.saturating_add(1),
+            None => {
+                if state.countries.len() >= MAX_COUNTRIES {
+                    // Evict the rarest (the oldest among equals): usual countries stay known.
+                    if let Some(i) = state.countries.iter().enumerate().min_by_key(|(_, e)| e.1).map(|(i, _)| i) {
+                        state.countries.remove(i);
+                    }
+                }
+                state.countries.push((key, 1));
+            }
+        }
+    }
+    if let Some(m) = obs.merchant {
+        let h = merchant_hash(m);
+        if !state.merchants.contains(&h) {
+            if state.merchants.len() >= MAX_MERCHANTS {
+                state.merchants.remove(0);
+            }
+            state.merchants.push(h);
+        }
+    }
+    if state.recent.len() >= RECENT_IDS {
+        state.recent.remove(0);
+    }
+    state.recent.push(obs.id_hash);
+}
+
+/// Runs the detect stage: scores every event in event-time order per entity, starting from the
+/// stored `states` (entities missing there start fresh). Output order is input order.
+pub fn detect(
+    mut batch: Batch<EnrichedEvent>,
+    states: &HashMap<String, EntityState>,
+    cfg: &DetectConfig,
+) -> Batch<ScoredEvent> {
+    let events = std::mem::take(&mut batch.events);
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| (events[i].event.occurred_ms(), i));
+    let mut working: HashMap<&str, EntityState> = HashMap::new();
+    let mut detections: Vec<Option<Detection>> = vec![None; events.len()];
+    for i in order {
+        let ev = &events[i];
+        let id = ev.event.entity_id.as_str();
+        let state = working
+            .entry(id)
+            .or_insert_with(|| states.get(id).cloned().unwrap_or_else(|| EntityState::new(id)));
+        let obs = Observation::of(&ev.event, ev.enrichment.base_value, cfg);
+        detections[i] = Some(observe(state, &obs, cfg, true));
+    }
+    let scored = events
+        .into_iter()
+        .zip(detections)
+        .map(|(ev, d)| ScoredEvent {
+            event: ev.event,
+            provenance: ev.provenance,
+            enrichment: ev.enrichment,
+            detection: d.unwrap_or_default(),
+        })
+        .collect();
+    let _ = Stage::Detect; // detect never quarantines: every enriched event can be scored.
+    batch.map_events(scored, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(id: u64, t_s: i64, value: f64, failure: bool, country: Option<&'static str>) -> Observation<'static> {
+        Observation { id_hash: id, t_ms: t_s * 1000, value, failure, country, merchant: None }
+    }
+
+    #[test]
+    fn sixth_failure_in_ten_minutes_is_an_anomaly() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        for i in 0..5 {
+            let d = observe(&mut st, &obs(i, i as i64 * 60, 10.0, true, None), &cfg, true);
+            assert!(!d.is_anomaly, "failure {i} flagged: {d:?}");
+        }
+        let d = observe(&mut st, &obs(99, 330, 10.0, true, None), &cfg, true);
+        assert!(d.is_anomaly, "{d:?}");
+        assert!(matches!(d.reasons[0], DetectReason::FailureVelocity { failures: 6, threshold: 5, .. }));
+    }
+
+    #[test]
+    fn failures_spread_over_more_than_the_window_are_fine() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        for i in 0..12 {
+            let d = observe(&mut st, &obs(i, i as i64 * 150, 10.0, true, None), &cfg, true);
+            assert!(!d.is_anomaly, "{i}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn spike_is_an_outlier_and_does_not_poison_stats() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        for i in 0..30 {
+            let v = 20.0 + (i % 5) as f64;
+            let d = observe(&mut st, &obs(i, i as i64 * 3600, v, false, None), &cfg, true);
+            assert!(!d.is_anomaly, "{i}: {d:?}");
+        }
+        let d = observe(&mut st, &obs(100, 31 * 3600, 5000.0, false, None), &cfg, true);
+        assert!(d.is_anomaly && matches!(d.reasons[0], DetectReason::ValueOutlier { .. }), "{d:?}");
+        let d = observe(&mut st, &obs(101, 32 * 3600, 22.0, false, None), &cfg, true);
+        assert!(!d.is_anomaly, "{d:?}");
+    }
+
+    #[test]
+    fn redelivered_event_is_not_counted_twice() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        observe(&mut st, &obs(1, 0, 10.0, true, Some("DE")), &cfg, true);
+        let before = st.clone();
+        observe(&mut st, &obs(1, 0, 10.0, true, Some("DE")), &cfg, true);
+        assert_eq!(st, before);
+    }
+
+    #[test]
+    fn late_events_skip_velocity_but_count_elsewhere() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        observe(&mut st, &obs(1, 10_000, 10.0, false, None), &cfg, true);
+        let d = observe(&mut st, &obs(2, 10_000 - 3600, 10.0, true, None), &cfg, true);
+        assert!(matches!(d.reasons[0], DetectReason::LateEvent { behind_s: 3600 }));
+        assert_eq!(st.count, 2);
+        assert!(st.failures.is_empty());
+        assert_eq!(st.first_seen, Some((10_000 - 3600) * 1000));
+    }
+
+    #[test]
+    fn new_country_after_history() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("a");
+        for i in 0..6 {
+            observe(&mut st, &obs(i, i as i64 * 3600, 10.0, false, Some("DE")), &cfg, true);
+        }
+        let d = observe(&mut st, &obs(50, 7 * 3600, 10.0, false, Some("BR")), &cfg, true);
+        assert!(d.is_anomaly, "{d:?}");
+        assert!(d.reasons.iter().any(|r| matches!(r, DetectReason::NewCountry { country, .. } if country == "BR")));
+    }
+
+    #[test]
+    fn worst_case_state_fits_in_4_kb() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new(&"e".repeat(256));
+        st.version = u64::MAX;
+        let countries: Vec<String> = (0..40).map(|i| format!("C{i:07}")).collect();
+        let merchants: Vec<String> = (0..100).map(|i| format!("merchant-{i}")).collect();
+        for i in 0..500u64 {
+            let o = Observation {
+                id_hash: u64::MAX - i,
+                t_ms: 1_700_000_000_000 + i as i64 * 1000,
+                value: -1.0e300,
+                failure: true,
+                country: Some(&countries[(i % 40) as usize]),
+                merchant: Some(&merchants[(i % 100) as usize]),
+            };
+            observe(&mut st, &o, &cfg, true);
+        }
+        st.count = u64::MAX;
+        st.failures_total = u64::MAX;
+        st.stats.n = u64::MAX;
+        st.stats.mean = -f64::MAX;
+        st.stats.mad = f64::MAX;
+        for c in &mut st.countries {
+            c.1 = u32::MAX;
+        }
+        let len = serde_json::to_vec(&st).map(|v| v.len()).unwrap_or(usize::MAX);
+        assert!(len <= 4096, "worst-case state is {len} bytes");
+    }
+}

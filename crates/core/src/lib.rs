@@ -1,0 +1,37 @@
+//! The AWS-free core of the event pipeline.
+//!
+//! Every Lambda function, the `pipeline` CLI and the tests run the code in this crate; the
+//! binaries only wire it to AWS or to the embedded store.
+//!
+//! # Layout
+//! - [`event`]: the v1 event contract as Rust types ([`event::Event`]) and per-event provenance.
+//! - [`contract`]: the JSON Schema file that *is* the contract, compiled once.
+//! - [`batch`]: the batch document the stages exchange, quarantine entries and reasons.
+//! - [`ingest`]: decoders for MSK `KafkaEvent`s, EventBridge events and JSON Lines, and the
+//!   splitter that keeps batch documents under the Step Functions state limit.
+//! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
+//! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through.
+//! - [`error`]: the crate's error enum and the stable `error_type` names the state machine matches.
+//!
+//! Stage order and types: `Batch<RawEvent>` → [`validate::validate`] → `Batch<ValidEvent>` →
+//! [`enrich::enrich`] → `Batch<EnrichedEvent>` → [`detect::detect`] → `Batch<ScoredEvent>` →
+//! [`persist::persist`] → [`persist::PersistReport`].
+
+pub mod batch;
+pub mod contract;
+pub mod currency;
+pub mod detect;
+pub mod enrich;
+pub mod error;
+pub mod event;
+pub mod ingest;
+pub mod persist;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, ErrorClass};
+
+/// Stable 64-bit hash used for event-id sets and content hashes (xxh3, seed 0).
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}

@@ -1,0 +1,149 @@
+//! The storage boundary: what persistence and reference-data reads need from a database.
+//!
+//! The trait is shaped after DynamoDB's capabilities so that the embedded SQLite store and the
+//! DynamoDB store implement the same semantics: batched reads by key, *conditional* single-item
+//! writes that return the current item when the condition fails
+//! (`ReturnValuesOnConditionCheckFailure`), and optimistic concurrency on entity state through
+//! a version number. The decision of *what* to write lives in [`crate::persist`], not in the
+//! stores, so both behave identically; the contract test suite in `tests/` runs against every
+//! implementation.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::batch::Quarantined;
+use crate::detect::{Detection, EntityState};
+use crate::enrich::Enrichment;
+use crate::event::{Event, Provenance};
+
+/// How the current version of a stored record came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// First written.
+    Persisted,
+    /// Replaced by a higher version.
+    Updated,
+}
+
+/// One stored event: the unit of idempotency, keyed by `event_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The key.
+    pub event_id: String,
+    /// The entity (anomaly index partition).
+    pub entity_id: String,
+    /// Event version stored.
+    pub version: u32,
+    /// Hex xxh3 of the event's content (see [`Event::content_hash`]).
+    pub content_hash: String,
+    /// How this version was written.
+    pub status: RecordStatus,
+    /// Event time, RFC 3339 (the anomaly index sort key).
+    pub occurred_at: String,
+    /// The event as received.
+    pub event: Event,
+    /// What enrich added.
+    pub enrichment: Enrichment,
+    /// What detect concluded.
+    pub detection: Detection,
+    /// Where it came from.
+    pub provenance: Provenance,
+    /// When the first version was written.
+    pub first_persisted_at: DateTime<Utc>,
+    /// When the current version was written.
+    pub last_persisted_at: DateTime<Utc>,
+}
+
+/// The condition under which a record write may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No record with this `event_id` exists.
+    Absent,
+    /// The stored record has exactly this version (a replacement by a higher version).
+    VersionIs(u32),
+}
+
+/// A conditional record write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventWrite {
+    /// The record to write.
+    pub record: EventRecord,
+    /// When it may be written.
+    pub condition: WriteCondition,
+}
+
+/// What happened to one conditional write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteResult {
+    /// The condition held and the record is written.
+    Written,
+    /// The condition did not hold; `current` is what the store holds now.
+    ConditionFailed {
+        /// The stored record, if any.
+        current: Option<Box<EventRecord>>,
+    },
+}
+
+/// What happened to a conditional entity-state write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityWrite {
+    /// Written.
+    Written,
+    /// Someone else wrote the entity since it was read.
+    VersionConflict,
+}
+
+/// A quarantined event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineRecord {
+    /// Stable id (see [`Quarantined::quarantine_id`]): quarantining twice overwrites the same item.
+    pub quarantine_id: String,
+    /// The batch it was found in.
+    pub batch_id: String,
+    /// When it was quarantined.
+    pub quarantined_at: DateTime<Utc>,
+    /// The entry itself: stage, reasons, original payload, provenance.
+    pub item: Quarantined,
+}
+
+/// Everything a store holds, in key order: for tests and for `pipeline` inspection.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StoreDump {
+    /// Records by `event_id`.
+    pub events: Vec<EventRecord>,
+    /// Entity states by `entity_id`.
+    pub entities: Vec<EntityState>,
+    /// Quarantine records by id.
+    pub quarantine: Vec<QuarantineRecord>,
+}
+
+/// A place that keeps records, entity state and quarantine.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Reads the stored records of these ids (missing ids are absent from the map).
+    async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error>;
+
+    /// Performs each write if its condition holds; one result per write, in order. Writes are
+    /// independent: one failing its condition does not stop the others.
+    async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error>;
+
+    /// Reads the stored state of these entities (missing ones are absent from the map).
+    async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error>;
+
+    /// Writes `state` if the stored version is `state.version − 1` (absent counts as 0).
+    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error>;
+
+    /// Stores quarantine records (idempotent by `quarantine_id`).
+    async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
+
+    /// Anomalous records, newest event time first, optionally of one entity.
+    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error>;
+
+    /// Everything, in key order.
+    async fn dump(&self) -> Result<StoreDump, Error>;
+}
