@@ -147,3 +147,29 @@ pub trait Store: Send + Sync {
     /// Everything, in key order.
     async fn dump(&self) -> Result<StoreDump, Error>;
 }
+
+// Shared stores: several pipelines (or concurrent tasks) can use one store through an `Arc`.
+#[async_trait]
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
+        (**self).get_events(ids).await
+    }
+    async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
+        (**self).write_events(writes).await
+    }
+    async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
+        (**self).get_entities(ids).await
+    }
+    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error> {
+        (**self).put_entity(state).await
+    }
+    async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
+        (**self).put_quarantine(items).await
+    }
+    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error> {
+        (**self).list_anomalies(entity_id, limit).await
+    }
+    async fn dump(&self) -> Result<StoreDump, Error> {
+        (**self).dump().await
+    }
+}

@@ -1,0 +1,194 @@
+//! The store contract suite: what every [`Store`] must guarantee, run through the real stages.
+//!
+//! Each case takes freshly created, empty stores. Failures panic with a message (these are
+//! tests). Run by `tests/store_sqlite.rs` and `tests/store_dynamodb.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use pipeline_core::ErrorClass;
+use pipeline_core::batch::{Batch, RawEvent};
+use pipeline_core::persist::{PersistReport, Status};
+use pipeline_core::store::{Store, StoreDump};
+use pipeline_handlers::{Config, Pipeline};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::fixtures::{now, payments, raw_batch};
+
+/// Builds a pipeline with default settings around `store`.
+pub fn pipeline<S: Store>(store: S) -> Pipeline<S> {
+    Pipeline::new(Config::defaults().expect("default config"), store).expect("pipeline")
+}
+
+/// Runs a batch through all stages, retrying retryable failures as Step Functions would.
+pub async fn run_retrying<S: Store>(p: &Pipeline<S>, batch: &Batch<RawEvent>) -> PersistReport {
+    for attempt in 1..=20 {
+        match p.run_batch(batch.clone(), now()).await {
+            Ok(r) => return r,
+            Err(e) if e.class() == ErrorClass::Retryable && attempt < 20 => continue,
+            Err(e) => panic!("batch {} failed: {e}", batch.batch_id),
+        }
+    }
+    unreachable!()
+}
+
+fn statuses(r: &PersistReport) -> Vec<(String, Status)> {
+    r.outcomes.iter().map(|o| (o.event_id.clone().unwrap_or_default(), o.status)).collect()
+}
+
+fn status_of(r: &PersistReport, id: &str) -> Status {
+    r.outcomes.iter().find(|o| o.event_id.as_deref() == Some(id)).map(|o| o.status).expect("event in report")
+}
+
+/// insert → persisted; same again → duplicate; higher version → updated; lower → stale;
+/// same version, other content → conflict (quarantined, record untouched).
+pub async fn upsert_outcomes<S: Store>(store: S) {
+    let p = pipeline(store);
+    let base = payments(3, 1, 7);
+    let r = run_retrying(&p, &raw_batch("b1", base.clone())).await;
+    assert!(statuses(&r).iter().all(|(_, s)| *s == Status::Persisted), "{:?}", statuses(&r));
+
+    let r = run_retrying(&p, &raw_batch("b2", base.clone())).await;
+    assert!(statuses(&r).iter().all(|(_, s)| *s == Status::Duplicate), "{:?}", statuses(&r));
+
+    let id = base[0]["event_id"].as_str().unwrap().to_owned();
+    let mut v2 = base[0].clone();
+    v2["version"] = 2.into();
+    v2["value"] = 99.5.into();
+    let r = run_retrying(&p, &raw_batch("b3", vec![v2.clone()])).await;
+    assert_eq!(status_of(&r, &id), Status::Updated);
+
+    let r = run_retrying(&p, &raw_batch("b4", vec![base[0].clone()])).await;
+    assert_eq!(status_of(&r, &id), Status::Stale);
+
+    let mut clash = v2.clone();
+    clash["value"] = 1.0.into();
+    let r = run_retrying(&p, &raw_batch("b5", vec![clash])).await;
+    assert_eq!(status_of(&r, &id), Status::Conflict);
+    assert_eq!(r.counts.conflict, 1);
+
+    let dump = p.store.dump().await.unwrap();
+    let rec = dump.events.iter().find(|e| e.event_id == id).unwrap();
+    assert_eq!(rec.version, 2);
+    assert_eq!(rec.event.value, 99.5, "conflict must not overwrite");
+    assert!(dump.quarantine.iter().any(|q| q.item.event_id.as_deref() == Some(id.as_str())));
+    // Entity state counted each event once: the update and the redeliveries added nothing.
+    assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 3);
+}
+
+fn same_dump(a: &StoreDump, b: &StoreDump) {
+    assert_eq!(a.events.len(), b.events.len(), "record count");
+    for (x, y) in a.events.iter().zip(&b.events) {
+        assert_eq!(x, y, "record {}", x.event_id);
+    }
+    assert_eq!(a.entities, b.entities, "entity state");
+    assert_eq!(a.quarantine, b.quarantine, "quarantine");
+}
+
+/// Redelivering random subsets of what was already delivered, shuffled and interleaved with
+/// new batches, five times, leaves the store exactly as one clean delivery does.
+pub async fn redelivery_is_exactly_once<S: Store>(clean: S, redelivered: S, seed: u64) {
+    let events = payments(240, 4, seed);
+    let batches: Vec<Vec<Value>> = events.chunks(60).map(<[Value]>::to_vec).collect();
+    let clean = pipeline(clean);
+    for (i, b) in batches.iter().enumerate() {
+        run_retrying(&clean, &raw_batch(&format!("c{i}"), b.clone())).await;
+    }
+
+    let p = pipeline(redelivered);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut delivered: Vec<Value> = Vec::new();
+    let mut redeliveries = 0;
+    for (i, b) in batches.iter().enumerate() {
+        run_retrying(&p, &raw_batch(&format!("n{i}"), b.clone())).await;
+        delivered.extend(b.iter().cloned());
+        let times = if i + 1 == batches.len() { 5 - redeliveries } else { rng.random_range(0..=2usize).min(5 - redeliveries) };
+        for _ in 0..times {
+            let mut subset: Vec<Value> = delivered.iter().filter(|_| rng.random_bool(0.4)).cloned().collect();
+            subset.shuffle(&mut rng);
+            for (j, chunk) in subset.chunks(100).enumerate() {
+                let r = run_retrying(&p, &raw_batch(&format!("r{redeliveries}-{j}"), chunk.to_vec())).await;
+                assert!(
+                    r.outcomes.iter().all(|o| o.status == Status::Duplicate),
+                    "a redelivered event was not a duplicate: {:?}",
+                    statuses(&r)
+                );
+            }
+            redeliveries += 1;
+        }
+    }
+    assert_eq!(redeliveries, 5);
+    same_dump(&clean.store.dump().await.unwrap(), &p.store.dump().await.unwrap());
+}
+
+/// Two writers updating the same entity at the same time lose nothing.
+pub async fn concurrent_writers_lose_nothing<S: Store + 'static>(store: S) {
+    let store = Arc::new(store);
+    let all = payments(80, 1, 11);
+    let (a, b): (Vec<(usize, Value)>, Vec<(usize, Value)>) = all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, Value)>| v.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
+    let (a, b) = (strip(a), strip(b));
+    let mut tasks = Vec::new();
+    for (name, events) in [("wa", a), ("wb", b)] {
+        let p = Arc::new(pipeline(store.clone()));
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for (i, chunk) in events.chunks(10).enumerate() {
+                let r = run_retrying(&p, &raw_batch(&format!("{name}{i}"), chunk.to_vec())).await;
+                n += r.counts.persisted;
+            }
+            n
+        }));
+    }
+    let mut persisted = 0;
+    for t in tasks {
+        persisted += t.await.unwrap();
+    }
+    assert_eq!(persisted, 80);
+    let dump = store.dump().await.unwrap();
+    assert_eq!(dump.events.len(), 80);
+    assert_eq!(dump.entities.len(), 1);
+    assert_eq!(dump.entities[0].count, 80, "an update was lost");
+}
+
+/// A store that throttles in the middle of a batch, retried until it passes, ends exactly
+/// like an undisturbed one.
+pub async fn throttled_batches_lose_nothing<S: Store>(clean: S, flaky_inner: S) {
+    let events = payments(120, 3, 5);
+    let clean = pipeline(clean);
+    for (i, b) in events.chunks(40).enumerate() {
+        run_retrying(&clean, &raw_batch(&format!("t{i}"), b.to_vec())).await;
+    }
+    let reference = clean.store.dump().await.unwrap();
+    // Let three calls through, then fail four: the failures land mid-batch (after reads,
+    // around the state and record writes), and each failed batch is retried whole.
+    let flaky = crate::flaky::FlakyStore::new(flaky_inner, 3, 4);
+    let p = pipeline(flaky);
+    for (i, b) in events.chunks(40).enumerate() {
+        run_retrying(&p, &raw_batch(&format!("t{i}"), b.to_vec())).await;
+    }
+    assert_eq!(p.store.injected(), 4, "throttles were injected");
+    same_dump(&reference, &p.store.inner().dump().await.unwrap());
+}
+
+/// Quarantined events are stored with every reason, and reconcile with the counts.
+pub async fn quarantine_is_stored_and_counts_reconcile<S: Store>(store: S) {
+    let p = pipeline(store);
+    let mut events = payments(5, 2, 3);
+    events.push(serde_json::json!({"event_id": "bad 1", "value": "x"}));
+    events.push(serde_json::json!({"event_id": "cur", "event_type": "payment.authorized", "source": "s",
+        "entity_id": "a", "occurred_at": "2026-11-01T00:00:00Z", "value": 1, "currency": "XYZ"}));
+    let r = run_retrying(&p, &raw_batch("q1", events)).await;
+    assert_eq!(r.counts.input, 7);
+    assert_eq!(r.counts.accounted(), 7);
+    assert_eq!(r.counts.quarantined, 2);
+    let dump = p.store.dump().await.unwrap();
+    assert_eq!(dump.quarantine.len(), 2);
+    let bad = dump.quarantine.iter().find(|q| q.item.event_id.as_deref() == Some("bad 1")).unwrap();
+    assert!(bad.item.reasons.len() >= 4, "every reason kept: {:?}", bad.item.reasons);
+    assert_eq!(bad.item.payload["value"], "x", "original payload kept");
+}

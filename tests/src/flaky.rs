@@ -1,0 +1,74 @@
+//! A store wrapper that fails the first N calls with a throttling error, to prove that a batch
+//! retried after a partial failure ends with nothing lost and nothing counted twice.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use pipeline_core::Error;
+use pipeline_core::detect::EntityState;
+use pipeline_core::store::{EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteResult};
+
+/// Wraps a store; every call after `pass_first` successful ones fails with
+/// `StoreThrottled` until `fail_next` failures have been injected.
+pub struct FlakyStore<S> {
+    inner: S,
+    calls: AtomicUsize,
+    pass_first: usize,
+    fail_next: usize,
+}
+
+impl<S> FlakyStore<S> {
+    /// Lets `pass_first` calls through, then fails `fail_next` calls, then passes everything.
+    pub fn new(inner: S, pass_first: usize, fail_next: usize) -> Self {
+        FlakyStore { inner, calls: AtomicUsize::new(0), pass_first, fail_next }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// How many failures were injected so far.
+    pub fn injected(&self) -> usize {
+        self.calls.load(Ordering::SeqCst).saturating_sub(self.pass_first).min(self.fail_next)
+    }
+
+    fn gate(&self, op: &str) -> Result<(), Error> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n >= self.pass_first && n < self.pass_first + self.fail_next {
+            return Err(Error::StoreThrottled { message: format!("injected throttle on {op} (call {n})"), source: None });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FlakyStore<S> {
+    async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
+        self.gate("get_events")?;
+        self.inner.get_events(ids).await
+    }
+    async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
+        self.gate("write_events")?;
+        self.inner.write_events(writes).await
+    }
+    async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
+        self.gate("get_entities")?;
+        self.inner.get_entities(ids).await
+    }
+    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error> {
+        self.gate("put_entity")?;
+        self.inner.put_entity(state).await
+    }
+    async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
+        self.gate("put_quarantine")?;
+        self.inner.put_quarantine(items).await
+    }
+    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error> {
+        self.inner.list_anomalies(entity_id, limit).await
+    }
+    async fn dump(&self) -> Result<StoreDump, Error> {
+        self.inner.dump().await
+    }
+}
