@@ -1,1 +1,165 @@
-fn main(){}
+//! `pipeline`: run the event pipeline locally on an embedded database, inspect what it stored,
+//! generate realistic streams, and measure stage throughput.
+//!
+//! The commands call the same stage code as the Lambda functions (`pipeline_handlers`), so a
+//! local run is the product, not a simulation of it.
+
+mod bench;
+mod error;
+mod generate;
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::CliError;
+
+/// Validate, enrich, score and store business events — locally.
+#[derive(Debug, Parser)]
+#[command(name = "pipeline", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run ingest → validate → enrich → detect → persist over input files.
+    ///
+    /// INPUT is a JSON Lines file of events, or a JSON file holding an MSK KafkaEvent, an
+    /// EventBridge event or a stage batch document; `-` reads stdin.
+    Run(run::RunArgs),
+    /// Run one stage on one document and print the stage's output document (JSON).
+    ///
+    /// `ingest` takes what `run` takes and prints the batch documents; the other stages take
+    /// the previous stage's output, e.g. the files under `events/<stage>/`.
+    Stage {
+        /// ingest, validate, enrich, detect or persist.
+        #[arg(value_parser = ["ingest", "validate", "enrich", "detect", "persist"])]
+        stage: String,
+        /// The input document (`-` for stdin).
+        input: String,
+        /// The embedded database (enrich, detect and persist read or write it).
+        #[arg(long, default_value = run::DEFAULT_DB, env = "PIPELINE_DB")]
+        db: PathBuf,
+    },
+    /// Show what the store holds for one event id (record or quarantine entries).
+    Show {
+        /// The event id.
+        event_id: String,
+        /// The embedded database.
+        #[arg(long, default_value = run::DEFAULT_DB, env = "PIPELINE_DB")]
+        db: PathBuf,
+    },
+    /// List stored anomalies, newest event time first.
+    Anomalies {
+        /// Only this entity.
+        #[arg(long)]
+        entity: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The embedded database.
+        #[arg(long, default_value = run::DEFAULT_DB, env = "PIPELINE_DB")]
+        db: PathBuf,
+    },
+    /// Write a realistic, deterministic transaction stream as JSON Lines.
+    Generate {
+        /// Number of events (lines).
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+        /// Number of entities (accounts).
+        #[arg(long, default_value_t = 50)]
+        entities: usize,
+        /// Seed: the same seed gives the same stream.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write the stream here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Write the ground-truth labels of injected cases here (JSON Lines).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+    },
+    /// Measure events/s per stage and for the whole chain, beside a plain serde round trip.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Stage { stage, input, db } => run::stage(&stage, &input, &db),
+        Command::Show { event_id, db } => inspect::show(&db, &event_id),
+        Command::Anomalies {
+            entity,
+            limit,
+            json,
+            db,
+        } => inspect::anomalies(&db, entity.as_deref(), limit, json),
+        Command::Generate {
+            events,
+            entities,
+            seed,
+            output,
+            labels,
+        } => generate_cmd(events, entities, seed, output, labels),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn generate_cmd(
+    events: usize,
+    entities: usize,
+    seed: u64,
+    output: Option<PathBuf>,
+    labels: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    use std::io::{BufWriter, Write};
+    let lines = generate::generate(&generate::GenerateConfig::new(events, entities, seed));
+    let create = |p: &PathBuf| {
+        std::fs::File::create(p)
+            .map(BufWriter::new)
+            .map_err(|e| CliError::io(p.display().to_string(), e))
+    };
+    let mut label_file = labels.as_ref().map(create).transpose()?;
+    let label_w = label_file.as_mut().map(|w| w as &mut dyn Write);
+    match &output {
+        Some(p) => {
+            let mut w = create(p)?;
+            generate::write(&lines, &mut w, label_w)
+                .map_err(|e| CliError::io(p.display().to_string(), e))?;
+            w.flush()
+                .map_err(|e| CliError::io(p.display().to_string(), e))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::new(stdout.lock());
+            generate::write(&lines, &mut w, label_w).map_err(|e| CliError::io("stdout", e))?;
+            w.flush().map_err(|e| CliError::io("stdout", e))?;
+        }
+    }
+    if let (Some(mut w), Some(p)) = (label_file, labels) {
+        w.flush()
+            .map_err(|e| CliError::io(p.display().to_string(), e))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

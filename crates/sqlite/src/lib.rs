@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteCondition, WriteResult,
+    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteCondition,
+    WriteResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -51,12 +52,24 @@ impl From<Error> for CoreError {
     fn from(e: Error) -> Self {
         match e {
             Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
             {
-                CoreError::StoreThrottled { message: "database is busy".into(), source: Some(Box::new(e)) }
+                CoreError::StoreThrottled {
+                    message: "database is busy".into(),
+                    source: Some(Box::new(e)),
+                }
             }
-            Error::Decode { ref key, .. } => CoreError::StoreCorrupt { key: key.clone(), message: e.to_string() },
-            other => CoreError::StoreUnavailable { message: "embedded database failed".into(), source: Some(Box::new(other)) },
+            Error::Decode { ref key, .. } => CoreError::StoreCorrupt {
+                key: key.clone(),
+                message: e.to_string(),
+            },
+            other => CoreError::StoreUnavailable {
+                message: "embedded database failed".into(),
+                source: Some(Box::new(other)),
+            },
         }
     }
 }
@@ -113,13 +126,27 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> Result<Self, Error> {
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     // A std mutex, not an async one: every critical section is a short synchronous SQLite call
     // that never awaits, and SQLite serialises writers anyway.
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, Error> {
         self.conn.lock().map_err(|_| Error::Poisoned)
+    }
+
+    /// The quarantine entries of one event id, oldest first.
+    pub fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        let conn = self.conn()?;
+        let rows: Vec<(String, String)> = conn
+            .prepare_cached(
+                "SELECT quarantine_id, record FROM quarantine WHERE event_id = ?1 ORDER BY rowid",
+            )?
+            .query_map([event_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.iter().map(|(k, t)| decode(k, t)).collect()
     }
 
     /// Reads one record.
@@ -138,7 +165,10 @@ fn read_event(conn: &Connection, event_id: &str) -> Result<Option<EventRecord>, 
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|source| Error::Decode { key: key.to_owned(), source })
+    serde_json::from_str(text).map_err(|source| Error::Decode {
+        key: key.to_owned(),
+        source,
+    })
 }
 
 fn write_record(conn: &Connection, r: &EventRecord) -> Result<(), Error> {
@@ -232,7 +262,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn list_anomalies_sync(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error> {
+    fn list_anomalies_sync(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, Error> {
         let conn = self.conn()?;
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows: Vec<(String, String)> = match entity_id {
@@ -257,7 +291,10 @@ impl SqliteStore {
     fn dump_sync(&self) -> Result<StoreDump, Error> {
         let conn = self.conn()?;
         let rows = |sql: &str| -> Result<Vec<(String, String)>, Error> {
-            Ok(conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+            Ok(conn
+                .prepare(sql)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?)
         };
         Ok(StoreDump {
             events: rows("SELECT event_id, record FROM events ORDER BY event_id")?
@@ -268,14 +305,20 @@ impl SqliteStore {
                 .iter()
                 .map(|(k, t)| decode(k, t))
                 .collect::<Result<_, _>>()?,
-            quarantine: rows("SELECT quarantine_id, record FROM quarantine ORDER BY quarantine_id")?
-                .iter()
-                .map(|(k, t)| decode(k, t))
-                .collect::<Result<_, _>>()?,
+            quarantine: rows(
+                "SELECT quarantine_id, record FROM quarantine ORDER BY quarantine_id",
+            )?
+            .iter()
+            .map(|(k, t)| decode(k, t))
+            .collect::<Result<_, _>>()?,
         })
     }
 
-    fn get_map<T: serde::de::DeserializeOwned>(&self, sql: &str, ids: &[String]) -> Result<HashMap<String, T>, Error> {
+    fn get_map<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, T>, Error> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(sql)?;
         let mut out = HashMap::with_capacity(ids.len());
@@ -302,7 +345,10 @@ impl Store for SqliteStore {
         Ok(self.write_events_sync(writes)?)
     }
 
-    async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, CoreError> {
+    async fn get_entities(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, EntityState>, CoreError> {
         Ok(self.get_map("SELECT state FROM entities WHERE entity_id = ?1", ids)?)
     }
 
@@ -314,7 +360,11 @@ impl Store for SqliteStore {
         Ok(self.put_quarantine_sync(items)?)
     }
 
-    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, CoreError> {
+    async fn list_anomalies(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, CoreError> {
         Ok(self.list_anomalies_sync(entity_id, limit)?)
     }
 

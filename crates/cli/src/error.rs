@@ -1,0 +1,48 @@
+//! The `pipeline` command's error type.
+
+/// Everything that can stop a `pipeline` command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded database could not be opened or read.
+    #[error("database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: String,
+        /// The store error.
+        #[source]
+        source: pipeline_sqlite::Error,
+    },
+    /// A stage or store failed for the whole batch.
+    #[error(transparent)]
+    Pipeline(#[from] pipeline_core::Error),
+    /// The input is a JSON document of a shape the command does not know.
+    #[error("{path}: {message}")]
+    Input {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Nothing found.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl CliError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        CliError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

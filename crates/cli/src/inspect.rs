@@ -1,0 +1,125 @@
+//! `pipeline show` and `pipeline anomalies`: read back what the embedded store holds, so
+//! nobody needs SQL to check a run.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use pipeline_core::store::{EventRecord, Store};
+use pipeline_sqlite::SqliteStore;
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+
+fn open(db: &Path) -> Result<SqliteStore, CliError> {
+    if !db.exists() {
+        return Err(CliError::NotFound(format!(
+            "no database at {} (run `pipeline run INPUT` first, or pass --db)",
+            db.display()
+        )));
+    }
+    SqliteStore::open(db).map_err(|source| CliError::Db {
+        path: db.display().to_string(),
+        source,
+    })
+}
+
+/// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.
+pub fn show(db: &Path, event_id: &str) -> Result<ExitCode, CliError> {
+    let store = open(db)?;
+    let dberr = |source| CliError::Db {
+        path: db.display().to_string(),
+        source,
+    };
+    let record = store.get_event(event_id).map_err(dberr)?;
+    let quarantine = store.quarantine_of(event_id).map_err(dberr)?;
+    if record.is_none() && quarantine.is_empty() {
+        return Err(CliError::NotFound(format!(
+            "no record and no quarantine entry for event_id {event_id:?}"
+        )));
+    }
+    let out = json!({
+        "event_id": event_id,
+        "record": record.as_ref().map(summary),
+        "stored": record,
+        "quarantine": quarantine,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(r: &EventRecord) -> Value {
+    json!({
+        "status": r.status,
+        "version": r.version,
+        "entity_id": r.entity_id,
+        "occurred_at": r.occurred_at,
+        "score": r.detection.score,
+        "is_anomaly": r.detection.is_anomaly,
+        "reasons": r.detection.reasons,
+    })
+}
+
+/// Lists anomalies, newest first.
+pub fn anomalies(
+    db: &Path,
+    entity: Option<&str>,
+    limit: usize,
+    as_json: bool,
+) -> Result<ExitCode, CliError> {
+    let store = open(db)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let records = runtime.block_on(store.list_anomalies(entity, limit))?;
+    if as_json {
+        for r in &records {
+            let mut v = summary(r);
+            v["event_id"] = json!(r.event_id);
+            println!("{v}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if records.is_empty() {
+        println!(
+            "no anomalies stored{}",
+            entity.map(|e| format!(" for {e}")).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<30} {:<12} {:<28} {:>6}  reasons",
+        "occurred_at", "entity", "event_id", "score"
+    );
+    for r in &records {
+        let reasons: Vec<String> = r
+            .detection
+            .reasons
+            .iter()
+            .filter_map(|x| serde_json::to_value(x).ok())
+            .map(|v| {
+                let code = v
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned();
+                let detail: Vec<String> = v
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| *k != "code")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("{code}({})", detail.join(" "))
+            })
+            .collect();
+        println!(
+            "{:<30} {:<12} {:<28} {:>6.3}  {}",
+            r.occurred_at,
+            r.entity_id,
+            r.event_id,
+            r.detection.score,
+            reasons.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,402 @@
+//! `pipeline run`: the main job. Reads inputs, cuts them into batch documents exactly as the
+//! ingest function does, and runs every batch through validate → enrich → detect → persist on
+//! the embedded store with the handlers' own [`Pipeline`].
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressStyle};
+use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
+use pipeline_core::detect::ScoredEvent;
+use pipeline_core::enrich::EnrichedEvent;
+use pipeline_core::ingest::{self, SplitLimits};
+use pipeline_core::persist::{Counts, PersistReport};
+use pipeline_handlers::{Config, Pipeline};
+use pipeline_sqlite::SqliteStore;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::CliError;
+
+/// The embedded database used when `--db` is not given.
+pub const DEFAULT_DB: &str = "pipeline.db";
+
+/// Arguments of `pipeline run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Input files (`-` for stdin).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// The embedded database (created if missing).
+    #[arg(long, default_value = DEFAULT_DB, env = "PIPELINE_DB")]
+    db: PathBuf,
+    /// Write one JSON line per input event: event_id, status, score, is_anomaly, reasons.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the summary as one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Events per batch document (ingest's default keeps documents under 256 KB).
+    #[arg(long, default_value_t = pipeline_core::batch::MAX_BATCH_EVENTS)]
+    batch_size: usize,
+}
+
+/// A batch document entering the chain at some stage.
+enum Job {
+    Raw(Batch<RawEvent>),
+    Valid(Batch<ValidEvent>),
+    Enriched(Batch<EnrichedEvent>),
+    Scored(Batch<ScoredEvent>),
+}
+
+impl Job {
+    fn input_count(&self) -> usize {
+        match self {
+            Job::Raw(b) => b.input_count,
+            Job::Valid(b) => b.input_count,
+            Job::Enriched(b) => b.input_count,
+            Job::Scored(b) => b.input_count,
+        }
+    }
+}
+
+/// The run's summary (`--json` prints exactly this).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Events read.
+    pub input: usize,
+    /// Events that passed validation.
+    pub valid: usize,
+    /// Events quarantined (any stage).
+    pub quarantined: usize,
+    /// Quarantined events per reason code.
+    pub quarantined_by_reason: BTreeMap<String, usize>,
+    /// Anomalies newly persisted or updated.
+    pub anomalies: usize,
+    /// New records.
+    pub persisted: usize,
+    /// Already stored, unchanged.
+    pub duplicate: usize,
+    /// Replaced by a higher version.
+    pub updated: usize,
+    /// Older than what is stored.
+    pub stale: usize,
+    /// Same version, other content.
+    pub conflict: usize,
+    /// Batch documents processed.
+    pub batches: usize,
+    /// Wall time, seconds.
+    pub elapsed_s: f64,
+    /// Events per second.
+    pub events_per_s: f64,
+    /// Whether input = persisted + duplicate + updated + stale + conflict + quarantined.
+    pub reconciled: bool,
+    /// The database written.
+    pub db: String,
+}
+
+/// Runs the command.
+pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("tokio runtime", e))?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let db = args.db.display().to_string();
+    let store = SqliteStore::open(&args.db).map_err(|source| CliError::Db {
+        path: db.clone(),
+        source,
+    })?;
+    let mut pipeline = Pipeline::new(Config::from_env()?, store)?;
+    pipeline.limits = SplitLimits {
+        max_events: args.batch_size.max(1),
+        ..SplitLimits::default()
+    };
+
+    let mut jobs = Vec::new();
+    for input in &args.inputs {
+        jobs.extend(load(input, &pipeline)?);
+    }
+    let total: usize = jobs.iter().map(Job::input_count).sum();
+
+    let bar = if std::io::stderr().is_terminal() && total >= 1000 {
+        let b = ProgressBar::new(total as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bar:40} {pos}/{len} events  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut out = match &args.output {
+        Some(p) => Some(BufWriter::new(
+            std::fs::File::create(p).map_err(|e| CliError::io(p.display().to_string(), e))?,
+        )),
+        None => None,
+    };
+    let mut counts = Counts::default();
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    let mut valid = 0usize;
+    let batches = jobs.len();
+    for job in jobs {
+        let n = job.input_count();
+        let (report, v) = run_job(&pipeline, job).await?;
+        valid += v;
+        counts.merge(&report.counts);
+        for (k, c) in &report.quarantined_by_reason {
+            *by_reason.entry(k.clone()).or_default() += c;
+        }
+        if let (Some(w), Some(p)) = (out.as_mut(), args.output.as_ref()) {
+            write_outcomes(w, &report).map_err(|e| CliError::io(p.display().to_string(), e))?;
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    if let (Some(mut w), Some(p)) = (out, args.output.as_ref()) {
+        w.flush()
+            .map_err(|e| CliError::io(p.display().to_string(), e))?;
+    }
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = Summary {
+        input: counts.input,
+        valid,
+        quarantined: counts.quarantined,
+        quarantined_by_reason: by_reason,
+        anomalies: counts.anomalies,
+        persisted: counts.persisted,
+        duplicate: counts.duplicate,
+        updated: counts.updated,
+        stale: counts.stale,
+        conflict: counts.conflict,
+        batches,
+        elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+        events_per_s: if elapsed > 0.0 {
+            (counts.input as f64 / elapsed).round()
+        } else {
+            0.0
+        },
+        reconciled: counts.input == counts.accounted(),
+        db,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    } else {
+        print_summary(&summary, args.inputs.len());
+    }
+    Ok(if summary.reconciled {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+async fn run_job(p: &Pipeline<SqliteStore>, job: Job) -> Result<(PersistReport, usize), CliError> {
+    let now = Utc::now();
+    Ok(match job {
+        Job::Raw(b) => {
+            let v = p.validate(b);
+            let n = v.events.len();
+            (
+                p.persist(p.detect(p.enrich(v).await?).await?, now).await?,
+                n,
+            )
+        }
+        Job::Valid(b) => {
+            let n = b.events.len();
+            (
+                p.persist(p.detect(p.enrich(b).await?).await?, now).await?,
+                n,
+            )
+        }
+        Job::Enriched(b) => {
+            let n = b.events.len();
+            (p.persist(p.detect(b).await?, now).await?, n)
+        }
+        Job::Scored(b) => {
+            let n = b.events.len();
+            (p.persist(b, now).await?, n)
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct OutLine<'a> {
+    event_id: &'a Option<String>,
+    status: &'a str,
+    score: Option<f64>,
+    is_anomaly: bool,
+    reasons: &'a [Value],
+}
+
+fn write_outcomes(w: &mut impl Write, report: &PersistReport) -> std::io::Result<()> {
+    for o in &report.outcomes {
+        let line = OutLine {
+            event_id: &o.event_id,
+            status: o.status.as_str(),
+            score: o.score,
+            is_anomaly: o.is_anomaly,
+            reasons: &o.reasons,
+        };
+        serde_json::to_writer(&mut *w, &line)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary, inputs: usize) {
+    let reasons: Vec<String> = {
+        let mut r: Vec<_> = s.quarantined_by_reason.iter().collect();
+        r.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        r.into_iter().map(|(k, v)| format!("{k} {v}")).collect()
+    };
+    println!(
+        "pipeline run: {} events from {} input(s) in {:.2} s ({} events/s), {} batch(es), database {}",
+        s.input, inputs, s.elapsed_s, s.events_per_s, s.batches, s.db
+    );
+    println!("  valid        {:>8}", s.valid);
+    if reasons.is_empty() {
+        println!("  quarantined  {:>8}", s.quarantined);
+    } else {
+        println!(
+            "  quarantined  {:>8}   by reason: {}",
+            s.quarantined,
+            reasons.join(", ")
+        );
+    }
+    println!(
+        "  anomalies    {:>8}   (newly persisted or updated)",
+        s.anomalies
+    );
+    println!("  persisted    {:>8}", s.persisted);
+    println!("  duplicate    {:>8}", s.duplicate);
+    println!("  updated      {:>8}", s.updated);
+    println!("  stale        {:>8}", s.stale);
+    println!("  conflict     {:>8}", s.conflict);
+    if s.reconciled {
+        println!(
+            "  reconciled: input = persisted + duplicate + updated + stale + conflict + quarantined"
+        );
+    } else {
+        println!(
+            "  NOT RECONCILED: input {} but outcomes account for a different number",
+            s.input
+        );
+    }
+}
+
+/// `pipeline stage NAME INPUT`: one stage, one document, output printed as JSON.
+pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let store = SqliteStore::open(db).map_err(|source| CliError::Db {
+        path: db.display().to_string(),
+        source,
+    })?;
+    let p = Pipeline::new(Config::from_env()?, store)?;
+    let mut jobs = load(input, &p)?;
+    let wrong = |expected: &str| CliError::Input {
+        path: input.to_owned(),
+        message: format!("`{name}` takes {expected}"),
+    };
+    let out: Value = runtime.block_on(async {
+        if name == "ingest" {
+            let docs: Vec<Value> = jobs
+                .into_iter()
+                .filter_map(|j| {
+                    if let Job::Raw(b) = j {
+                        serde_json::to_value(b).ok()
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            return Ok::<_, CliError>(if docs.len() == 1 {
+                docs.into_iter().next().unwrap_or_default()
+            } else {
+                Value::Array(docs)
+            });
+        }
+        let job = if jobs.len() == 1 { jobs.pop() } else { None };
+        let to_json = |r: Result<Value, serde_json::Error>| r.unwrap_or_default();
+        Ok(match (name, job) {
+            ("validate", Some(Job::Raw(b))) => to_json(serde_json::to_value(p.validate(b))),
+            ("enrich", Some(Job::Valid(b))) => to_json(serde_json::to_value(p.enrich(b).await?)),
+            ("detect", Some(Job::Enriched(b))) => to_json(serde_json::to_value(p.detect(b).await?)),
+            ("persist", Some(Job::Scored(b))) => {
+                to_json(serde_json::to_value(p.persist(b, Utc::now()).await?))
+            }
+            ("validate", _) => return Err(wrong("one raw batch document (ingest output)")),
+            ("enrich", _) => return Err(wrong("one validated batch document (validate output)")),
+            ("detect", _) => return Err(wrong("one enriched batch document (enrich output)")),
+            _ => return Err(wrong("one scored batch document (detect output)")),
+        })
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one input into batch documents.
+fn load(input: &str, p: &Pipeline<SqliteStore>) -> Result<Vec<Job>, CliError> {
+    let text = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::io("stdin", e))?;
+        s
+    } else {
+        std::fs::read_to_string(input).map_err(|e| CliError::io(input, e))?
+    };
+    let now = Utc::now();
+    // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.
+    if let Ok(doc) = serde_json::from_str::<Value>(&text) {
+        if ingest::kind_of(&doc).is_some() {
+            return Ok(p.ingest(&doc, now)?.into_iter().map(Job::Raw).collect());
+        }
+        if doc.get("batch_id").is_some() && doc.get("events").is_some() {
+            return batch_job(input, doc).map(|j| vec![j]);
+        }
+    }
+    let lines = std::io::Cursor::new(text.as_bytes()).lines();
+    let mut items = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(|e| CliError::io(input, e))?;
+        if !line.trim().is_empty() {
+            items.push(ingest::decode_line(input, i + 1, &line));
+        }
+    }
+    Ok(p.split(items, now).into_iter().map(Job::Raw).collect())
+}
+
+fn batch_job(path: &str, doc: Value) -> Result<Job, CliError> {
+    let first = doc.get("events").and_then(|e| e.get(0));
+    let has = |k: &str| first.is_some_and(|f| f.get(k).is_some());
+    let bad = |e: serde_json::Error| CliError::Input {
+        path: path.to_owned(),
+        message: format!("not a valid batch document: {e}"),
+    };
+    Ok(if has("detection") {
+        Job::Scored(serde_json::from_value(doc).map_err(bad)?)
+    } else if has("enrichment") {
+        Job::Enriched(serde_json::from_value(doc).map_err(bad)?)
+    } else if has("event") {
+        Job::Valid(serde_json::from_value(doc).map_err(bad)?)
+    } else {
+        Job::Raw(serde_json::from_value(doc).map_err(bad)?)
+    })
+}
