@@ -37,11 +37,18 @@ pub async fn run_retrying<S: Store>(p: &Pipeline<S>, batch: &Batch<RawEvent>) ->
 }
 
 fn statuses(r: &PersistReport) -> Vec<(String, Status)> {
-    r.outcomes.iter().map(|o| (o.event_id.clone().unwrap_or_default(), o.status)).collect()
+    r.outcomes
+        .iter()
+        .map(|o| (o.event_id.clone().unwrap_or_default(), o.status))
+        .collect()
 }
 
 fn status_of(r: &PersistReport, id: &str) -> Status {
-    r.outcomes.iter().find(|o| o.event_id.as_deref() == Some(id)).map(|o| o.status).expect("event in report")
+    r.outcomes
+        .iter()
+        .find(|o| o.event_id.as_deref() == Some(id))
+        .map(|o| o.status)
+        .expect("event in report")
 }
 
 /// insert → persisted; same again → duplicate; higher version → updated; lower → stale;
@@ -50,10 +57,18 @@ pub async fn upsert_outcomes<S: Store>(store: S) {
     let p = pipeline(store);
     let base = payments(3, 1, 7);
     let r = run_retrying(&p, &raw_batch("b1", base.clone())).await;
-    assert!(statuses(&r).iter().all(|(_, s)| *s == Status::Persisted), "{:?}", statuses(&r));
+    assert!(
+        statuses(&r).iter().all(|(_, s)| *s == Status::Persisted),
+        "{:?}",
+        statuses(&r)
+    );
 
     let r = run_retrying(&p, &raw_batch("b2", base.clone())).await;
-    assert!(statuses(&r).iter().all(|(_, s)| *s == Status::Duplicate), "{:?}", statuses(&r));
+    assert!(
+        statuses(&r).iter().all(|(_, s)| *s == Status::Duplicate),
+        "{:?}",
+        statuses(&r)
+    );
 
     let id = base[0]["event_id"].as_str().unwrap().to_owned();
     let mut v2 = base[0].clone();
@@ -75,7 +90,11 @@ pub async fn upsert_outcomes<S: Store>(store: S) {
     let rec = dump.events.iter().find(|e| e.event_id == id).unwrap();
     assert_eq!(rec.version, 2);
     assert_eq!(rec.event.value, 99.5, "conflict must not overwrite");
-    assert!(dump.quarantine.iter().any(|q| q.item.event_id.as_deref() == Some(id.as_str())));
+    assert!(
+        dump.quarantine
+            .iter()
+            .any(|q| q.item.event_id.as_deref() == Some(id.as_str()))
+    );
     // Entity state counted each event once: the update and the redeliveries added nothing.
     assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 3);
 }
@@ -106,12 +125,24 @@ pub async fn redelivery_is_exactly_once<S: Store>(clean: S, redelivered: S, seed
     for (i, b) in batches.iter().enumerate() {
         run_retrying(&p, &raw_batch(&format!("n{i}"), b.clone())).await;
         delivered.extend(b.iter().cloned());
-        let times = if i + 1 == batches.len() { 5 - redeliveries } else { rng.random_range(0..=2usize).min(5 - redeliveries) };
+        let times = if i + 1 == batches.len() {
+            5 - redeliveries
+        } else {
+            rng.random_range(0..=2usize).min(5 - redeliveries)
+        };
         for _ in 0..times {
-            let mut subset: Vec<Value> = delivered.iter().filter(|_| rng.random_bool(0.4)).cloned().collect();
+            let mut subset: Vec<Value> = delivered
+                .iter()
+                .filter(|_| rng.random_bool(0.4))
+                .cloned()
+                .collect();
             subset.shuffle(&mut rng);
             for (j, chunk) in subset.chunks(100).enumerate() {
-                let r = run_retrying(&p, &raw_batch(&format!("r{redeliveries}-{j}"), chunk.to_vec())).await;
+                let r = run_retrying(
+                    &p,
+                    &raw_batch(&format!("r{redeliveries}-{j}"), chunk.to_vec()),
+                )
+                .await;
                 assert!(
                     r.outcomes.iter().all(|o| o.status == Status::Duplicate),
                     "a redelivered event was not a duplicate: {:?}",
@@ -122,14 +153,18 @@ pub async fn redelivery_is_exactly_once<S: Store>(clean: S, redelivered: S, seed
         }
     }
     assert_eq!(redeliveries, 5);
-    same_dump(&clean.store.dump().await.unwrap(), &p.store.dump().await.unwrap());
+    same_dump(
+        &clean.store.dump().await.unwrap(),
+        &p.store.dump().await.unwrap(),
+    );
 }
 
 /// Two writers updating the same entity at the same time lose nothing.
 pub async fn concurrent_writers_lose_nothing<S: Store + 'static>(store: S) {
     let store = Arc::new(store);
     let all = payments(80, 1, 11);
-    let (a, b): (Vec<(usize, Value)>, Vec<(usize, Value)>) = all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let (a, b): (Vec<(usize, Value)>, Vec<(usize, Value)>) =
+        all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let strip = |v: Vec<(usize, Value)>| v.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
     let (a, b) = (strip(a), strip(b));
     let mut tasks = Vec::new();
@@ -180,15 +215,25 @@ pub async fn quarantine_is_stored_and_counts_reconcile<S: Store>(store: S) {
     let p = pipeline(store);
     let mut events = payments(5, 2, 3);
     events.push(serde_json::json!({"event_id": "bad 1", "value": "x"}));
-    events.push(serde_json::json!({"event_id": "cur", "event_type": "payment.authorized", "source": "s",
-        "entity_id": "a", "occurred_at": "2026-11-01T00:00:00Z", "value": 1, "currency": "XYZ"}));
+    events.push(
+        serde_json::json!({"event_id": "cur", "event_type": "payment.authorized", "source": "s",
+        "entity_id": "a", "occurred_at": "2026-11-01T00:00:00Z", "value": 1, "currency": "XYZ"}),
+    );
     let r = run_retrying(&p, &raw_batch("q1", events)).await;
     assert_eq!(r.counts.input, 7);
     assert_eq!(r.counts.accounted(), 7);
     assert_eq!(r.counts.quarantined, 2);
     let dump = p.store.dump().await.unwrap();
     assert_eq!(dump.quarantine.len(), 2);
-    let bad = dump.quarantine.iter().find(|q| q.item.event_id.as_deref() == Some("bad 1")).unwrap();
-    assert!(bad.item.reasons.len() >= 4, "every reason kept: {:?}", bad.item.reasons);
+    let bad = dump
+        .quarantine
+        .iter()
+        .find(|q| q.item.event_id.as_deref() == Some("bad 1"))
+        .unwrap();
+    assert!(
+        bad.item.reasons.len() >= 4,
+        "every reason kept: {:?}",
+        bad.item.reasons
+    );
     assert_eq!(bad.item.payload["value"], "x", "original payload kept");
 }

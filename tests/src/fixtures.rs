@@ -21,14 +21,19 @@ pub fn events_dir() -> PathBuf {
 
 /// A fixed "now" well after every generated event.
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 /// `n` valid payment events over `entities` entities, one minute apart, with some failures
 /// and a few countries, deterministic for `seed`.
 pub fn payments(n: usize, entities: usize, seed: u64) -> Vec<Value> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let start = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).single().unwrap_or_default();
+    let start = Utc
+        .with_ymd_and_hms(2026, 11, 1, 8, 0, 0)
+        .single()
+        .unwrap_or_default();
     let countries = ["DE", "FR", "NL"];
     (0..n)
         .map(|i| {
@@ -54,6 +59,18 @@ pub fn payments(n: usize, entities: usize, seed: u64) -> Vec<Value> {
 
 /// One raw batch holding `payloads`.
 pub fn raw_batch(id: &str, payloads: Vec<Value>) -> Batch<RawEvent> {
-    let events: Vec<RawEvent> = payloads.into_iter().map(|payload| RawEvent { payload, provenance: Provenance::Direct }).collect();
-    Batch { batch_id: id.to_owned(), received_at: now(), input_count: events.len(), events, quarantine: Vec::new() }
+    let events: Vec<RawEvent> = payloads
+        .into_iter()
+        .map(|payload| RawEvent {
+            payload,
+            provenance: Provenance::Direct,
+        })
+        .collect();
+    Batch {
+        batch_id: id.to_owned(),
+        received_at: now(),
+        input_count: events.len(),
+        events,
+        quarantine: Vec::new(),
+    }
 }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use pipeline_core::Error;
 use pipeline_core::detect::EntityState;
-use pipeline_core::store::{EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteResult};
+use pipeline_core::store::{
+    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteResult,
+};
 
 /// Wraps a store; every call after `pass_first` successful ones fails with
 /// `StoreThrottled` until `fail_next` failures have been injected.
@@ -21,7 +23,12 @@ pub struct FlakyStore<S> {
 impl<S> FlakyStore<S> {
     /// Lets `pass_first` calls through, then fails `fail_next` calls, then passes everything.
     pub fn new(inner: S, pass_first: usize, fail_next: usize) -> Self {
-        FlakyStore { inner, calls: AtomicUsize::new(0), pass_first, fail_next }
+        FlakyStore {
+            inner,
+            calls: AtomicUsize::new(0),
+            pass_first,
+            fail_next,
+        }
     }
 
     /// The wrapped store.
@@ -31,13 +38,19 @@ impl<S> FlakyStore<S> {
 
     /// How many failures were injected so far.
     pub fn injected(&self) -> usize {
-        self.calls.load(Ordering::SeqCst).saturating_sub(self.pass_first).min(self.fail_next)
+        self.calls
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.pass_first)
+            .min(self.fail_next)
     }
 
     fn gate(&self, op: &str) -> Result<(), Error> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if n >= self.pass_first && n < self.pass_first + self.fail_next {
-            return Err(Error::StoreThrottled { message: format!("injected throttle on {op} (call {n})"), source: None });
+            return Err(Error::StoreThrottled {
+                message: format!("injected throttle on {op} (call {n})"),
+                source: None,
+            });
         }
         Ok(())
     }
@@ -65,7 +78,11 @@ impl<S: Store> Store for FlakyStore<S> {
         self.gate("put_quarantine")?;
         self.inner.put_quarantine(items).await
     }
-    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error> {
+    async fn list_anomalies(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, Error> {
         self.inner.list_anomalies(entity_id, limit).await
     }
     async fn dump(&self) -> Result<StoreDump, Error> {

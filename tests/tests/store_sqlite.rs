@@ -25,7 +25,8 @@ async fn redelivery_is_exactly_once() {
 async fn concurrent_writers_lose_nothing() {
     // A file, not memory: two connections' worth of contention is what the test is about.
     let dir = tempfile::tempdir().unwrap();
-    contract::concurrent_writers_lose_nothing(SqliteStore::open(&dir.path().join("c.db")).unwrap()).await;
+    contract::concurrent_writers_lose_nothing(SqliteStore::open(&dir.path().join("c.db")).unwrap())
+        .await;
 }
 
 #[tokio::test]

@@ -117,12 +117,20 @@ pub struct Reason {
 impl Reason {
     /// A reason without a path.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Reason { code: code.to_owned(), message: message.into(), path: None }
+        Reason {
+            code: code.to_owned(),
+            message: message.into(),
+            path: None,
+        }
     }
 
     /// A reason about one field.
     pub fn at(code: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Reason { code: code.to_owned(), message: message.into(), path: Some(path.into()) }
+        Reason {
+            code: code.to_owned(),
+            message: message.into(),
+            path: Some(path.into()),
+        }
     }
 }
 
@@ -145,7 +153,12 @@ pub struct Quarantined {
 
 impl Quarantined {
     /// Quarantines an already typed event (later stages): its serialisation is the payload.
-    pub fn typed(event: &Event, provenance: Provenance, stage: Stage, reasons: Vec<Reason>) -> Self {
+    pub fn typed(
+        event: &Event,
+        provenance: Provenance,
+        stage: Stage,
+        reasons: Vec<Reason>,
+    ) -> Self {
         Quarantined {
             event_id: Some(event.event_id.clone()),
             stage,

@@ -22,7 +22,9 @@ pub struct Contract {
 
 impl std::fmt::Debug for Contract {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Contract").field("schema_version", &SCHEMA_VERSION).finish()
+        f.debug_struct("Contract")
+            .field("schema_version", &SCHEMA_VERSION)
+            .finish()
     }
 }
 
@@ -50,7 +52,11 @@ impl Contract {
             .iter_errors(payload)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let path = if path.is_empty() { "/".to_owned() } else { path };
+                let path = if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                };
                 Reason::at("schema", path, e.to_string())
             })
             .collect()

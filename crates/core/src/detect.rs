@@ -145,7 +145,10 @@ pub struct EntityState {
 impl EntityState {
     /// A fresh state for an entity never seen.
     pub fn new(entity_id: &str) -> Self {
-        EntityState { entity_id: entity_id.to_owned(), ..Default::default() }
+        EntityState {
+            entity_id: entity_id.to_owned(),
+            ..Default::default()
+        }
     }
 
     /// Whether the event with this id hash was already absorbed.
@@ -261,9 +264,11 @@ pub struct Observation<'a> {
 impl<'a> Observation<'a> {
     /// Reads an observation off an event and its base value.
     pub fn of(event: &'a Event, base_value: f64, cfg: &DetectConfig) -> Self {
-        let failure = event
-            .attr_str("status")
-            .is_some_and(|s| cfg.failure_statuses.iter().any(|f| f.eq_ignore_ascii_case(s)));
+        let failure = event.attr_str("status").is_some_and(|s| {
+            cfg.failure_statuses
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(s))
+        });
         Observation {
             id_hash: crate::hash64(event.event_id.as_bytes()),
             t_ms: event.occurred_ms(),
@@ -301,7 +306,12 @@ fn country_key(c: &str) -> String {
 
 /// Scores `obs` against `state` and, when `absorb` is set and the event was not absorbed
 /// before, folds it into the state. Returns the verdict.
-pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfig, absorb: bool) -> Detection {
+pub fn observe(
+    state: &mut EntityState,
+    obs: &Observation<'_>,
+    cfg: &DetectConfig,
+    absorb: bool,
+) -> Detection {
     let replay = state.has_absorbed(obs.id_hash);
     let window_ms = cfg.window.num_milliseconds();
     let mut reasons = Vec::new();
@@ -328,7 +338,9 @@ pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfi
     let late_by = state.last_seen.map_or(0, |w| w - obs.t_ms);
     let late = late_by > window_ms;
     if late {
-        reasons.push(DetectReason::LateEvent { behind_s: late_by / 1000 });
+        reasons.push(DetectReason::LateEvent {
+            behind_s: late_by / 1000,
+        });
     } else {
         let from = obs.t_ms - window_ms; // exclusive
         let own = u32::from(!replay);
@@ -351,7 +363,11 @@ pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfi
             });
         }
         if obs.failure {
-            let failures = state.failures.iter().filter(|t| **t > from && **t <= obs.t_ms).count() as u32
+            let failures = state
+                .failures
+                .iter()
+                .filter(|t| **t > from && **t <= obs.t_ms)
+                .count() as u32
                 + own;
             if failures > cfg.max_failures {
                 let s = velocity_score(failures, cfg.max_failures);
@@ -371,13 +387,19 @@ pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfi
             let key = country_key(c);
             if !state.countries.iter().any(|(k, _)| *k == key) {
                 keep *= 1.0 - cfg.new_country_score;
-                reasons.push(DetectReason::NewCountry { country: c.to_owned(), known: state.countries.len() as u32 });
+                reasons.push(DetectReason::NewCountry {
+                    country: c.to_owned(),
+                    known: state.countries.len() as u32,
+                });
             }
         }
         if let Some(m) = obs.merchant {
             if !state.merchants.contains(&merchant_hash(m)) {
                 keep *= 1.0 - cfg.new_merchant_score;
-                reasons.push(DetectReason::NewMerchant { merchant: m.to_owned(), known: state.merchants.len() as u32 });
+                reasons.push(DetectReason::NewMerchant {
+                    merchant: m.to_owned(),
+                    known: state.merchants.len() as u32,
+                });
             }
         }
     }
@@ -386,7 +408,11 @@ pub fn observe(state: &mut EntityState, obs: &Observation<'_>, cfg: &DetectConfi
     if absorb && !replay {
         absorb_into(state, obs, x, sigma, late, cfg);
     }
-    Detection { score, is_anomaly: score >= cfg.anomaly_threshold, reasons }
+    Detection {
+        score,
+        is_anomaly: score >= cfg.anomaly_threshold,
+        reasons,
+    }
 }
 
 fn round4(x: f64) -> f64 {
@@ -396,10 +422,20 @@ fn round4(x: f64) -> f64 {
 /// 0.5 at one over the threshold, approaching 1 as the count grows.
 fn velocity_score(count: u32, threshold: u32) -> f64 {
     let over = f64::from(count.saturating_sub(threshold));
-    1.0 - 0.5 * (-(over - 1.0) / (f64::from(threshold.max(1)))).exp().min(1.0)
+    1.0 - 0.5
+        * (-(over - 1.0) / (f64::from(threshold.max(1))))
+            .exp()
+            .min(1.0)
 }
 
-fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, x: f64, sigma: f64, late: bool, cfg: &DetectConfig) {
+fn absorb_into(
+    state: &mut EntityState,
+    obs: &Observation<'_>,
+    x: f64,
+    sigma: f64,
+    late: bool,
+    cfg: &DetectConfig,
+) {
     let window_ms = cfg.window.num_milliseconds();
     // Value statistics (winsorised once warmed up).
     let st = &mut state.stats;
@@ -407,10 +443,18 @@ fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, x: f64, sigma: f6
         st.mean = x;
         st.mad = 0.0;
     } else {
-        let xc = if st.n >= cfg.warmup { x.clamp(st.mean - 3.0 * sigma, st.mean + 3.0 * sigma) } else { x };
+        let xc = if st.n >= cfg.warmup {
+            x.clamp(st.mean - 3.0 * sigma, st.mean + 3.0 * sigma)
+        } else {
+            x
+        };
         let dev = (xc - st.mean).abs();
         // Before warm-up use a plain running average so the first events weigh equally.
-        let a = if st.n < cfg.warmup { 1.0 / (st.n as f64 + 1.0) } else { cfg.alpha };
+        let a = if st.n < cfg.warmup {
+            1.0 / (st.n as f64 + 1.0)
+        } else {
+            cfg.alpha
+        };
         st.mean += a * (xc - st.mean);
         st.mad += a * (dev - st.mad);
     }
@@ -455,7 +499,13 @@ fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, x: f64, sigma: f6
             None => {
                 if state.countries.len() >= MAX_COUNTRIES {
                     // Evict the rarest (the oldest among equals): usual countries stay known.
-                    if let Some(i) = state.countries.iter().enumerate().min_by_key(|(_, e)| e.1).map(|(i, _)| i) {
+                    if let Some(i) = state
+                        .countries
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, e)| e.1)
+                        .map(|(i, _)| i)
+                    {
                         state.countries.remove(i);
                     }
                 }
@@ -493,9 +543,12 @@ pub fn detect(
     for i in order {
         let ev = &events[i];
         let id = ev.event.entity_id.as_str();
-        let state = working
-            .entry(id)
-            .or_insert_with(|| states.get(id).cloned().unwrap_or_else(|| EntityState::new(id)));
+        let state = working.entry(id).or_insert_with(|| {
+            states
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| EntityState::new(id))
+        });
         let obs = Observation::of(&ev.event, ev.enrichment.base_value, cfg);
         detections[i] = Some(observe(state, &obs, cfg, true));
     }
@@ -517,8 +570,21 @@ pub fn detect(
 mod tests {
     use super::*;
 
-    fn obs(id: u64, t_s: i64, value: f64, failure: bool, country: Option<&'static str>) -> Observation<'static> {
-        Observation { id_hash: id, t_ms: t_s * 1000, value, failure, country, merchant: None }
+    fn obs(
+        id: u64,
+        t_s: i64,
+        value: f64,
+        failure: bool,
+        country: Option<&'static str>,
+    ) -> Observation<'static> {
+        Observation {
+            id_hash: id,
+            t_ms: t_s * 1000,
+            value,
+            failure,
+            country,
+            merchant: None,
+        }
     }
 
     #[test]
@@ -526,12 +592,24 @@ mod tests {
         let cfg = DetectConfig::default();
         let mut st = EntityState::new("a");
         for i in 0..5 {
-            let d = observe(&mut st, &obs(i, i as i64 * 60, 10.0, true, None), &cfg, true);
+            let d = observe(
+                &mut st,
+                &obs(i, i as i64 * 60, 10.0, true, None),
+                &cfg,
+                true,
+            );
             assert!(!d.is_anomaly, "failure {i} flagged: {d:?}");
         }
         let d = observe(&mut st, &obs(99, 330, 10.0, true, None), &cfg, true);
         assert!(d.is_anomaly, "{d:?}");
-        assert!(matches!(d.reasons[0], DetectReason::FailureVelocity { failures: 6, threshold: 5, .. }));
+        assert!(matches!(
+            d.reasons[0],
+            DetectReason::FailureVelocity {
+                failures: 6,
+                threshold: 5,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -539,7 +617,12 @@ mod tests {
         let cfg = DetectConfig::default();
         let mut st = EntityState::new("a");
         for i in 0..12 {
-            let d = observe(&mut st, &obs(i, i as i64 * 150, 10.0, true, None), &cfg, true);
+            let d = observe(
+                &mut st,
+                &obs(i, i as i64 * 150, 10.0, true, None),
+                &cfg,
+                true,
+            );
             assert!(!d.is_anomaly, "{i}: {d:?}");
         }
     }
@@ -550,11 +633,24 @@ mod tests {
         let mut st = EntityState::new("a");
         for i in 0..30 {
             let v = 20.0 + (i % 5) as f64;
-            let d = observe(&mut st, &obs(i, i as i64 * 3600, v, false, None), &cfg, true);
+            let d = observe(
+                &mut st,
+                &obs(i, i as i64 * 3600, v, false, None),
+                &cfg,
+                true,
+            );
             assert!(!d.is_anomaly, "{i}: {d:?}");
         }
-        let d = observe(&mut st, &obs(100, 31 * 3600, 5000.0, false, None), &cfg, true);
-        assert!(d.is_anomaly && matches!(d.reasons[0], DetectReason::ValueOutlier { .. }), "{d:?}");
+        let d = observe(
+            &mut st,
+            &obs(100, 31 * 3600, 5000.0, false, None),
+            &cfg,
+            true,
+        );
+        assert!(
+            d.is_anomaly && matches!(d.reasons[0], DetectReason::ValueOutlier { .. }),
+            "{d:?}"
+        );
         let d = observe(&mut st, &obs(101, 32 * 3600, 22.0, false, None), &cfg, true);
         assert!(!d.is_anomaly, "{d:?}");
     }
@@ -574,8 +670,16 @@ mod tests {
         let cfg = DetectConfig::default();
         let mut st = EntityState::new("a");
         observe(&mut st, &obs(1, 10_000, 10.0, false, None), &cfg, true);
-        let d = observe(&mut st, &obs(2, 10_000 - 3600, 10.0, true, None), &cfg, true);
-        assert!(matches!(d.reasons[0], DetectReason::LateEvent { behind_s: 3600 }));
+        let d = observe(
+            &mut st,
+            &obs(2, 10_000 - 3600, 10.0, true, None),
+            &cfg,
+            true,
+        );
+        assert!(matches!(
+            d.reasons[0],
+            DetectReason::LateEvent { behind_s: 3600 }
+        ));
         assert_eq!(st.count, 2);
         assert!(st.failures.is_empty());
         assert_eq!(st.first_seen, Some((10_000 - 3600) * 1000));
@@ -586,11 +690,25 @@ mod tests {
         let cfg = DetectConfig::default();
         let mut st = EntityState::new("a");
         for i in 0..6 {
-            observe(&mut st, &obs(i, i as i64 * 3600, 10.0, false, Some("DE")), &cfg, true);
+            observe(
+                &mut st,
+                &obs(i, i as i64 * 3600, 10.0, false, Some("DE")),
+                &cfg,
+                true,
+            );
         }
-        let d = observe(&mut st, &obs(50, 7 * 3600, 10.0, false, Some("BR")), &cfg, true);
+        let d = observe(
+            &mut st,
+            &obs(50, 7 * 3600, 10.0, false, Some("BR")),
+            &cfg,
+            true,
+        );
         assert!(d.is_anomaly, "{d:?}");
-        assert!(d.reasons.iter().any(|r| matches!(r, DetectReason::NewCountry { country, .. } if country == "BR")));
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| matches!(r, DetectReason::NewCountry { country, .. } if country == "BR"))
+        );
     }
 
     #[test]
@@ -619,7 +737,9 @@ mod tests {
         for c in &mut st.countries {
             c.1 = u32::MAX;
         }
-        let len = serde_json::to_vec(&st).map(|v| v.len()).unwrap_or(usize::MAX);
+        let len = serde_json::to_vec(&st)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         assert!(len <= 4096, "worst-case state is {len} bytes");
     }
 }

@@ -49,12 +49,18 @@ impl FxTable {
 
     /// Parses and checks a table.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        let t: FxTable = serde_json::from_str(text).map_err(|e| Error::Config(format!("FX table is not valid: {e}")))?;
+        let t: FxTable = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("FX table is not valid: {e}")))?;
         if let Some((code, rate)) = t.rates.iter().find(|(_, r)| !(r.is_finite() && **r > 0.0)) {
-            return Err(Error::Config(format!("FX rate for {code} must be a positive number, got {rate}")));
+            return Err(Error::Config(format!(
+                "FX rate for {code} must be a positive number, got {rate}"
+            )));
         }
         if t.rates.get(&t.base) != Some(&1.0) {
-            return Err(Error::Config(format!("FX table must list its base currency {} at rate 1.0", t.base)));
+            return Err(Error::Config(format!(
+                "FX table must list its base currency {} at rate 1.0",
+                t.base
+            )));
         }
         Ok(t)
     }
@@ -82,7 +88,9 @@ impl EntityProfile {
             None => EntityProfile::default(),
             Some(s) => EntityProfile {
                 known: s.count > 0,
-                first_seen: s.first_seen.and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+                first_seen: s
+                    .first_seen
+                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
                 event_count: s.count,
                 usual_countries: s.usual_countries(),
             },
@@ -145,15 +153,28 @@ pub fn enrich(
                     .entry(event.entity_id.clone())
                     .or_insert_with(|| EntityProfile::of(profiles.get(&event.entity_id)))
                     .clone();
-                out.push(EnrichedEvent { event, provenance, enrichment });
+                out.push(EnrichedEvent {
+                    event,
+                    provenance,
+                    enrichment,
+                });
             }
-            Err(reasons) => quarantine.push(Quarantined::typed(&event, provenance, Stage::Enrich, reasons)),
+            Err(reasons) => quarantine.push(Quarantined::typed(
+                &event,
+                provenance,
+                Stage::Enrich,
+                reasons,
+            )),
         }
     }
     batch.map_events(out, quarantine)
 }
 
-fn enrich_one(event: &Event, fx: &FxTable, received_at: DateTime<Utc>) -> Result<Enrichment, Vec<Reason>> {
+fn enrich_one(
+    event: &Event,
+    fx: &FxTable,
+    received_at: DateTime<Utc>,
+) -> Result<Enrichment, Vec<Reason>> {
     let (base_value, fx_rate) = match &event.currency {
         None => (event.value, None),
         Some(c) => match fx.rates.get(c) {
@@ -168,7 +189,11 @@ fn enrich_one(event: &Event, fx: &FxTable, received_at: DateTime<Utc>) -> Result
         },
     };
     if !base_value.is_finite() {
-        return Err(vec![Reason::at("fx_overflow", "/value", "value overflows once converted to the base currency")]);
+        return Err(vec![Reason::at(
+            "fx_overflow",
+            "/value",
+            "value overflows once converted to the base currency",
+        )]);
     }
     let t = event.occurred_at;
     let day = t.weekday().num_days_from_monday() as u8;
@@ -205,9 +230,15 @@ mod tests {
         )
         .expect("event");
         let fx = FxTable::builtin().expect("fx");
-        let received = Utc.with_ymd_and_hms(2026, 11, 3, 4, 31, 0).single().expect("time");
+        let received = Utc
+            .with_ymd_and_hms(2026, 11, 3, 4, 31, 0)
+            .single()
+            .expect("time");
         let en = enrich_one(&e, &fx, received).expect("enriched");
-        assert_eq!((en.day_of_week, en.hour_of_day, en.hour_of_week), (0, 23, 23));
+        assert_eq!(
+            (en.day_of_week, en.hour_of_day, en.hour_of_week),
+            (0, 23, 23)
+        );
         assert!((en.base_value - 10.8).abs() < 1e-9);
         assert_eq!(en.ingestion_lag_ms, 60_000);
     }

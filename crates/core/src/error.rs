@@ -137,9 +137,18 @@ mod tests {
     fn error_type_prefix_matches_class() {
         let samples = [
             Error::Config("x".into()),
-            Error::StoreThrottled { message: "x".into(), source: None },
-            Error::EntityContended { entity_id: "e".into(), attempts: 3 },
-            Error::StoreCorrupt { key: "k".into(), message: "m".into() },
+            Error::StoreThrottled {
+                message: "x".into(),
+                source: None,
+            },
+            Error::EntityContended {
+                entity_id: "e".into(),
+                attempts: 3,
+            },
+            Error::StoreCorrupt {
+                key: "k".into(),
+                message: "m".into(),
+            },
         ];
         for e in samples {
             let prefix = match e.class() {
@@ -147,7 +156,11 @@ mod tests {
                 ErrorClass::Fatal => "Pipeline.Fatal.",
             };
             assert!(e.error_type().starts_with(prefix), "{}", e.error_type());
-            assert!(Error::ALL_ERROR_TYPES.iter().any(|(n, c)| *n == e.error_type() && *c == e.class()));
+            assert!(
+                Error::ALL_ERROR_TYPES
+                    .iter()
+                    .any(|(n, c)| *n == e.error_type() && *c == e.class())
+            );
         }
     }
 }

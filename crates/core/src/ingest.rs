@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::Error;
-use crate::batch::{Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Quarantined, RawEvent, Reason, Stage, serialized_len};
+use crate::batch::{
+    Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Quarantined, RawEvent, Reason, Stage, serialized_len,
+};
 use crate::event::Provenance;
 
 /// One decoded input item: an event to validate, or a quarantine entry.
@@ -61,18 +63,34 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
     let Some(records) = input.get("records").and_then(Value::as_object) else {
         return items;
     };
-    let mut all: Vec<&Value> = records.values().filter_map(Value::as_array).flatten().collect();
+    let mut all: Vec<&Value> = records
+        .values()
+        .filter_map(Value::as_array)
+        .flatten()
+        .collect();
     all.sort_by_key(|r| {
         (
-            r.get("topic").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            r.get("partition").and_then(Value::as_i64).unwrap_or_default(),
+            r.get("topic")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            r.get("partition")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
             r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
         )
     });
     for r in all {
         let provenance = Provenance::Kafka {
-            topic: r.get("topic").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            partition: r.get("partition").and_then(Value::as_i64).unwrap_or_default(),
+            topic: r
+                .get("topic")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            partition: r
+                .get("partition")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
             offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
             key: r.get("key").and_then(Value::as_str).map(decode_key),
         };
@@ -81,10 +99,17 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
             Err(e) => Err(ingest_quarantine(
                 Value::String(raw.to_owned()),
                 provenance,
-                Reason::at("bad_base64", "/value", format!("record value is not base64: {e}")),
+                Reason::at(
+                    "bad_base64",
+                    "/value",
+                    format!("record value is not base64: {e}"),
+                ),
             )),
             Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(payload) => Ok(RawEvent { payload, provenance }),
+                Ok(payload) => Ok(RawEvent {
+                    payload,
+                    provenance,
+                }),
                 Err(e) => Err(ingest_quarantine(
                     Value::String(String::from_utf8_lossy(&bytes).into_owned()),
                     provenance,
@@ -98,7 +123,11 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
 }
 
 fn decode_key(b64: &str) -> String {
-    match STANDARD.decode(b64).ok().and_then(|b| String::from_utf8(b).ok()) {
+    match STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    {
         Some(text) => text,
         None => b64.to_owned(),
     }
@@ -106,29 +135,61 @@ fn decode_key(b64: &str) -> String {
 
 /// Decodes an EventBridge event whose `detail` is one event or `{"events": [...]}`.
 pub fn decode_eventbridge(input: &Value) -> Result<Vec<Item>, Error> {
-    let text = |k: &str| input.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        input
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (id, source, detail_type) = (text("id"), text("source"), text("detail-type"));
-    let prov = |index| Provenance::Eventbridge { id: id.clone(), source: source.clone(), detail_type: detail_type.clone(), index };
+    let prov = |index| Provenance::Eventbridge {
+        id: id.clone(),
+        source: source.clone(),
+        detail_type: detail_type.clone(),
+        index,
+    };
     let detail = input.get("detail").cloned().unwrap_or(Value::Null);
     match detail {
-        Value::Object(mut map) if map.len() == 1 && map.get("events").is_some_and(Value::is_array) => {
+        Value::Object(mut map)
+            if map.len() == 1 && map.get("events").is_some_and(Value::is_array) =>
+        {
             let events = match map.remove("events") {
                 Some(Value::Array(a)) => a,
                 _ => Vec::new(),
             };
-            Ok(events.into_iter().enumerate().map(|(i, payload)| Ok(RawEvent { payload, provenance: prov(Some(i)) })).collect())
+            Ok(events
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    Ok(RawEvent {
+                        payload,
+                        provenance: prov(Some(i)),
+                    })
+                })
+                .collect())
         }
-        Value::Object(map) => Ok(vec![Ok(RawEvent { payload: Value::Object(map), provenance: prov(None) })]),
+        Value::Object(map) => Ok(vec![Ok(RawEvent {
+            payload: Value::Object(map),
+            provenance: prov(None),
+        })]),
         other => Ok(vec![Err(ingest_quarantine(
             other,
             prov(None),
-            Reason::at("bad_detail", "/detail", "detail must be an event object or {\"events\": [...]}"),
+            Reason::at(
+                "bad_detail",
+                "/detail",
+                "detail must be an event object or {\"events\": [...]}",
+            ),
         ))]),
     }
 }
 
 /// Decodes JSON Lines; blank lines are skipped.
-pub fn decode_lines<'a>(path: &str, lines: impl IntoIterator<Item = (usize, &'a str)>) -> Vec<Item> {
+pub fn decode_lines<'a>(
+    path: &str,
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+) -> Vec<Item> {
     lines
         .into_iter()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -138,9 +199,15 @@ pub fn decode_lines<'a>(path: &str, lines: impl IntoIterator<Item = (usize, &'a 
 
 /// Decodes one line of JSON Lines (`line_no` is 1-based).
 pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
-    let provenance = Provenance::File { path: path.to_owned(), line: line_no };
+    let provenance = Provenance::File {
+        path: path.to_owned(),
+        line: line_no,
+    };
     match serde_json::from_str::<Value>(line) {
-        Ok(payload) => Ok(RawEvent { payload, provenance }),
+        Ok(payload) => Ok(RawEvent {
+            payload,
+            provenance,
+        }),
         Err(e) => Err(ingest_quarantine(
             Value::String(line.to_owned()),
             provenance,
@@ -150,7 +217,13 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
 }
 
 fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> Quarantined {
-    Quarantined { event_id: None, stage: Stage::Ingest, reasons: vec![reason], payload, provenance }
+    Quarantined {
+        event_id: None,
+        stage: Stage::Ingest,
+        reasons: vec![reason],
+        payload,
+        provenance,
+    }
 }
 
 /// Limits for [`split`].
@@ -164,14 +237,21 @@ pub struct SplitLimits {
 
 impl Default for SplitLimits {
     fn default() -> Self {
-        SplitLimits { max_events: MAX_BATCH_EVENTS, max_bytes: MAX_BATCH_BYTES }
+        SplitLimits {
+            max_events: MAX_BATCH_EVENTS,
+            max_bytes: MAX_BATCH_BYTES,
+        }
     }
 }
 
 /// Cuts items into batches of at most `limits` (an item larger than `max_bytes` travels alone).
 /// Batch ids are a hash of the items' provenance and content, so the same input always yields
 /// the same batches and ids.
-pub fn split(items: Vec<Item>, received_at: DateTime<Utc>, limits: SplitLimits) -> Vec<Batch<RawEvent>> {
+pub fn split(
+    items: Vec<Item>,
+    received_at: DateTime<Utc>,
+    limits: SplitLimits,
+) -> Vec<Batch<RawEvent>> {
     let mut batches = Vec::new();
     let mut cur: Vec<Item> = Vec::new();
     let mut bytes = 0usize;
@@ -204,7 +284,11 @@ pub fn split(items: Vec<Item>, received_at: DateTime<Utc>, limits: SplitLimits) 
     batches
 }
 
-fn seal(items: Vec<Item>, received_at: DateTime<Utc>, hasher: &mut xxhash_rust::xxh3::Xxh3) -> Batch<RawEvent> {
+fn seal(
+    items: Vec<Item>,
+    received_at: DateTime<Utc>,
+    hasher: &mut xxhash_rust::xxh3::Xxh3,
+) -> Batch<RawEvent> {
     let id = format!("b-{:016x}", hasher.digest());
     hasher.reset();
     let input_count = items.len();
@@ -216,7 +300,13 @@ fn seal(items: Vec<Item>, received_at: DateTime<Utc>, hasher: &mut xxhash_rust::
             Err(q) => quarantine.push(q),
         }
     }
-    Batch { batch_id: id, received_at, input_count, events, quarantine }
+    Batch {
+        batch_id: id,
+        received_at,
+        input_count,
+        events,
+        quarantine,
+    }
 }
 
 #[cfg(test)]
@@ -234,9 +324,13 @@ mod tests {
         let items = decode(&input).expect("kafka");
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[0], Ok(r) if r.payload["event_id"] == "a"));
-        let Err(q) = &items[1] else { panic!("offset 2 should be quarantined") };
+        let Err(q) = &items[1] else {
+            panic!("offset 2 should be quarantined")
+        };
         assert_eq!(q.reasons[0].code, "bad_base64");
-        assert!(matches!(&q.provenance, Provenance::Kafka { offset: 2, key: Some(k), .. } if k == "k1"));
+        assert!(
+            matches!(&q.provenance, Provenance::Kafka { offset: 2, key: Some(k), .. } if k == "k1")
+        );
         assert!(matches!(&items[2], Err(q) if q.reasons[0].code == "malformed_json"));
     }
 
@@ -251,14 +345,24 @@ mod tests {
 
     #[test]
     fn split_respects_limits_and_is_deterministic() {
-        let items: Vec<Item> = (0..250).map(|i| decode_line("f", i + 1, &format!(r#"{{"event_id":"e{i}"}}"#))).collect();
+        let items: Vec<Item> = (0..250)
+            .map(|i| decode_line("f", i + 1, &format!(r#"{{"event_id":"e{i}"}}"#)))
+            .collect();
         let now = Utc::now();
         let a = split(items.clone(), now, SplitLimits::default());
         let b = split(items, now, SplitLimits::default());
-        assert_eq!(a.iter().map(|b| b.events.len()).collect::<Vec<_>>(), vec![100, 100, 50]);
-        assert_eq!(a.iter().map(|b| &b.batch_id).collect::<Vec<_>>(), b.iter().map(|b| &b.batch_id).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|b| b.events.len()).collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
+        assert_eq!(
+            a.iter().map(|b| &b.batch_id).collect::<Vec<_>>(),
+            b.iter().map(|b| &b.batch_id).collect::<Vec<_>>()
+        );
         assert_ne!(a[0].batch_id, a[1].batch_id);
-        let big: Vec<Item> = (0..3).map(|i| decode_line("f", i + 1, &format!(r#"{{"p":"{}"}}"#, "x".repeat(70_000)))).collect();
+        let big: Vec<Item> = (0..3)
+            .map(|i| decode_line("f", i + 1, &format!(r#"{{"p":"{}"}}"#, "x".repeat(70_000))))
+            .collect();
         assert_eq!(split(big, now, SplitLimits::default()).len(), 3);
     }
 }

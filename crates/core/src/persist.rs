@@ -39,7 +39,8 @@ use crate::Error;
 use crate::batch::{Batch, Quarantined, Reason, Stage};
 use crate::detect::{DetectConfig, Observation, ScoredEvent, observe};
 use crate::store::{
-    EntityWrite, EventRecord, EventWrite, QuarantineRecord, RecordStatus, Store, WriteCondition, WriteResult,
+    EntityWrite, EventRecord, EventWrite, QuarantineRecord, RecordStatus, Store, WriteCondition,
+    WriteResult,
 };
 
 /// The outcome of one event, as reported per event and counted in the summary.
@@ -62,8 +63,14 @@ pub enum Status {
 
 impl Status {
     /// All statuses, in report order.
-    pub const ALL: [Status; 6] =
-        [Status::Persisted, Status::Duplicate, Status::Updated, Status::Stale, Status::Conflict, Status::Quarantined];
+    pub const ALL: [Status; 6] = [
+        Status::Persisted,
+        Status::Duplicate,
+        Status::Updated,
+        Status::Stale,
+        Status::Conflict,
+        Status::Quarantined,
+    ];
 
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -96,7 +103,9 @@ pub enum Decision {
 pub fn decide(stored: Option<&EventRecord>, version: u32, content_hash: &str) -> Decision {
     match stored {
         None => Decision::Insert,
-        Some(s) if s.version < version => Decision::Replace { stored_version: s.version },
+        Some(s) if s.version < version => Decision::Replace {
+            stored_version: s.version,
+        },
         Some(s) if s.version > version => Decision::Skip(Status::Stale),
         Some(s) if s.content_hash == content_hash => Decision::Skip(Status::Duplicate),
         Some(_) => Decision::Skip(Status::Conflict),
@@ -114,7 +123,10 @@ pub struct PersistConfig {
 
 impl Default for PersistConfig {
     fn default() -> Self {
-        PersistConfig { detect: DetectConfig::default(), max_entity_attempts: 8 }
+        PersistConfig {
+            detect: DetectConfig::default(),
+            max_entity_attempts: 8,
+        }
     }
 }
 
@@ -172,7 +184,12 @@ impl Counts {
 
     /// The sum of all outcomes.
     pub fn accounted(&self) -> usize {
-        self.persisted + self.duplicate + self.updated + self.stale + self.conflict + self.quarantined
+        self.persisted
+            + self.duplicate
+            + self.updated
+            + self.stale
+            + self.conflict
+            + self.quarantined
     }
 
     /// Adds another batch's counts.
@@ -215,10 +232,18 @@ fn hex(h: u64) -> String {
 }
 
 fn reasons_json<T: Serialize>(reasons: &[T]) -> Vec<Value> {
-    reasons.iter().filter_map(|r| serde_json::to_value(r).ok()).collect()
+    reasons
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect()
 }
 
-fn record_of(ev: &ScoredEvent, status: RecordStatus, now: DateTime<Utc>, first: Option<DateTime<Utc>>) -> EventRecord {
+fn record_of(
+    ev: &ScoredEvent,
+    status: RecordStatus,
+    now: DateTime<Utc>,
+    first: Option<DateTime<Utc>>,
+) -> EventRecord {
     EventRecord {
         event_id: ev.event.event_id.clone(),
         entity_id: ev.event.entity_id.clone(),
@@ -253,9 +278,21 @@ pub async fn persist<S: Store + ?Sized>(
     cfg: &PersistConfig,
     now: DateTime<Utc>,
 ) -> Result<PersistReport, Error> {
-    let ids: Vec<String> = batch.events.iter().map(|e| e.event.event_id.clone()).collect();
-    let hashes: Vec<String> = batch.events.iter().map(|e| hex(e.event.content_hash())).collect();
-    let stored = if ids.is_empty() { HashMap::new() } else { store.get_events(&ids).await? };
+    let ids: Vec<String> = batch
+        .events
+        .iter()
+        .map(|e| e.event.event_id.clone())
+        .collect();
+    let hashes: Vec<String> = batch
+        .events
+        .iter()
+        .map(|e| hex(e.event.content_hash()))
+        .collect();
+    let stored = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        store.get_events(&ids).await?
+    };
 
     let mut decisions: Vec<Decision> = batch
         .events
@@ -268,7 +305,11 @@ pub async fn persist<S: Store + ?Sized>(
 
     // Conditional record writes; a failed condition is decided again against what it returned.
     let mut final_status: Vec<Option<Status>> = vec![None; batch.events.len()];
-    let mut current: Vec<Option<EventRecord>> = batch.events.iter().map(|e| stored.get(&e.event.event_id).cloned()).collect();
+    let mut current: Vec<Option<EventRecord>> = batch
+        .events
+        .iter()
+        .map(|e| stored.get(&e.event.event_id).cloned())
+        .collect();
     for _round in 0..3 {
         let mut idx = Vec::new();
         let mut writes = Vec::new();
@@ -307,7 +348,9 @@ pub async fn persist<S: Store + ?Sized>(
                         _ => Status::Persisted,
                     })
                 }
-                WriteResult::ConditionFailed { current: now_stored } => {
+                WriteResult::ConditionFailed {
+                    current: now_stored,
+                } => {
                     let e = &batch.events[i].event;
                     decisions[i] = decide(now_stored.as_deref(), e.version, &hashes[i]);
                     current[i] = now_stored.map(|b| *b);
@@ -316,13 +359,19 @@ pub async fn persist<S: Store + ?Sized>(
         }
     }
 
-    let mut counts = Counts { input: batch.input_count, ..Counts::default() };
+    let mut counts = Counts {
+        input: batch.input_count,
+        ..Counts::default()
+    };
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(batch.input_count);
     let mut quarantine: Vec<QuarantineRecord> = Vec::new();
     for (i, ev) in batch.events.iter().enumerate() {
         let Some(status) = final_status[i] else {
-            return Err(Error::EntityContended { entity_id: ev.event.entity_id.clone(), attempts: 3 });
+            return Err(Error::EntityContended {
+                entity_id: ev.event.entity_id.clone(),
+                attempts: 3,
+            });
         };
         counts.add(status);
         let outcome = match status {
@@ -344,7 +393,10 @@ pub async fn persist<S: Store + ?Sized>(
                 None => stored_outcome(status, &record_of(ev, RecordStatus::Persisted, now, None)),
             },
             Status::Conflict | Status::Quarantined => {
-                let stored_hash = current[i].as_ref().map(|r| r.content_hash.clone()).unwrap_or_default();
+                let stored_hash = current[i]
+                    .as_ref()
+                    .map(|r| r.content_hash.clone())
+                    .unwrap_or_default();
                 let reason = Reason::at(
                     "conflict",
                     "/event_id",
@@ -354,7 +406,12 @@ pub async fn persist<S: Store + ?Sized>(
                     ),
                 );
                 *by_reason.entry("conflict".into()).or_default() += 1;
-                let q = Quarantined::typed(&ev.event, ev.provenance.clone(), Stage::Persist, vec![reason.clone()]);
+                let q = Quarantined::typed(
+                    &ev.event,
+                    ev.provenance.clone(),
+                    Stage::Persist,
+                    vec![reason.clone()],
+                );
                 quarantine.push(QuarantineRecord {
                     quarantine_id: q.quarantine_id(),
                     batch_id: batch.batch_id.clone(),
@@ -383,7 +440,11 @@ pub async fn persist<S: Store + ?Sized>(
         }
         outcomes.push(Outcome {
             event_id: q.event_id.clone(),
-            entity_id: q.payload.get("entity_id").and_then(Value::as_str).map(str::to_owned),
+            entity_id: q
+                .payload
+                .get("entity_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             status: Status::Quarantined,
             score: None,
             is_anomaly: false,
@@ -399,7 +460,12 @@ pub async fn persist<S: Store + ?Sized>(
     if !quarantine.is_empty() {
         store.put_quarantine(&quarantine).await?;
     }
-    Ok(PersistReport { batch_id: batch.batch_id, counts, quarantined_by_reason: by_reason, outcomes })
+    Ok(PersistReport {
+        batch_id: batch.batch_id,
+        counts,
+        quarantined_by_reason: by_reason,
+        outcomes,
+    })
 }
 
 /// Folds the events decided `Insert` into their entities' state, one conditional write per
@@ -413,7 +479,10 @@ async fn absorb_new_events<S: Store + ?Sized>(
     let mut by_entity: BTreeMap<&str, Vec<&ScoredEvent>> = BTreeMap::new();
     for (e, d) in events.iter().zip(decisions) {
         if *d == Decision::Insert {
-            by_entity.entry(e.event.entity_id.as_str()).or_default().push(e);
+            by_entity
+                .entry(e.event.entity_id.as_str())
+                .or_default()
+                .push(e);
         }
     }
     if by_entity.is_empty() {
@@ -428,7 +497,9 @@ async fn absorb_new_events<S: Store + ?Sized>(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut state = states.remove(entity).unwrap_or_else(|| crate::detect::EntityState::new(entity));
+            let mut state = states
+                .remove(entity)
+                .unwrap_or_else(|| crate::detect::EntityState::new(entity));
             let before = state.recent.clone();
             for ev in &list {
                 let obs = Observation::of(&ev.event, ev.enrichment.base_value, &cfg.detect);
@@ -444,7 +515,10 @@ async fn absorb_new_events<S: Store + ?Sized>(
                     states = store.get_entities(&[entity.to_owned()]).await?;
                 }
                 EntityWrite::VersionConflict => {
-                    return Err(Error::EntityContended { entity_id: entity.to_owned(), attempts: attempt });
+                    return Err(Error::EntityContended {
+                        entity_id: entity.to_owned(),
+                        attempts: attempt,
+                    });
                 }
             }
         }
@@ -487,9 +561,18 @@ mod tests {
             last_persisted_at: Utc::now(),
         };
         assert_eq!(decide(None, 1, "aa"), Decision::Insert);
-        assert_eq!(decide(Some(&rec), 2, "aa"), Decision::Skip(Status::Duplicate));
-        assert_eq!(decide(Some(&rec), 2, "bb"), Decision::Skip(Status::Conflict));
+        assert_eq!(
+            decide(Some(&rec), 2, "aa"),
+            Decision::Skip(Status::Duplicate)
+        );
+        assert_eq!(
+            decide(Some(&rec), 2, "bb"),
+            Decision::Skip(Status::Conflict)
+        );
         assert_eq!(decide(Some(&rec), 1, "bb"), Decision::Skip(Status::Stale));
-        assert_eq!(decide(Some(&rec), 3, "bb"), Decision::Replace { stored_version: 2 });
+        assert_eq!(
+            decide(Some(&rec), 3, "bb"),
+            Decision::Replace { stored_version: 2 }
+        );
     }
 }

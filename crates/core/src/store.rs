@@ -142,7 +142,11 @@ pub trait Store: Send + Sync {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
 
     /// Anomalous records, newest event time first, optionally of one entity.
-    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error>;
+    async fn list_anomalies(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, Error>;
 
     /// Everything, in key order.
     async fn dump(&self) -> Result<StoreDump, Error>;
@@ -166,7 +170,11 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         (**self).put_quarantine(items).await
     }
-    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, Error> {
+    async fn list_anomalies(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, Error> {
         (**self).list_anomalies(entity_id, limit).await
     }
     async fn dump(&self) -> Result<StoreDump, Error> {

@@ -34,12 +34,19 @@ pub struct ValidateConfig {
 
 impl Default for ValidateConfig {
     fn default() -> Self {
-        ValidateConfig { max_future_skew: Duration::minutes(5), max_event_bytes: 64 * 1024 }
+        ValidateConfig {
+            max_future_skew: Duration::minutes(5),
+            max_event_bytes: 64 * 1024,
+        }
     }
 }
 
 /// Runs the validate stage over a batch.
-pub fn validate(mut batch: Batch<RawEvent>, contract: &Contract, cfg: &ValidateConfig) -> Batch<ValidEvent> {
+pub fn validate(
+    mut batch: Batch<RawEvent>,
+    contract: &Contract,
+    cfg: &ValidateConfig,
+) -> Batch<ValidEvent> {
     let raws = std::mem::take(&mut batch.events);
     let mut seen: HashSet<String> = HashSet::with_capacity(raws.len());
     let mut valid = Vec::with_capacity(raws.len());
@@ -52,7 +59,10 @@ pub fn validate(mut batch: Batch<RawEvent>, contract: &Contract, cfg: &ValidateC
         }
         // Deserialising from a borrowed Value keeps the payload for the quarantine path.
         match Event::deserialize(&raw.payload) {
-            Ok(event) => valid.push(ValidEvent { event, provenance: raw.provenance }),
+            Ok(event) => valid.push(ValidEvent {
+                event,
+                provenance: raw.provenance,
+            }),
             Err(e) => quarantine.push(reject(raw, vec![Reason::new("schema", e.to_string())])),
         }
     }
@@ -60,8 +70,18 @@ pub fn validate(mut batch: Batch<RawEvent>, contract: &Contract, cfg: &ValidateC
 }
 
 fn reject(raw: RawEvent, reasons: Vec<Reason>) -> Quarantined {
-    let event_id = raw.payload.get("event_id").and_then(Value::as_str).map(str::to_owned);
-    Quarantined { event_id, stage: Stage::Validate, reasons, payload: raw.payload, provenance: raw.provenance }
+    let event_id = raw
+        .payload
+        .get("event_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Quarantined {
+        event_id,
+        stage: Stage::Validate,
+        reasons,
+        payload: raw.payload,
+        provenance: raw.provenance,
+    }
 }
 
 /// Every reason `payload` is not a valid v1 event (empty when it is).
@@ -77,7 +97,9 @@ pub fn check(
             return vec![Reason::at(
                 "unsupported_schema_version",
                 "/schema_version",
-                format!("schema_version {v} is newer than this pipeline understands ({SCHEMA_VERSION}); replay after upgrading"),
+                format!(
+                    "schema_version {v} is newer than this pipeline understands ({SCHEMA_VERSION}); replay after upgrading"
+                ),
             )];
         }
     }
@@ -87,17 +109,28 @@ pub fn check(
     if size > cfg.max_event_bytes {
         reasons.push(Reason::new(
             "too_large",
-            format!("event is {size} bytes, more than the {} byte limit", cfg.max_event_bytes),
+            format!(
+                "event is {size} bytes, more than the {} byte limit",
+                cfg.max_event_bytes
+            ),
         ));
     }
     if let Some(v) = payload.get("value").and_then(Value::as_f64) {
         if !v.is_finite() {
-            reasons.push(Reason::at("non_finite_value", "/value", "value must be a finite number"));
+            reasons.push(Reason::at(
+                "non_finite_value",
+                "/value",
+                "value must be a finite number",
+            ));
         }
     }
     if let Some(c) = payload.get("currency").and_then(Value::as_str) {
         if !currency::is_known(c) {
-            reasons.push(Reason::at("unknown_currency", "/currency", format!("{c:?} is not an ISO 4217 currency code")));
+            reasons.push(Reason::at(
+                "unknown_currency",
+                "/currency",
+                format!("{c:?} is not an ISO 4217 currency code"),
+            ));
         }
     }
     if let Some(ts) = payload.get("occurred_at").and_then(Value::as_str) {
@@ -116,12 +149,20 @@ pub fn check(
                     ));
                 }
             }
-            Err(e) => reasons.push(Reason::at("bad_timestamp", "/occurred_at", format!("{ts:?} is not RFC 3339 with an offset: {e}"))),
+            Err(e) => reasons.push(Reason::at(
+                "bad_timestamp",
+                "/occurred_at",
+                format!("{ts:?} is not RFC 3339 with an offset: {e}"),
+            )),
         }
     }
     if let Some(id) = payload.get("event_id").and_then(Value::as_str) {
         if !seen.insert(id.to_owned()) {
-            reasons.push(Reason::at("duplicate_in_batch", "/event_id", format!("event_id {id:?} occurs more than once in this batch")));
+            reasons.push(Reason::at(
+                "duplicate_in_batch",
+                "/event_id",
+                format!("event_id {id:?} occurs more than once in this batch"),
+            ));
         }
     }
     reasons

@@ -68,18 +68,31 @@ impl Config {
             detect.z_threshold = v;
         }
         if let Some(v) = vars.get("PIPELINE_FAILURE_STATUSES") {
-            detect.failure_statuses = v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            detect.failure_statuses = v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         let fx = match vars.get("PIPELINE_FX_TABLE") {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::Config(format!("cannot read PIPELINE_FX_TABLE {path}: {e}")))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read PIPELINE_FX_TABLE {path}: {e}"))
+                })?;
                 FxTable::from_json(&text)?
             }
             None => FxTable::builtin()?,
         };
-        let persist = PersistConfig { detect: detect.clone(), ..PersistConfig::default() };
-        Ok(Config { validate, fx, detect, persist })
+        let persist = PersistConfig {
+            detect: detect.clone(),
+            ..PersistConfig::default()
+        };
+        Ok(Config {
+            validate,
+            fx,
+            detect,
+            persist,
+        })
     }
 }
 
@@ -88,7 +101,11 @@ where
     T::Err: std::fmt::Display,
 {
     vars.get(key)
-        .map(|v| v.trim().parse::<T>().map_err(|e| Error::Config(format!("{key}={v:?} is not valid: {e}"))))
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|e| Error::Config(format!("{key}={v:?} is not valid: {e}")))
+        })
         .transpose()
 }
 
@@ -100,14 +117,18 @@ mod tests {
     fn reads_overrides_and_rejects_garbage() {
         let vars: HashMap<String, String> = [
             ("PIPELINE_MAX_FAILURES".to_owned(), "3".to_owned()),
-            ("PIPELINE_FAILURE_STATUSES".to_owned(), "failed, error".to_owned()),
+            (
+                "PIPELINE_FAILURE_STATUSES".to_owned(),
+                "failed, error".to_owned(),
+            ),
         ]
         .into();
         let c = Config::from_vars(&vars).expect("config");
         assert_eq!(c.detect.max_failures, 3);
         assert_eq!(c.persist.detect.max_failures, 3);
         assert_eq!(c.detect.failure_statuses, vec!["failed", "error"]);
-        let bad: HashMap<String, String> = [("PIPELINE_WINDOW_SECS".to_owned(), "ten".to_owned())].into();
+        let bad: HashMap<String, String> =
+            [("PIPELINE_WINDOW_SECS".to_owned(), "ten".to_owned())].into();
         assert!(Config::from_vars(&bad).is_err());
     }
 }

@@ -20,6 +20,9 @@ impl FunctionError {
 
 impl From<FunctionError> for Diagnostic {
     fn from(e: FunctionError) -> Diagnostic {
-        Diagnostic { error_type: e.error_type().to_owned(), error_message: e.0.to_string() }
+        Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.0.to_string(),
+        }
     }
 }

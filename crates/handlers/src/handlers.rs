@@ -19,7 +19,8 @@ use crate::error::FunctionError;
 use crate::pipeline::{BatchSink, Pipeline};
 
 fn parse<T: DeserializeOwned>(payload: Value, expected: &'static str) -> Result<T, FunctionError> {
-    serde_json::from_value(payload).map_err(|source| FunctionError(Error::BadBatch { expected, source }))
+    serde_json::from_value(payload)
+        .map_err(|source| FunctionError(Error::BadBatch { expected, source }))
 }
 
 /// What ingest returns.
@@ -52,39 +53,73 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
         sink.submit(b).await?;
         info!(request_id = %event.context.request_id, batch_id = %b.batch_id, events = b.input_count,
               quarantined = b.quarantine.len(), "batch submitted");
-        receipts.push(BatchReceipt { batch_id: b.batch_id.clone(), input_count: b.input_count, quarantined: b.quarantine.len() });
+        receipts.push(BatchReceipt {
+            batch_id: b.batch_id.clone(),
+            input_count: b.input_count,
+            quarantined: b.quarantine.len(),
+        });
     }
     Ok(IngestResponse { batches: receipts })
 }
 
 /// The `validate` function.
-pub async fn validate<S: Store>(event: LambdaEvent<Value>, pipeline: &Pipeline<S>) -> Result<Batch<ValidEvent>, FunctionError> {
+pub async fn validate<S: Store>(
+    event: LambdaEvent<Value>,
+    pipeline: &Pipeline<S>,
+) -> Result<Batch<ValidEvent>, FunctionError> {
     let batch: Batch<RawEvent> = parse(event.payload, "raw event batch (ingest output)")?;
     let out = pipeline.validate(batch);
-    log_stage("validate", &event.context.request_id, &out.batch_id, out.events.len(), out.quarantine.len());
+    log_stage(
+        "validate",
+        &event.context.request_id,
+        &out.batch_id,
+        out.events.len(),
+        out.quarantine.len(),
+    );
     Ok(out)
 }
 
 /// The `enrich` function.
-pub async fn enrich<S: Store>(event: LambdaEvent<Value>, pipeline: &Pipeline<S>) -> Result<Batch<EnrichedEvent>, FunctionError> {
+pub async fn enrich<S: Store>(
+    event: LambdaEvent<Value>,
+    pipeline: &Pipeline<S>,
+) -> Result<Batch<EnrichedEvent>, FunctionError> {
     let batch: Batch<ValidEvent> = parse(event.payload, "validated batch (validate output)")?;
     let out = pipeline.enrich(batch).await?;
-    log_stage("enrich", &event.context.request_id, &out.batch_id, out.events.len(), out.quarantine.len());
+    log_stage(
+        "enrich",
+        &event.context.request_id,
+        &out.batch_id,
+        out.events.len(),
+        out.quarantine.len(),
+    );
     Ok(out)
 }
 
 /// The `detect` function.
-pub async fn detect<S: Store>(event: LambdaEvent<Value>, pipeline: &Pipeline<S>) -> Result<Batch<ScoredEvent>, FunctionError> {
+pub async fn detect<S: Store>(
+    event: LambdaEvent<Value>,
+    pipeline: &Pipeline<S>,
+) -> Result<Batch<ScoredEvent>, FunctionError> {
     let batch: Batch<EnrichedEvent> = parse(event.payload, "enriched batch (enrich output)")?;
     let out = pipeline.detect(batch).await?;
     let anomalies = out.events.iter().filter(|e| e.detection.is_anomaly).count();
     info!(request_id = %event.context.request_id, batch_id = %out.batch_id, anomalies, "detect scored batch");
-    log_stage("detect", &event.context.request_id, &out.batch_id, out.events.len(), out.quarantine.len());
+    log_stage(
+        "detect",
+        &event.context.request_id,
+        &out.batch_id,
+        out.events.len(),
+        out.quarantine.len(),
+    );
     Ok(out)
 }
 
 /// The `persist` function.
-pub async fn persist<S: Store>(event: LambdaEvent<Value>, pipeline: &Pipeline<S>) -> Result<PersistReport, FunctionError> {
+pub async fn persist<S: Store>(
+    event: LambdaEvent<Value>,
+    pipeline: &Pipeline<S>,
+) -> Result<PersistReport, FunctionError> {
     let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
     let report = pipeline.persist(batch, Utc::now()).await?;
     let c = &report.counts;
@@ -95,5 +130,8 @@ pub async fn persist<S: Store>(event: LambdaEvent<Value>, pipeline: &Pipeline<S>
 }
 
 fn log_stage(stage: &str, request_id: &str, batch_id: &str, events: usize, quarantined: usize) {
-    info!(request_id, batch_id, stage, events, quarantined, "stage done");
+    info!(
+        request_id,
+        batch_id, stage, events, quarantined, "stage done"
+    );
 }

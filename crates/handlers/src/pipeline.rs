@@ -33,11 +33,20 @@ pub struct Pipeline<S> {
 impl<S: Store> Pipeline<S> {
     /// Binds a store to a configuration.
     pub fn new(config: Config, store: S) -> Result<Self, Error> {
-        Ok(Pipeline { config, contract: Contract::v1()?, store, limits: SplitLimits::default() })
+        Ok(Pipeline {
+            config,
+            contract: Contract::v1()?,
+            store,
+            limits: SplitLimits::default(),
+        })
     }
 
     /// Ingest: decodes a Kafka or EventBridge payload and cuts it into batch documents.
-    pub fn ingest(&self, input: &Value, received_at: DateTime<Utc>) -> Result<Vec<Batch<RawEvent>>, Error> {
+    pub fn ingest(
+        &self,
+        input: &Value,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Batch<RawEvent>>, Error> {
         Ok(self.split(ingest::decode(input)?, received_at))
     }
 
@@ -53,30 +62,53 @@ impl<S: Store> Pipeline<S> {
 
     /// Enrich, reading entity profiles from the store.
     pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
-        let states = self.entities(batch.events.iter().map(|e| e.event.entity_id.as_str())).await?;
-        Ok(pipeline_core::enrich::enrich(batch, &self.config.fx, &states))
+        let states = self
+            .entities(batch.events.iter().map(|e| e.event.entity_id.as_str()))
+            .await?;
+        Ok(pipeline_core::enrich::enrich(
+            batch,
+            &self.config.fx,
+            &states,
+        ))
     }
 
     /// Detect, reading entity state from the store.
     pub async fn detect(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
-        let states = self.entities(batch.events.iter().map(|e| e.event.entity_id.as_str())).await?;
-        Ok(pipeline_core::detect::detect(batch, &states, &self.config.detect))
+        let states = self
+            .entities(batch.events.iter().map(|e| e.event.entity_id.as_str()))
+            .await?;
+        Ok(pipeline_core::detect::detect(
+            batch,
+            &states,
+            &self.config.detect,
+        ))
     }
 
     /// Persist at time `now`.
-    pub async fn persist(&self, batch: Batch<ScoredEvent>, now: DateTime<Utc>) -> Result<PersistReport, Error> {
+    pub async fn persist(
+        &self,
+        batch: Batch<ScoredEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<PersistReport, Error> {
         pipeline_core::persist::persist(&self.store, batch, &self.config.persist, now).await
     }
 
     /// All four stages after ingest, in process.
-    pub async fn run_batch(&self, batch: Batch<RawEvent>, now: DateTime<Utc>) -> Result<PersistReport, Error> {
+    pub async fn run_batch(
+        &self,
+        batch: Batch<RawEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<PersistReport, Error> {
         let valid = self.validate(batch);
         let enriched = self.enrich(valid).await?;
         let scored = self.detect(enriched).await?;
         self.persist(scored, now).await
     }
 
-    async fn entities<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Result<HashMap<String, EntityState>, Error> {
+    async fn entities<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, EntityState>, Error> {
         let mut ids: Vec<String> = ids.map(str::to_owned).collect();
         ids.sort_unstable();
         ids.dedup();
