@@ -21,7 +21,7 @@ pub fn events_dir() -> PathBuf {
 
 /// A fixed "now" well after every generated event.
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0)
+    Utc.with_ymd_and_hms(2026, 11, 10, 0, 0, 0)
         .single()
         .unwrap_or_default()
 }

@@ -342,17 +342,17 @@ pub fn observe(
             behind_s: late_by / 1000,
         });
     } else {
-        let from = obs.t_ms - window_ms; // exclusive
         let own = u32::from(!replay);
         let minute = obs.t_ms.div_euclid(60_000);
-        let from_minute = from.div_euclid(60_000);
-        let events: u32 = state
-            .minutes
-            .iter()
-            .filter(|(m, _)| *m > from_minute && *m <= minute)
-            .map(|(_, c)| *c)
-            .sum::<u32>()
-            + own;
+        let window_min = window_ms.div_euclid(60_000);
+        // An out-of-order event can complete a burst whose later events were already seen, so
+        // count the busiest window that contains the event: windows ending at the event or at
+        // any later event less than a window ahead of it.
+        let events = busiest_window(
+            state.minutes.iter().map(|(m, c)| (*m, *c)),
+            minute,
+            window_min,
+        ) + own;
         if events > cfg.max_events {
             let s = velocity_score(events, cfg.max_events);
             keep *= 1.0 - s;
@@ -363,12 +363,7 @@ pub fn observe(
             });
         }
         if obs.failure {
-            let failures = state
-                .failures
-                .iter()
-                .filter(|t| **t > from && **t <= obs.t_ms)
-                .count() as u32
-                + own;
+            let failures = busiest_window(state.failures.iter().map(|t| (*t, 1)), obs.t_ms, window_ms) + own;
             if failures > cfg.max_failures {
                 let s = velocity_score(failures, cfg.max_failures);
                 keep *= 1.0 - s;
@@ -413,6 +408,16 @@ pub fn observe(
         is_anomaly: score >= cfg.anomaly_threshold,
         reasons,
     }
+}
+
+/// The most counts in any window `(end − width, end]` that contains `t`, over the ends `t` and
+/// every point in `(t, t + width)`. `points` are (position, count) pairs.
+fn busiest_window(points: impl Iterator<Item = (i64, u32)> + Clone, t: i64, width: i64) -> u32 {
+    let count_at = |end: i64| -> u32 {
+        points.clone().filter(|(p, _)| *p > end - width && *p <= end).map(|(_, c)| c).sum()
+    };
+    let later = points.clone().filter(|(p, _)| *p > t && *p < t + width).map(|(p, _)| p);
+    later.map(count_at).fold(count_at(t), u32::max)
 }
 
 fn round4(x: f64) -> f64 {
