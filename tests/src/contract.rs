@@ -163,10 +163,8 @@ pub async fn redelivery_is_exactly_once<S: Store>(clean: S, redelivered: S, seed
 pub async fn concurrent_writers_lose_nothing<S: Store + 'static>(store: S) {
     let store = Arc::new(store);
     let all = payments(80, 1, 11);
-    let (a, b): (Vec<(usize, Value)>, Vec<(usize, Value)>) =
-        all.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    let strip = |v: Vec<(usize, Value)>| v.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
-    let (a, b) = (strip(a), strip(b));
+    let a: Vec<Value> = all.iter().step_by(2).cloned().collect();
+    let b: Vec<Value> = all.iter().skip(1).step_by(2).cloned().collect();
     let mut tasks = Vec::new();
     for (name, events) in [("wa", a), ("wb", b)] {
         let p = Arc::new(pipeline(store.clone()));

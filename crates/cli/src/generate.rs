@@ -243,14 +243,14 @@ pub fn generate(cfg: &GenerateConfig) -> Vec<Line> {
         };
         let v = base(&id, t, value, country, &merchant, status);
 
-        if injected && roll >= 0.011 && roll < 0.016 {
+        if injected && (0.011..0.016).contains(&roll) {
             lines.push(Line {
                 text: malformed(&mut rng, &v),
                 label: Some((id.clone(), "malformed")),
             });
             continue;
         }
-        if injected && roll >= 0.016 && roll < 0.019 && !emitted.is_empty() {
+        if injected && (0.016..0.019).contains(&roll) && !emitted.is_empty() {
             // A redelivery (exact repeat) or a correction (version 2) of an earlier event.
             let earlier =
                 emitted[rng.random_range(emitted.len().saturating_sub(200)..emitted.len())].clone();

@@ -15,7 +15,11 @@ fn repo() -> PathBuf {
 }
 
 fn pipeline(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline")).args(args).current_dir(repo()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "pipeline {args:?} failed: {}\n{}",
@@ -30,7 +34,8 @@ fn summary(out: &Output) -> Value {
 }
 
 fn n(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 async fn dump(db: &Path) -> pipeline_core::store::StoreDump {
@@ -47,41 +52,108 @@ async fn run_twice_changes_nothing_the_second_time() {
         tmp.path().join("o2.jsonl"),
     );
     let stream = "events/streams/transactions.jsonl";
-    let lines = std::fs::read_to_string(repo().join(stream)).unwrap().lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let lines = std::fs::read_to_string(repo().join(stream))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
 
-    let first = summary(&pipeline(&["run", stream, "--db", db_s, "--json", "--output", out1.to_str().unwrap()]));
+    let first = summary(&pipeline(&[
+        "run",
+        stream,
+        "--db",
+        db_s,
+        "--json",
+        "--output",
+        out1.to_str().unwrap(),
+    ]));
     assert_eq!(n(&first, "input"), lines);
     assert!(first["reconciled"].as_bool().unwrap());
-    let accounted: u64 = ["persisted", "duplicate", "updated", "stale", "conflict", "quarantined"].iter().map(|k| n(&first, k)).sum();
+    let accounted: u64 = [
+        "persisted",
+        "duplicate",
+        "updated",
+        "stale",
+        "conflict",
+        "quarantined",
+    ]
+    .iter()
+    .map(|k| n(&first, k))
+    .sum();
     assert_eq!(accounted, lines);
     assert!(n(&first, "persisted") > lines * 9 / 10);
-    assert!(n(&first, "quarantined") >= 10, "the stream carries malformed lines");
-    assert!(n(&first, "anomalies") >= 10, "the stream carries injected anomalies");
-    assert!(first["quarantined_by_reason"]["malformed_json"].as_u64().unwrap() >= 1);
+    assert!(
+        n(&first, "quarantined") >= 10,
+        "the stream carries malformed lines"
+    );
+    assert!(
+        n(&first, "anomalies") >= 10,
+        "the stream carries injected anomalies"
+    );
+    assert!(
+        first["quarantined_by_reason"]["malformed_json"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     let state_after_first = dump(&db).await;
 
-    let second = summary(&pipeline(&["run", stream, "--db", db_s, "--json", "--output", out2.to_str().unwrap()]));
+    let second = summary(&pipeline(&[
+        "run",
+        stream,
+        "--db",
+        db_s,
+        "--json",
+        "--output",
+        out2.to_str().unwrap(),
+    ]));
     assert_eq!(n(&second, "input"), lines);
     for k in ["persisted", "updated", "conflict", "anomalies"] {
         assert_eq!(n(&second, k), 0, "second run {k}: {second}");
     }
-    assert_eq!(n(&second, "duplicate") + n(&second, "stale") + n(&second, "quarantined"), lines);
-    assert_eq!(n(&second, "quarantined"), n(&first, "quarantined"), "invalid ones are quarantined again");
-    assert_eq!(dump(&db).await, state_after_first, "the second run changed the database");
+    assert_eq!(
+        n(&second, "duplicate") + n(&second, "stale") + n(&second, "quarantined"),
+        lines
+    );
+    assert_eq!(
+        n(&second, "quarantined"),
+        n(&first, "quarantined"),
+        "invalid ones are quarantined again"
+    );
+    assert_eq!(
+        dump(&db).await,
+        state_after_first,
+        "the second run changed the database"
+    );
 
     // --output: one line per input event, quarantined ones with their reasons.
-    for (path, allowed) in [(&out1, &["persisted", "duplicate", "updated", "quarantined"][..]), (&out2, &["duplicate", "stale", "quarantined"][..])] {
+    for (path, allowed) in [
+        (
+            &out1,
+            &["persisted", "duplicate", "updated", "quarantined"][..],
+        ),
+        (&out2, &["duplicate", "stale", "quarantined"][..]),
+    ] {
         let text = std::fs::read_to_string(path).unwrap();
-        let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(rows.len() as u64, lines);
         for r in &rows {
             let status = r["status"].as_str().unwrap();
-            assert!(allowed.contains(&status), "{path:?}: unexpected status in {r}");
+            assert!(
+                allowed.contains(&status),
+                "{path:?}: unexpected status in {r}"
+            );
             for k in ["event_id", "score", "is_anomaly", "reasons"] {
                 assert!(r.get(k).is_some(), "{k} missing in {r}");
             }
             if status == "quarantined" {
-                assert!(!r["reasons"].as_array().unwrap().is_empty(), "quarantined without reasons: {r}");
+                assert!(
+                    !r["reasons"].as_array().unwrap().is_empty(),
+                    "quarantined without reasons: {r}"
+                );
             }
         }
     }
@@ -92,24 +164,49 @@ fn text_summary_show_and_anomalies() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("p.db");
     let db_s = db.to_str().unwrap();
-    let out = pipeline(&["run", "events/ingest/msk-good.json", "events/ingest/eventbridge-bad.json", "--db", db_s]);
+    let out = pipeline(&[
+        "run",
+        "events/ingest/msk-good.json",
+        "events/ingest/eventbridge-bad.json",
+        "--db",
+        db_s,
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["valid", "quarantined", "anomalies", "persisted", "duplicate", "updated", "stale", "conflict", "events/s", "reconciled"] {
+    for word in [
+        "valid",
+        "quarantined",
+        "anomalies",
+        "persisted",
+        "duplicate",
+        "updated",
+        "stale",
+        "conflict",
+        "events/s",
+        "reconciled",
+    ] {
         assert!(text.contains(word), "summary lacks {word}: {text}");
     }
-    let shown: Value = serde_json::from_slice(&pipeline(&["show", "evt-demo-007", "--db", db_s]).stdout).unwrap();
+    let shown: Value =
+        serde_json::from_slice(&pipeline(&["show", "evt-demo-007", "--db", db_s]).stdout).unwrap();
     assert_eq!(shown["record"]["is_anomaly"], true);
     assert_eq!(shown["record"]["reasons"][0]["code"], "failure_velocity");
-    let shown: Value = serde_json::from_slice(&pipeline(&["show", "evt-bad-001", "--db", db_s]).stdout).unwrap();
+    let shown: Value =
+        serde_json::from_slice(&pipeline(&["show", "evt-bad-001", "--db", db_s]).stdout).unwrap();
     assert!(shown["record"].is_null());
     assert_eq!(shown["quarantine"][0]["item"]["stage"], "validate");
 
     let listed = pipeline(&["anomalies", "--json", "--entity", "acct-0042", "--db", db_s]);
-    let rows: Vec<Value> = String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["event_id"], "evt-demo-007");
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_pipeline")).args(["show", "nope", "--db", db_s]).output().unwrap();
+    let missing = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["show", "nope", "--db", db_s])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
 }
 
@@ -127,7 +224,9 @@ fn reads_stdin() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&std::fs::read(repo().join("events/source/payments-good.jsonl")).unwrap()).unwrap();
+        stdin
+            .write_all(&std::fs::read(repo().join("events/source/payments-good.jsonl")).unwrap())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -139,8 +238,26 @@ fn reads_stdin() {
 fn generate_is_deterministic_and_writes_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let labels = tmp.path().join("labels.jsonl");
-    let a = pipeline(&["generate", "--events", "500", "--entities", "10", "--seed", "9", "--labels", labels.to_str().unwrap()]);
-    let b = pipeline(&["generate", "--events", "500", "--entities", "10", "--seed", "9"]);
+    let a = pipeline(&[
+        "generate",
+        "--events",
+        "500",
+        "--entities",
+        "10",
+        "--seed",
+        "9",
+        "--labels",
+        labels.to_str().unwrap(),
+    ]);
+    let b = pipeline(&[
+        "generate",
+        "--events",
+        "500",
+        "--entities",
+        "10",
+        "--seed",
+        "9",
+    ]);
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 500);
     assert!(std::fs::read_to_string(labels).unwrap().lines().count() > 0);

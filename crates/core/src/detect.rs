@@ -363,7 +363,8 @@ pub fn observe(
             });
         }
         if obs.failure {
-            let failures = busiest_window(state.failures.iter().map(|t| (*t, 1)), obs.t_ms, window_ms) + own;
+            let failures =
+                busiest_window(state.failures.iter().map(|t| (*t, 1)), obs.t_ms, window_ms) + own;
             if failures > cfg.max_failures {
                 let s = velocity_score(failures, cfg.max_failures);
                 keep *= 1.0 - s;
@@ -414,9 +415,16 @@ pub fn observe(
 /// every point in `(t, t + width)`. `points` are (position, count) pairs.
 fn busiest_window(points: impl Iterator<Item = (i64, u32)> + Clone, t: i64, width: i64) -> u32 {
     let count_at = |end: i64| -> u32 {
-        points.clone().filter(|(p, _)| *p > end - width && *p <= end).map(|(_, c)| c).sum()
+        points
+            .clone()
+            .filter(|(p, _)| *p > end - width && *p <= end)
+            .map(|(_, c)| c)
+            .sum()
     };
-    let later = points.clone().filter(|(p, _)| *p > t && *p < t + width).map(|(p, _)| p);
+    let later = points
+        .clone()
+        .filter(|(p, _)| *p > t && *p < t + width)
+        .map(|(p, _)| p);
     later.map(count_at).fold(count_at(t), u32::max)
 }
 

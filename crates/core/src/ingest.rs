@@ -23,8 +23,15 @@ use crate::batch::{
 };
 use crate::event::Provenance;
 
-/// One decoded input item: an event to validate, or a quarantine entry.
-pub type Item = Result<RawEvent, Quarantined>;
+/// One decoded input item: an event to validate, or a quarantine entry. Not a `Result`: an
+/// undecodable record is an expected outcome that travels on in the batch, not an error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Decoded JSON, to be validated.
+    Event(RawEvent),
+    /// Could not be decoded; quarantined at stage `ingest`.
+    Quarantined(Box<Quarantined>),
+}
 
 /// The kind of input recognised by [`decode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +103,7 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
         };
         let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
         let item = match STANDARD.decode(raw) {
-            Err(e) => Err(ingest_quarantine(
+            Err(e) => Item::Quarantined(ingest_quarantine(
                 Value::String(raw.to_owned()),
                 provenance,
                 Reason::at(
@@ -106,11 +113,11 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
                 ),
             )),
             Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(payload) => Ok(RawEvent {
+                Ok(payload) => Item::Event(RawEvent {
                     payload,
                     provenance,
                 }),
-                Err(e) => Err(ingest_quarantine(
+                Err(e) => Item::Quarantined(ingest_quarantine(
                     Value::String(String::from_utf8_lossy(&bytes).into_owned()),
                     provenance,
                     Reason::new("malformed_json", format!("record value is not JSON: {e}")),
@@ -162,18 +169,18 @@ pub fn decode_eventbridge(input: &Value) -> Result<Vec<Item>, Error> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, payload)| {
-                    Ok(RawEvent {
+                    Item::Event(RawEvent {
                         payload,
                         provenance: prov(Some(i)),
                     })
                 })
                 .collect())
         }
-        Value::Object(map) => Ok(vec![Ok(RawEvent {
+        Value::Object(map) => Ok(vec![Item::Event(RawEvent {
             payload: Value::Object(map),
             provenance: prov(None),
         })]),
-        other => Ok(vec![Err(ingest_quarantine(
+        other => Ok(vec![Item::Quarantined(ingest_quarantine(
             other,
             prov(None),
             Reason::at(
@@ -204,11 +211,11 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
         line: line_no,
     };
     match serde_json::from_str::<Value>(line) {
-        Ok(payload) => Ok(RawEvent {
+        Ok(payload) => Item::Event(RawEvent {
             payload,
             provenance,
         }),
-        Err(e) => Err(ingest_quarantine(
+        Err(e) => Item::Quarantined(ingest_quarantine(
             Value::String(line.to_owned()),
             provenance,
             Reason::new("malformed_json", format!("line {line_no} is not JSON: {e}")),
@@ -216,14 +223,14 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
     }
 }
 
-fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> Quarantined {
-    Quarantined {
+fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> Box<Quarantined> {
+    Box::new(Quarantined {
         event_id: None,
         stage: Stage::Ingest,
         reasons: vec![reason],
         payload,
         provenance,
-    }
+    })
 }
 
 /// Limits for [`split`].
@@ -258,19 +265,19 @@ pub fn split(
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for item in items {
         let size = match &item {
-            Ok(r) => serialized_len(&r.payload),
-            Err(q) => serialized_len(&q.payload),
+            Item::Event(r) => serialized_len(&r.payload),
+            Item::Quarantined(q) => serialized_len(&q.payload),
         };
         if !cur.is_empty() && (cur.len() >= limits.max_events || bytes + size > limits.max_bytes) {
             batches.push(seal(std::mem::take(&mut cur), received_at, &mut hasher));
             bytes = 0;
         }
         match &item {
-            Ok(r) => {
+            Item::Event(r) => {
                 hasher.update(&serde_json::to_vec(&r.provenance).unwrap_or_default());
                 hasher.update(&serde_json::to_vec(&r.payload).unwrap_or_default());
             }
-            Err(q) => {
+            Item::Quarantined(q) => {
                 hasher.update(&serde_json::to_vec(&q.provenance).unwrap_or_default());
                 hasher.update(&serde_json::to_vec(&q.payload).unwrap_or_default());
             }
@@ -296,8 +303,8 @@ fn seal(
     let mut quarantine = Vec::new();
     for item in items {
         match item {
-            Ok(r) => events.push(r),
-            Err(q) => quarantine.push(q),
+            Item::Event(r) => events.push(r),
+            Item::Quarantined(q) => quarantine.push(*q),
         }
     }
     Batch {
@@ -323,15 +330,15 @@ mod tests {
             {"topic":"t","partition":0,"offset":3,"value":STANDARD.encode("{oops")}]}});
         let items = decode(&input).expect("kafka");
         assert_eq!(items.len(), 3);
-        assert!(matches!(&items[0], Ok(r) if r.payload["event_id"] == "a"));
-        let Err(q) = &items[1] else {
+        assert!(matches!(&items[0], Item::Event(r) if r.payload["event_id"] == "a"));
+        let Item::Quarantined(q) = &items[1] else {
             panic!("offset 2 should be quarantined")
         };
         assert_eq!(q.reasons[0].code, "bad_base64");
         assert!(
             matches!(&q.provenance, Provenance::Kafka { offset: 2, key: Some(k), .. } if k == "k1")
         );
-        assert!(matches!(&items[2], Err(q) if q.reasons[0].code == "malformed_json"));
+        assert!(matches!(&items[2], Item::Quarantined(q) if q.reasons[0].code == "malformed_json"));
     }
 
     #[test]
