@@ -17,12 +17,22 @@ use serde_json::{Value, json};
 
 async fn verdicts(stream: &Path) -> Value {
     let text = fs::read_to_string(stream).unwrap();
-    let mut p = Pipeline::new(Config::defaults().unwrap(), SqliteStore::in_memory().unwrap()).unwrap();
-    p.limits = SplitLimits { max_events: 10, ..SplitLimits::default() };
+    let mut p = Pipeline::new(
+        Config::defaults().unwrap(),
+        SqliteStore::in_memory().unwrap(),
+    )
+    .unwrap();
+    p.limits = SplitLimits {
+        max_events: 10,
+        ..SplitLimits::default()
+    };
     let items = ingest::decode_lines("golden", text.lines().enumerate().map(|(i, l)| (i + 1, l)));
     let mut out = Vec::new();
     for batch in p.split(items, now()) {
-        let scored = p.detect(p.enrich(p.validate(batch)).await.unwrap()).await.unwrap();
+        let scored = p
+            .detect(p.enrich(p.validate(batch)).await.unwrap())
+            .await
+            .unwrap();
         for e in &scored.events {
             out.push(json!({
                 "event_id": e.event.event_id,
@@ -31,7 +41,11 @@ async fn verdicts(stream: &Path) -> Value {
                 "reasons": e.detection.reasons,
             }));
         }
-        assert!(scored.quarantine.is_empty(), "golden streams are valid: {:?}", scored.quarantine);
+        assert!(
+            scored.quarantine.is_empty(),
+            "golden streams are valid: {:?}",
+            scored.quarantine
+        );
         p.persist(scored, now()).await.unwrap();
     }
     Value::Array(out)
@@ -40,23 +54,39 @@ async fn verdicts(stream: &Path) -> Value {
 #[tokio::test]
 async fn detection_matches_golden_files() {
     let dir = repo_root().join("tests/golden/detect");
-    let mut cases: Vec<_> = fs::read_dir(&dir).unwrap().filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut cases: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     cases.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
     cases.sort();
-    assert!(cases.len() >= 6, "golden cases missing in {}", dir.display());
+    assert!(
+        cases.len() >= 6,
+        "golden cases missing in {}",
+        dir.display()
+    );
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let mut failures = Vec::new();
     for case in cases {
         let got = verdicts(&case).await;
         let expected_path = case.with_extension("expected.json");
         if update {
-            fs::write(&expected_path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+            fs::write(
+                &expected_path,
+                serde_json::to_string_pretty(&got).unwrap() + "\n",
+            )
+            .unwrap();
             continue;
         }
-        let expected: Value = serde_json::from_str(&fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!("{} missing: run with UPDATE_GOLDEN=1 and review it", expected_path.display())
-        }))
-        .unwrap();
+        let expected: Value =
+            serde_json::from_str(&fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+                panic!(
+                    "{} missing: run with UPDATE_GOLDEN=1 and review it",
+                    expected_path.display()
+                )
+            }))
+            .unwrap();
         if got != expected {
             failures.push(format!(
                 "{}:\nexpected {}\n     got {}",

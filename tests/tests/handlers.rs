@@ -18,7 +18,8 @@ use serde_json::Value;
 
 fn sample(path: &str) -> Value {
     let p = events_dir().join(path);
-    serde_json::from_str(&fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(&fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 fn ev(path: &str) -> LambdaEvent<Value> {
@@ -26,48 +27,77 @@ fn ev(path: &str) -> LambdaEvent<Value> {
 }
 
 fn pipeline() -> Pipeline<SqliteStore> {
-    Pipeline::new(Config::defaults().unwrap(), SqliteStore::in_memory().unwrap()).unwrap()
+    Pipeline::new(
+        Config::defaults().unwrap(),
+        SqliteStore::in_memory().unwrap(),
+    )
+    .unwrap()
 }
 
 fn conserved<T>(b: &Batch<T>) {
-    assert_eq!(b.input_count, b.events.len() + b.quarantine.len(), "batch {} lost events", b.batch_id);
+    assert_eq!(
+        b.input_count,
+        b.events.len() + b.quarantine.len(),
+        "batch {} lost events",
+        b.batch_id
+    );
 }
 
 #[tokio::test]
 async fn ingest_msk_good_and_bad() {
     let p = pipeline();
     let sink = CollectSink::default();
-    let r = handlers::ingest(ev("ingest/msk-good.json"), &p, &sink).await.unwrap();
+    let r = handlers::ingest(ev("ingest/msk-good.json"), &p, &sink)
+        .await
+        .unwrap();
     let batches = sink.take();
     assert_eq!(r.batches.len(), 1);
     assert_eq!(batches[0].events.len(), 9);
     assert!(batches[0].quarantine.is_empty());
 
-    handlers::ingest(ev("ingest/msk-bad.json"), &p, &sink).await.unwrap();
+    handlers::ingest(ev("ingest/msk-bad.json"), &p, &sink)
+        .await
+        .unwrap();
     let b = &sink.take()[0];
     conserved(b);
     assert_eq!(b.input_count, 5);
-    let codes: Vec<&str> = b.quarantine.iter().map(|q| q.reasons[0].code.as_str()).collect();
+    let codes: Vec<&str> = b
+        .quarantine
+        .iter()
+        .map(|q| q.reasons[0].code.as_str())
+        .collect();
     assert_eq!(codes, ["bad_base64", "malformed_json"]);
     assert!(b.quarantine.iter().all(|q| q.stage == Stage::Ingest));
     // The undecodable records travel on: validate keeps them in the quarantine list.
     let v = p.validate(b.clone());
     conserved(&v);
-    assert_eq!(v.quarantine.len(), 5, "3 invalid events + 2 undecodable records");
+    assert_eq!(
+        v.quarantine.len(),
+        5,
+        "3 invalid events + 2 undecodable records"
+    );
 }
 
 #[tokio::test]
 async fn ingest_eventbridge_samples() {
     let p = pipeline();
     let sink = CollectSink::default();
-    handlers::ingest(ev("ingest/eventbridge-good.json"), &p, &sink).await.unwrap();
+    handlers::ingest(ev("ingest/eventbridge-good.json"), &p, &sink)
+        .await
+        .unwrap();
     assert_eq!(sink.take()[0].events.len(), 9);
-    handlers::ingest(ev("ingest/eventbridge-single.json"), &p, &sink).await.unwrap();
+    handlers::ingest(ev("ingest/eventbridge-single.json"), &p, &sink)
+        .await
+        .unwrap();
     assert_eq!(sink.take()[0].events.len(), 1);
-    handlers::ingest(ev("ingest/eventbridge-bad.json"), &p, &sink).await.unwrap();
+    handlers::ingest(ev("ingest/eventbridge-bad.json"), &p, &sink)
+        .await
+        .unwrap();
     let v = p.validate(sink.take().remove(0));
     assert_eq!((v.events.len(), v.quarantine.len()), (0, 3));
-    handlers::ingest(ev("ingest/eventbridge-bad-detail.json"), &p, &sink).await.unwrap();
+    handlers::ingest(ev("ingest/eventbridge-bad-detail.json"), &p, &sink)
+        .await
+        .unwrap();
     let b = sink.take().remove(0);
     assert_eq!(b.quarantine[0].reasons[0].code, "bad_detail");
     conserved(&b);
@@ -77,7 +107,9 @@ async fn ingest_eventbridge_samples() {
 async fn ingest_rejects_unknown_envelopes_with_a_stable_error_type() {
     let p = pipeline();
     let e = LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default());
-    let err = handlers::ingest(e, &p, &CollectSink::default()).await.unwrap_err();
+    let err = handlers::ingest(e, &p, &CollectSink::default())
+        .await
+        .unwrap_err();
     let d: Diagnostic = err.into();
     assert_eq!(d.error_type, "Pipeline.Fatal.UnrecognisedInput");
 }
@@ -85,23 +117,41 @@ async fn ingest_rejects_unknown_envelopes_with_a_stable_error_type() {
 #[tokio::test]
 async fn validate_samples() {
     let p = pipeline();
-    let good = handlers::validate(ev("validate/good.json"), &p).await.unwrap();
+    let good = handlers::validate(ev("validate/good.json"), &p)
+        .await
+        .unwrap();
     assert_eq!((good.events.len(), good.quarantine.len()), (9, 0));
-    let bad = handlers::validate(ev("validate/bad.json"), &p).await.unwrap();
+    let bad = handlers::validate(ev("validate/bad.json"), &p)
+        .await
+        .unwrap();
     conserved(&bad);
     assert_eq!(bad.events.len(), 1);
-    let all: Vec<&str> = bad.quarantine.iter().flat_map(|q| q.reasons.iter().map(|r| r.code.as_str())).collect();
-    for code in ["malformed_json", "schema", "unknown_currency", "bad_timestamp", "future_timestamp", "duplicate_in_batch"] {
+    let all: Vec<&str> = bad
+        .quarantine
+        .iter()
+        .flat_map(|q| q.reasons.iter().map(|r| r.code.as_str()))
+        .collect();
+    for code in [
+        "malformed_json",
+        "schema",
+        "unknown_currency",
+        "bad_timestamp",
+        "future_timestamp",
+        "duplicate_in_batch",
+    ] {
         assert!(all.contains(&code), "{code} missing from {all:?}");
     }
     // The output is exactly the next stage's input shape.
-    let _: Batch<ValidEvent> = serde_json::from_value(serde_json::to_value(&good).unwrap()).unwrap();
+    let _: Batch<ValidEvent> =
+        serde_json::from_value(serde_json::to_value(&good).unwrap()).unwrap();
 }
 
 #[tokio::test]
 async fn validate_rejects_a_non_batch_as_fatal() {
     let p = pipeline();
-    let err = handlers::validate(ev("detect/bad.json"), &p).await.unwrap_err();
+    let err = handlers::validate(ev("detect/bad.json"), &p)
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type(), "Pipeline.Fatal.BadBatch");
 }
 
@@ -110,14 +160,22 @@ async fn enrich_samples() {
     let p = pipeline();
     let good = handlers::enrich(ev("enrich/good.json"), &p).await.unwrap();
     assert_eq!((good.events.len(), good.quarantine.len()), (9, 0));
-    let gbp = good.events.iter().find(|e| e.event.currency.as_deref() == Some("GBP")).unwrap();
+    let gbp = good
+        .events
+        .iter()
+        .find(|e| e.event.currency.as_deref() == Some("GBP"))
+        .unwrap();
     assert!((gbp.enrichment.base_value - 42.0 * 1.27).abs() < 1e-9);
     let bad = handlers::enrich(ev("enrich/bad.json"), &p).await.unwrap();
     conserved(&bad);
     assert_eq!(bad.quarantine.len(), 1);
     assert_eq!(bad.quarantine[0].reasons[0].code, "fx_rate_missing");
-    assert_eq!(bad.quarantine[0].payload["currency"], "KES", "original payload kept");
-    let _: Batch<EnrichedEvent> = serde_json::from_value(serde_json::to_value(&good).unwrap()).unwrap();
+    assert_eq!(
+        bad.quarantine[0].payload["currency"], "KES",
+        "original payload kept"
+    );
+    let _: Batch<EnrichedEvent> =
+        serde_json::from_value(serde_json::to_value(&good).unwrap()).unwrap();
 }
 
 #[tokio::test]
@@ -125,35 +183,66 @@ async fn detect_samples() {
     let p = pipeline();
     let out = handlers::detect(ev("detect/good.json"), &p).await.unwrap();
     conserved(&out);
-    let flagged: Vec<&str> =
-        out.events.iter().filter(|e| e.detection.is_anomaly).map(|e| e.event.event_id.as_str()).collect();
-    assert_eq!(flagged, ["evt-demo-007"], "the sixth decline in ten minutes");
-    let err = handlers::detect(ev("detect/bad.json"), &p).await.unwrap_err();
+    let flagged: Vec<&str> = out
+        .events
+        .iter()
+        .filter(|e| e.detection.is_anomaly)
+        .map(|e| e.event.event_id.as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        ["evt-demo-007"],
+        "the sixth decline in ten minutes"
+    );
+    let err = handlers::detect(ev("detect/bad.json"), &p)
+        .await
+        .unwrap_err();
     assert_eq!(Diagnostic::from(err).error_type, "Pipeline.Fatal.BadBatch");
-    let _: Batch<ScoredEvent> = serde_json::from_value(serde_json::to_value(&out).unwrap()).unwrap();
+    let _: Batch<ScoredEvent> =
+        serde_json::from_value(serde_json::to_value(&out).unwrap()).unwrap();
 }
 
 #[tokio::test]
 async fn persist_samples() {
     let p = pipeline();
-    let r = handlers::persist(ev("persist/good.json"), &p).await.unwrap();
+    let r = handlers::persist(ev("persist/good.json"), &p)
+        .await
+        .unwrap();
     assert_eq!(r.counts.persisted, 9);
     assert_eq!(r.counts.anomalies, 1);
     assert_eq!(r.new_anomalies().count(), 1);
-    let again = handlers::persist(ev("persist/good.json"), &p).await.unwrap();
+    let again = handlers::persist(ev("persist/good.json"), &p)
+        .await
+        .unwrap();
     assert_eq!(again.counts.duplicate, 9);
-    assert_eq!(again.new_anomalies().count(), 0, "a redelivery announces nothing");
+    assert_eq!(
+        again.new_anomalies().count(),
+        0,
+        "a redelivery announces nothing"
+    );
 
     let bad = handlers::persist(ev("persist/bad.json"), &p).await.unwrap();
     assert_eq!(bad.counts.input, bad.counts.accounted());
     assert_eq!(bad.counts.conflict, 1);
     assert_eq!(bad.counts.quarantined, 5);
-    let conflict = bad.outcomes.iter().find(|o| o.status == Status::Conflict).unwrap();
+    let conflict = bad
+        .outcomes
+        .iter()
+        .find(|o| o.status == Status::Conflict)
+        .unwrap();
     assert_eq!(conflict.event_id.as_deref(), Some("evt-demo-001"));
     use pipeline_core::store::Store;
     let dump = p.store.dump().await.unwrap();
-    assert_eq!(dump.quarantine.len(), 6, "5 earlier quarantine entries + the conflict");
-    let stored = dump.events.iter().find(|e| e.event_id == "evt-demo-001").unwrap();
+    assert_eq!(
+        dump.quarantine.len(),
+        6,
+        "5 earlier quarantine entries + the conflict"
+    );
+    let stored = dump
+        .events
+        .iter()
+        .find(|e| e.event_id == "evt-demo-001")
+        .unwrap();
     assert_eq!(stored.event.value, 23.5, "a conflict never overwrites");
 }
 
