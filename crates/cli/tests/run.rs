@@ -97,6 +97,7 @@ async fn run_twice_changes_nothing_the_second_time() {
             >= 1
     );
     let state_after_first = dump(&db).await;
+    detection_quality(&out1);
 
     let second = summary(&pipeline(&[
         "run",
@@ -157,6 +158,51 @@ async fn run_twice_changes_nothing_the_second_time() {
             }
         }
     }
+}
+
+/// The injected anomalies of the sample stream are found, without drowning them in noise.
+fn detection_quality(output: &Path) {
+    let labels: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(repo().join("events/streams/transactions.labels.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["event_id"].as_str().unwrap().to_owned(),
+                    v["label"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    let truth: std::collections::HashSet<&str> = labels
+        .iter()
+        .filter(|(_, l)| matches!(l.as_str(), "failure_burst" | "spike" | "new_country"))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let flagged: std::collections::HashSet<String> = std::fs::read_to_string(output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["is_anomaly"] == true)
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let hits = flagged
+        .iter()
+        .filter(|id| truth.contains(id.as_str()))
+        .count() as f64;
+    let (precision, recall) = (hits / flagged.len() as f64, hits / truth.len() as f64);
+    assert!(
+        recall >= 0.9,
+        "recall {recall:.2} (flagged {}, labelled {})",
+        flagged.len(),
+        truth.len()
+    );
+    assert!(
+        precision >= 0.7,
+        "precision {precision:.2} (flagged {}, labelled {})",
+        flagged.len(),
+        truth.len()
+    );
 }
 
 #[test]

@@ -327,7 +327,7 @@ pub fn observe(
         if z.abs() >= cfg.z_threshold {
             reasons.push(DetectReason::ValueOutlier {
                 z: round2(z),
-                value: obs.value,
+                value: round2(obs.value),
                 typical: round2(unslog(state.stats.mean)),
                 threshold: cfg.z_threshold,
             });

@@ -250,7 +250,12 @@ fn record_of(
         version: ev.event.version,
         content_hash: hex(ev.event.content_hash()),
         status,
-        occurred_at: ev.event.occurred_at.to_rfc3339(),
+        // UTC with fixed-width milliseconds: sorts as text in SQLite and in a DynamoDB sort key.
+        occurred_at: ev
+            .event
+            .occurred_at
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         event: ev.event.clone(),
         enrichment: ev.enrichment.clone(),
         detection: ev.detection.clone(),

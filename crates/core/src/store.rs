@@ -43,7 +43,7 @@ pub struct EventRecord {
     pub content_hash: String,
     /// How this version was written.
     pub status: RecordStatus,
-    /// Event time, RFC 3339 (the anomaly index sort key).
+    /// Event time in UTC, RFC 3339 with milliseconds (sorts as text: the anomaly index sort key).
     pub occurred_at: String,
     /// The event as received.
     pub event: Event,
