@@ -253,3 +253,55 @@ async fn raw_batch_sample_is_what_ingest_emits() {
     assert!(b.batch_id.starts_with("b-"));
     conserved(&b);
 }
+
+#[tokio::test]
+async fn persist_quarantines_a_failed_batch_whole() {
+    let p = pipeline();
+    let mut doc = sample("enrich/good.json");
+    doc["error"] = serde_json::json!({"Error": "Pipeline.Retryable.InjectedFault", "Cause": "{\"errorMessage\":\"boom\"}"});
+    doc["failed_stage"] = "enrich".into();
+    let r = handlers::persist(LambdaEvent::new(doc, Context::default()), &p)
+        .await
+        .unwrap();
+    assert_eq!(r.counts.input, 9);
+    assert_eq!(r.counts.quarantined, 9);
+    assert_eq!(r.quarantined_by_reason.get("stage_failed"), Some(&9));
+    use pipeline_core::store::Store;
+    let dump = p.store.dump().await.unwrap();
+    assert_eq!(dump.quarantine.len(), 9);
+    assert!(dump.events.is_empty());
+    let q = &dump.quarantine[0].item;
+    assert_eq!(q.stage, Stage::Enrich);
+    assert!(
+        q.reasons[0]
+            .message
+            .contains("Pipeline.Retryable.InjectedFault"),
+        "{:?}",
+        q.reasons
+    );
+    assert!(
+        q.payload.get("event_id").is_some(),
+        "the original event is kept"
+    );
+}
+
+#[tokio::test]
+async fn fault_injection_only_when_enabled() {
+    let mut doc = sample("enrich/good.json");
+    doc["events"][0]["event"]["attributes"]["fault_inject"] = "enrich".into();
+    let off = pipeline();
+    assert!(
+        handlers::enrich(LambdaEvent::new(doc.clone(), Context::default()), &off)
+            .await
+            .is_ok()
+    );
+    let mut config = Config::defaults().unwrap();
+    config.fault_injection = true;
+    let on = Pipeline::new(config, SqliteStore::in_memory().unwrap()).unwrap();
+    let err = handlers::enrich(LambdaEvent::new(doc.clone(), Context::default()), &on)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "Pipeline.Retryable.InjectedFault");
+    // Other stages are not affected by a fault aimed at enrich.
+    assert!(handlers::detect(ev("detect/good.json"), &on).await.is_ok());
+}

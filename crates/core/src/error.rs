@@ -73,6 +73,16 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A failure injected on purpose (`PIPELINE_FAULT_INJECTION=1` and an event whose
+    /// `attributes.fault_inject` names the stage): lets tests drive a batch through the state
+    /// machine's Retry and Catch paths. Never raised unless enabled.
+    #[error("fault injected in stage {stage} for event {event_id}")]
+    InjectedFault {
+        /// The stage that failed.
+        stage: &'static str,
+        /// The event that asked for it.
+        event_id: String,
+    },
     /// Optimistic concurrency on an entity's state kept failing.
     #[error("entity {entity_id} state changed concurrently {attempts} times in a row; try again")]
     EntityContended {
@@ -89,7 +99,8 @@ impl Error {
         match self {
             Error::StoreThrottled { .. }
             | Error::StoreUnavailable { .. }
-            | Error::EntityContended { .. } => ErrorClass::Retryable,
+            | Error::EntityContended { .. }
+            | Error::InjectedFault { .. } => ErrorClass::Retryable,
             Error::BadBatch { .. }
             | Error::UnrecognisedInput(_)
             | Error::Config(_)
@@ -112,6 +123,7 @@ impl Error {
             Error::StoreRejected { .. } => "Pipeline.Fatal.StoreRejected",
             Error::StoreCorrupt { .. } => "Pipeline.Fatal.StoreCorrupt",
             Error::EntityContended { .. } => "Pipeline.Retryable.EntityContended",
+            Error::InjectedFault { .. } => "Pipeline.Retryable.InjectedFault",
         }
     }
 
@@ -121,6 +133,7 @@ impl Error {
         ("Pipeline.Retryable.StoreThrottled", ErrorClass::Retryable),
         ("Pipeline.Retryable.StoreUnavailable", ErrorClass::Retryable),
         ("Pipeline.Retryable.EntityContended", ErrorClass::Retryable),
+        ("Pipeline.Retryable.InjectedFault", ErrorClass::Retryable),
         ("Pipeline.Fatal.BadBatch", ErrorClass::Fatal),
         ("Pipeline.Fatal.UnrecognisedInput", ErrorClass::Fatal),
         ("Pipeline.Fatal.Config", ErrorClass::Fatal),

@@ -276,12 +276,75 @@ fn stored_outcome(status: Status, rec: &EventRecord) -> Outcome {
     }
 }
 
-/// Runs the persist stage against `store` at time `now`.
+/// An anomaly to announce to consumers (the Lambda publishes it on EventBridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Consumers de-duplicate on this.
+    pub event_id: String,
+    /// The entity.
+    pub entity_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// Event time, UTC.
+    pub occurred_at: String,
+    /// The event's version.
+    pub version: u32,
+    /// `persisted` or `updated`.
+    pub status: Status,
+    /// The score.
+    pub score: f64,
+    /// What fired.
+    pub reasons: Vec<crate::detect::DetectReason>,
+    /// The value as sent.
+    pub value: f64,
+    /// Its currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The value in the base currency.
+    pub base_value: f64,
+}
+
+/// Where new anomalies are announced.
+#[async_trait::async_trait]
+pub trait Announcer: Send + Sync {
+    /// Publishes the anomalies; an error fails the batch before any record is written, so a
+    /// retry announces again (consumers de-duplicate on `event_id`).
+    async fn announce(&self, anomalies: &[Announcement]) -> Result<(), Error>;
+}
+
+/// Announces nothing (the CLI, tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoAnnouncer;
+
+#[async_trait::async_trait]
+impl Announcer for NoAnnouncer {
+    async fn announce(&self, _: &[Announcement]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Runs the persist stage against `store` at time `now`, announcing nothing.
 pub async fn persist<S: Store + ?Sized>(
     store: &S,
     batch: Batch<ScoredEvent>,
     cfg: &PersistConfig,
     now: DateTime<Utc>,
+) -> Result<PersistReport, Error> {
+    persist_and_announce(store, batch, cfg, now, &NoAnnouncer).await
+}
+
+/// Runs the persist stage and announces the anomalies it is about to write.
+///
+/// Anomalies are announced *before* their records are written: a crash in between leads to
+/// the batch being redelivered and announced again (at least once, de-duplicated by consumers
+/// on `event_id`), whereas announcing after the writes could lose an announcement for good,
+/// since a redelivered batch finds its records already stored and announces nothing.
+pub async fn persist_and_announce<S: Store + ?Sized>(
+    store: &S,
+    batch: Batch<ScoredEvent>,
+    cfg: &PersistConfig,
+    now: DateTime<Utc>,
+    announcer: &dyn Announcer,
 ) -> Result<PersistReport, Error> {
     let ids: Vec<String> = batch
         .events
@@ -305,6 +368,21 @@ pub async fn persist<S: Store + ?Sized>(
         .zip(&hashes)
         .map(|(e, h)| decide(stored.get(&e.event.event_id), e.event.version, h))
         .collect();
+
+    let announcements: Vec<Announcement> = batch
+        .events
+        .iter()
+        .zip(&decisions)
+        .filter(|(e, _)| e.detection.is_anomaly)
+        .filter_map(|(e, d)| match d {
+            Decision::Insert => Some(announcement(e, Status::Persisted)),
+            Decision::Replace { .. } => Some(announcement(e, Status::Updated)),
+            Decision::Skip(_) => None,
+        })
+        .collect();
+    if !announcements.is_empty() {
+        announcer.announce(&announcements).await?;
+    }
 
     absorb_new_events(store, &batch.events, &decisions, cfg).await?;
 
@@ -471,6 +549,117 @@ pub async fn persist<S: Store + ?Sized>(
         quarantined_by_reason: by_reason,
         outcomes,
     })
+}
+
+fn announcement(e: &ScoredEvent, status: Status) -> Announcement {
+    Announcement {
+        event_id: e.event.event_id.clone(),
+        entity_id: e.event.entity_id.clone(),
+        event_type: e.event.event_type.clone(),
+        occurred_at: e
+            .event
+            .occurred_at
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        version: e.event.version,
+        status,
+        score: e.detection.score,
+        reasons: e.detection.reasons.clone(),
+        value: e.event.value,
+        currency: e.event.currency.clone(),
+        base_value: e.enrichment.base_value,
+    }
+}
+
+/// The error a state reported, as Step Functions' `Catch` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateError {
+    /// The error name (e.g. `Pipeline.Fatal.BadBatch`, `States.Timeout`).
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// The cause (often the function's error JSON).
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+/// A batch that failed a stage for good, as the state machine hands it to the quarantine path:
+/// the failing state's input document plus `error` and `failed_stage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedBatch {
+    /// The batch.
+    pub batch_id: String,
+    /// When ingest received it.
+    pub received_at: DateTime<Utc>,
+    /// Events that entered at ingest.
+    pub input_count: usize,
+    /// The in-flight events, in whatever stage shape they had.
+    #[serde(default)]
+    pub events: Vec<Value>,
+    /// Earlier quarantine entries.
+    #[serde(default)]
+    pub quarantine: Vec<Quarantined>,
+    /// Why the stage failed.
+    pub error: StateError,
+    /// Which stage failed.
+    #[serde(default)]
+    pub failed_stage: Option<Stage>,
+}
+
+impl FailedBatch {
+    /// Whether a JSON document is a failed batch (rather than a scored batch).
+    pub fn is_failed_batch(doc: &Value) -> bool {
+        doc.get("error").is_some_and(|e| e.get("Error").is_some())
+    }
+}
+
+/// The quarantine path: every in-flight event of a failed batch is quarantined with the error,
+/// together with the batch's earlier quarantine entries. Nothing is lost.
+pub async fn quarantine_failed_batch<S: Store + ?Sized>(
+    store: &S,
+    failed: FailedBatch,
+    now: DateTime<Utc>,
+) -> Result<PersistReport, Error> {
+    let stage = failed.failed_stage.unwrap_or(Stage::Persist);
+    let mut cause: String = failed.error.cause.chars().take(2000).collect();
+    if cause.len() < failed.error.cause.len() {
+        cause.push('…');
+    }
+    let reason = Reason::new(
+        "stage_failed",
+        format!(
+            "stage {} failed for the whole batch: {}: {cause}",
+            stage.as_str(),
+            failed.error.error
+        ),
+    );
+    let mut quarantine = failed.quarantine;
+    for v in failed.events {
+        let (payload, provenance) = match (v.get("payload"), v.get("event")) {
+            (Some(p), _) => (p.clone(), v.get("provenance").cloned()),
+            (None, Some(e)) => (e.clone(), v.get("provenance").cloned()),
+            _ => (v.clone(), None),
+        };
+        quarantine.push(Quarantined {
+            event_id: payload
+                .get("event_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            stage,
+            reasons: vec![reason.clone()],
+            payload,
+            provenance: provenance
+                .and_then(|p| serde_json::from_value(p).ok())
+                .unwrap_or_default(),
+        });
+    }
+    let batch: Batch<ScoredEvent> = Batch {
+        batch_id: failed.batch_id,
+        received_at: failed.received_at,
+        input_count: failed.input_count,
+        events: Vec::new(),
+        quarantine,
+    };
+    persist(store, batch, &PersistConfig::default(), now).await
 }
 
 /// Folds the events decided `Insert` into their entities' state, one conditional write per

@@ -10,6 +10,7 @@
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_Z_THRESHOLD` | robust z-score of a value outlier | 4.0 |
+//! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -32,6 +33,8 @@ pub struct Config {
     pub detect: DetectConfig,
     /// Persist settings.
     pub persist: PersistConfig,
+    /// Whether `attributes.fault_inject` may fail a stage (tests of the Retry/Catch paths).
+    pub fault_injection: bool,
 }
 
 impl Config {
@@ -87,11 +90,15 @@ impl Config {
             detect: detect.clone(),
             ..PersistConfig::default()
         };
+        let fault_injection = vars
+            .get("PIPELINE_FAULT_INJECTION")
+            .is_some_and(|v| v == "1");
         Ok(Config {
             validate,
             fx,
             detect,
             persist,
+            fault_injection,
         })
     }
 }

@@ -8,7 +8,7 @@ use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::persist::PersistReport;
+use pipeline_core::persist::{FailedBatch, PersistReport};
 use pipeline_core::store::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,44 @@ use tracing::info;
 
 use crate::error::FunctionError;
 use crate::pipeline::{BatchSink, Pipeline};
+
+/// With fault injection enabled, fails `stage` when an event asks for it in
+/// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
+fn inject_fault<'a>(
+    enabled: bool,
+    stage: &'static str,
+    events: impl Iterator<Item = &'a Value>,
+) -> Result<(), FunctionError> {
+    if !enabled {
+        return Ok(());
+    }
+    for e in events {
+        if e.pointer("/attributes/fault_inject")
+            .and_then(Value::as_str)
+            == Some(stage)
+        {
+            let event_id = e
+                .get("event_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            return Err(FunctionError(Error::InjectedFault { stage, event_id }));
+        }
+    }
+    Ok(())
+}
+
+/// The events of a stage document, for fault injection (payload or typed event).
+fn event_values(doc: &Value) -> Vec<&Value> {
+    doc.get("events")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.get("payload").or_else(|| e.get("event")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn parse<T: DeserializeOwned>(payload: Value, expected: &'static str) -> Result<T, FunctionError> {
     serde_json::from_value(payload)
@@ -67,6 +105,11 @@ pub async fn validate<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ValidEvent>, FunctionError> {
+    inject_fault(
+        pipeline.config.fault_injection,
+        "validate",
+        event_values(&event.payload).into_iter(),
+    )?;
     let batch: Batch<RawEvent> = parse(event.payload, "raw event batch (ingest output)")?;
     let out = pipeline.validate(batch);
     log_stage(
@@ -84,6 +127,11 @@ pub async fn enrich<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<EnrichedEvent>, FunctionError> {
+    inject_fault(
+        pipeline.config.fault_injection,
+        "enrich",
+        event_values(&event.payload).into_iter(),
+    )?;
     let batch: Batch<ValidEvent> = parse(event.payload, "validated batch (validate output)")?;
     let out = pipeline.enrich(batch).await?;
     log_stage(
@@ -101,6 +149,11 @@ pub async fn detect<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ScoredEvent>, FunctionError> {
+    inject_fault(
+        pipeline.config.fault_injection,
+        "detect",
+        event_values(&event.payload).into_iter(),
+    )?;
     let batch: Batch<EnrichedEvent> = parse(event.payload, "enriched batch (enrich output)")?;
     let out = pipeline.detect(batch).await?;
     let anomalies = out.events.iter().filter(|e| e.detection.is_anomaly).count();
@@ -120,8 +173,23 @@ pub async fn persist<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<PersistReport, FunctionError> {
-    let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
-    let report = pipeline.persist(batch, Utc::now()).await?;
+    let report = if FailedBatch::is_failed_batch(&event.payload) {
+        let failed: FailedBatch = parse(
+            event.payload,
+            "failed batch (state machine quarantine path)",
+        )?;
+        tracing::warn!(request_id = %event.context.request_id, batch_id = %failed.batch_id,
+                       error = %failed.error.error, "quarantining a failed batch");
+        pipeline.quarantine_failed(failed, Utc::now()).await?
+    } else {
+        inject_fault(
+            pipeline.config.fault_injection,
+            "persist",
+            event_values(&event.payload).into_iter(),
+        )?;
+        let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
+        pipeline.persist(batch, Utc::now()).await?
+    };
     let c = &report.counts;
     info!(request_id = %event.context.request_id, batch_id = %report.batch_id, input = c.input,
           persisted = c.persisted, duplicate = c.duplicate, updated = c.updated, stale = c.stale,

@@ -2,7 +2,7 @@
 //! that ingest hands its batches to.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use pipeline_core::contract::Contract;
 use pipeline_core::detect::{EntityState, ScoredEvent};
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::ingest::{self, Item, SplitLimits};
-use pipeline_core::persist::PersistReport;
+use pipeline_core::persist::{Announcer, FailedBatch, NoAnnouncer, PersistReport};
 use pipeline_core::store::Store;
 use serde_json::Value;
 
@@ -28,6 +28,8 @@ pub struct Pipeline<S> {
     pub store: S,
     /// Batch size limits for ingest.
     pub limits: SplitLimits,
+    /// Where persist announces new anomalies.
+    pub announcer: Arc<dyn Announcer>,
 }
 
 impl<S: Store> Pipeline<S> {
@@ -38,7 +40,14 @@ impl<S: Store> Pipeline<S> {
             contract: Contract::v1()?,
             store,
             limits: SplitLimits::default(),
+            announcer: Arc::new(NoAnnouncer),
         })
+    }
+
+    /// Announces new anomalies through `announcer` (EventBridge in the Lambda).
+    pub fn with_announcer(mut self, announcer: Arc<dyn Announcer>) -> Self {
+        self.announcer = announcer;
+        self
     }
 
     /// Ingest: decodes a Kafka or EventBridge payload and cuts it into batch documents.
@@ -90,7 +99,23 @@ impl<S: Store> Pipeline<S> {
         batch: Batch<ScoredEvent>,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
-        pipeline_core::persist::persist(&self.store, batch, &self.config.persist, now).await
+        pipeline_core::persist::persist_and_announce(
+            &self.store,
+            batch,
+            &self.config.persist,
+            now,
+            &*self.announcer,
+        )
+        .await
+    }
+
+    /// The quarantine path for a batch that failed a stage for good.
+    pub async fn quarantine_failed(
+        &self,
+        failed: FailedBatch,
+        now: DateTime<Utc>,
+    ) -> Result<PersistReport, Error> {
+        pipeline_core::persist::quarantine_failed_batch(&self.store, failed, now).await
     }
 
     /// All four stages after ingest, in process.
