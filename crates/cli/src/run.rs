@@ -15,6 +15,7 @@ use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::ingest::{self, SplitLimits};
 use pipeline_core::persist::{Counts, PersistReport};
+use pipeline_core::store::Store;
 use pipeline_handlers::{Config, Pipeline};
 use pipeline_sqlite::SqliteStore;
 use serde::Serialize;
@@ -43,6 +44,35 @@ pub struct RunArgs {
     /// Events per batch document (ingest's default keeps documents under 256 KB).
     #[arg(long, default_value_t = pipeline_core::batch::MAX_BATCH_EVENTS)]
     batch_size: usize,
+    /// Where records go: the embedded SQLite file, or DynamoDB (tables from the flags below;
+    /// endpoint, region and credentials from the standard AWS environment, so
+    /// `AWS_ENDPOINT_URL` reaches DynamoDB Local or an emulator).
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// With `--store dynamodb`: create missing tables (same keys as the SAM template).
+    #[arg(long)]
+    create_tables: bool,
+    /// Allow `--create-tables` against real AWS (no endpoint override set).
+    #[arg(long)]
+    yes_real_aws: bool,
+    /// DynamoDB events table.
+    #[arg(long, env = "EVENTS_TABLE", default_value = "pipeline-events")]
+    events_table: String,
+    /// DynamoDB entities table.
+    #[arg(long, env = "ENTITIES_TABLE", default_value = "pipeline-entities")]
+    entities_table: String,
+    /// DynamoDB quarantine table.
+    #[arg(long, env = "QUARANTINE_TABLE", default_value = "pipeline-quarantine")]
+    quarantine_table: String,
+}
+
+/// Which store `pipeline run` writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// SQLite file (`--db`).
+    Embedded,
+    /// DynamoDB tables.
+    Dynamodb,
 }
 
 /// A batch document entering the chain at some stage.
@@ -109,13 +139,55 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
+    let config = Config::from_env()?;
+    match args.store {
+        StoreKind::Embedded => {
+            let db = args.db.display().to_string();
+            let store = SqliteStore::open(&args.db).map_err(|source| CliError::Db {
+                path: db.clone(),
+                source,
+            })?;
+            run_with(Pipeline::new(config, store)?, args, db).await
+        }
+        StoreKind::Dynamodb => {
+            let endpoint_override = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|x| !x.is_empty()));
+            if args.create_tables && !endpoint_override && !args.yes_real_aws {
+                return Err(CliError::Input {
+                    path: "--create-tables".into(),
+                    message: "no AWS_ENDPOINT_URL is set, so this would create tables in your real AWS account; \
+                              deploy the SAM template for that, or add --yes-real-aws if you really mean it"
+                        .into(),
+                });
+            }
+            let tables = pipeline_aws::Tables {
+                events: args.events_table.clone(),
+                entities: args.entities_table.clone(),
+                quarantine: args.quarantine_table.clone(),
+            };
+            let label = format!(
+                "dynamodb tables {}, {}, {}",
+                tables.events, tables.entities, tables.quarantine
+            );
+            let store = pipeline_aws::DynamoStore::new(&pipeline_aws::sdk_config().await, tables);
+            if args.create_tables {
+                store
+                    .create_tables()
+                    .await
+                    .map_err(|e| CliError::Pipeline(e.into()))?;
+            }
+            run_with(Pipeline::new(config, store)?, args, label).await
+        }
+    }
+}
+
+async fn run_with<S: Store>(
+    mut pipeline: Pipeline<S>,
+    args: RunArgs,
+    db: String,
+) -> Result<ExitCode, CliError> {
     let started = Instant::now();
-    let db = args.db.display().to_string();
-    let store = SqliteStore::open(&args.db).map_err(|source| CliError::Db {
-        path: db.clone(),
-        source,
-    })?;
-    let mut pipeline = Pipeline::new(Config::from_env()?, store)?;
     pipeline.limits = SplitLimits {
         max_events: args.batch_size.max(1),
         ..SplitLimits::default()
@@ -203,7 +275,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-async fn run_job(p: &Pipeline<SqliteStore>, job: Job) -> Result<(PersistReport, usize), CliError> {
+async fn run_job<S: Store>(p: &Pipeline<S>, job: Job) -> Result<(PersistReport, usize), CliError> {
     let now = Utc::now();
     Ok(match job {
         Job::Raw(b) => {
@@ -351,7 +423,7 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 }
 
 /// Reads one input into batch documents.
-fn load(input: &str, p: &Pipeline<SqliteStore>) -> Result<Vec<Job>, CliError> {
+fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
     let text = if input == "-" {
         let mut s = String::new();
         std::io::stdin()

@@ -1,0 +1,173 @@
+"""End to end on the full local AWS stack (scripts/local-aws): the real ingest binary, the real
+state machine definition executing on moto, the real stage binaries under `cargo lambda watch`,
+DynamoDB and EventBridge on moto.
+
+Run by scripts/test (which starts and stops the stack); alone:
+    scripts/local-aws up && .venv/bin/pytest -q tests/e2e; scripts/local-aws down
+"""
+import base64
+import json
+import os
+import subprocess
+import time
+
+import boto3
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_env():
+    with open(os.path.join(ROOT, ".venv", "local-aws", "env")) as fh:
+        for line in fh:
+            k, _, v = line.strip().removeprefix("export ").partition("=")
+            os.environ[k] = v
+
+
+load_env()
+
+
+def client(name):
+    return boto3.client(name, region_name=os.environ["AWS_REGION"], endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def invoke_ingest(payload):
+    """Invokes the real ingest binary through `cargo lambda invoke` (served by `cargo lambda watch`)."""
+    path = os.path.join(ROOT, "target", f"e2e-{time.time_ns()}.json")
+    with open(path, "w") as fh:
+        json.dump(payload, fh)
+    try:
+        out = subprocess.run(
+            ["cargo", "lambda", "invoke", "ingest", "--data-file", path, "-A", "127.0.0.1", "-P", os.environ["WATCH_PORT"]],
+            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    finally:
+        os.remove(path)
+    assert out.returncode == 0, f"ingest failed: {out.stdout}\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+def sample(name):
+    with open(os.path.join(ROOT, "events", name)) as fh:
+        return json.load(fh)
+
+
+def scan(table):
+    ddb = client("dynamodb")
+    items, kwargs = [], {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return sorted(items, key=lambda i: json.dumps(i, sort_keys=True))
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def records():
+    return {i["event_id"]["S"]: json.loads(i["record"]["S"]) for i in scan(os.environ["EVENTS_TABLE"])}
+
+
+def executions(prefix):
+    sfn = client("stepfunctions")
+    found = sfn.list_executions(stateMachineArn=os.environ["STATE_MACHINE_ARN"], maxResults=1000)["executions"]
+    return sorted([e for e in found if e["name"].startswith(prefix)], key=lambda e: e["startDate"])
+
+
+def entered_states(execution_arn):
+    history = client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e], history
+
+
+def output(execution_arn):
+    return json.loads(client("stepfunctions").describe_execution(executionArn=execution_arn)["output"])
+
+
+def reconciles(report):
+    c = report["counts"]
+    return c["input"] == sum(c[k] for k in ("persisted", "duplicate", "updated", "stale", "conflict", "quarantined"))
+
+
+def drain_anomaly_tap():
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName="pipeline-anomaly-tap")["QueueUrl"]
+    got = []
+    for _ in range(5):
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in msgs:
+            got.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        if not msgs and got:
+            break
+    return got
+
+
+def test_msk_batch_runs_through_the_real_state_machine():
+    response = invoke_ingest(sample("ingest/msk-good.json"))
+    (receipt,) = response["batches"]
+    stored = records()
+    assert {f"evt-demo-00{i}" for i in range(1, 10)} <= set(stored)
+    assert stored["evt-demo-007"]["detection"]["is_anomaly"] is True
+    assert stored["evt-demo-001"]["provenance"]["kind"] == "kafka"
+    (execution,) = executions(receipt["batch_id"])
+    assert execution["status"] == "SUCCEEDED"
+    states, _ = entered_states(execution["executionArn"])
+    assert states == ["Validate", "Enrich", "Detect", "Persist"]
+    report = output(execution["executionArn"])
+    assert report["counts"]["persisted"] == 9 and reconciles(report)
+    announced = drain_anomaly_tap()
+    assert [a["detail"]["event_id"] for a in announced] == ["evt-demo-007"], announced
+
+
+def test_redelivered_msk_batch_changes_nothing_and_is_a_second_execution():
+    before = scan(os.environ["EVENTS_TABLE"]), scan(os.environ["ENTITIES_TABLE"])
+    response = invoke_ingest(sample("ingest/msk-good.json"))
+    (receipt,) = response["batches"]
+    after = scan(os.environ["EVENTS_TABLE"]), scan(os.environ["ENTITIES_TABLE"])
+    assert after == before
+    runs = executions(receipt["batch_id"])
+    assert len(runs) == 2, [r["name"] for r in runs]
+    report = output(runs[-1]["executionArn"])
+    assert report["counts"]["duplicate"] == 9 and reconciles(report)
+    assert drain_anomaly_tap() == [], "a redelivery announces nothing"
+
+
+def test_eventbridge_events_and_bad_records_are_quarantined_not_lost():
+    invoke_ingest(sample("ingest/eventbridge-bad.json"))
+    response = invoke_ingest(sample("ingest/msk-bad.json"))
+    (receipt,) = response["batches"]
+    report = output(executions(receipt["batch_id"])[-1]["executionArn"])
+    assert report["counts"]["input"] == 5 and report["counts"]["quarantined"] == 5 and reconciles(report)
+    quarantined = scan(os.environ["QUARANTINE_TABLE"])
+    reasons = {r["code"] for q in quarantined for r in json.loads(q["record"]["S"])["item"]["reasons"]}
+    assert {"bad_base64", "malformed_json", "schema", "unknown_currency"} <= reasons
+
+
+def kafka_event(events, offset):
+    recs = [{"topic": "payments", "partition": 3, "offset": offset + i, "timestamp": 0, "timestampType": "CREATE_TIME",
+             "key": None, "value": base64.b64encode(json.dumps(e).encode()).decode(), "headers": []}
+            for i, e in enumerate(events)]
+    return {"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/x",
+            "records": {"payments-3": recs}}
+
+
+def test_a_failing_stage_is_retried_then_caught_and_the_batch_quarantined():
+    events = [{"event_id": f"evt-fault-{i}", "event_type": "payment.authorized", "source": "e2e",
+               "entity_id": "acct-fault", "occurred_at": "2026-11-01T10:00:00Z", "value": 10 + i, "currency": "EUR",
+               "attributes": {"status": "approved"}} for i in range(3)]
+    events[1]["attributes"]["fault_inject"] = "enrich"
+    response = invoke_ingest(kafka_event(events, 5000))
+    (receipt,) = response["batches"]
+    (execution,) = executions(receipt["batch_id"])
+    assert execution["status"] == "SUCCEEDED", "the quarantine path completes the execution"
+    states, history = entered_states(execution["executionArn"])
+    assert states == ["Validate", "Enrich", "EnrichFailed", "QuarantineBatch"], states
+    attempts = [e for e in history if e["type"] in ("LambdaFunctionFailed", "TaskFailed")]
+    assert len(attempts) >= 2, "the transient error was retried before being caught"
+    report = output(execution["executionArn"])
+    assert report["counts"]["quarantined"] == 3 and reconciles(report)
+    stored = records()
+    assert not any(k.startswith("evt-fault-") for k in stored)
+    quarantined = [json.loads(q["record"]["S"])["item"] for q in scan(os.environ["QUARANTINE_TABLE"])]
+    mine = [q for q in quarantined if (q.get("event_id") or "").startswith("evt-fault-")]
+    assert len(mine) == 3 and all(q["stage"] == "enrich" for q in mine)
+    assert all("Pipeline.Retryable.InjectedFault" in q["reasons"][0]["message"] for q in mine)
