@@ -1,0 +1,545 @@
+//! [`DynamoStore`]: the production [`Store`], on three DynamoDB tables.
+//!
+//! The store only reads and writes conditionally; every decision (what to insert, replace or
+//! skip, how to fold events into entity state) is made in [`pipeline_core::persist`], so it
+//! behaves like the SQLite store, which the shared contract suite checks.
+//!
+//! - Reads by key are `BatchGetItem`s of at most 100 keys, strongly consistent, with the
+//!   unprocessed keys read again after a jittered exponential pause (bounded).
+//! - Each record write is one conditional `PutItem` (`attribute_not_exists(event_id)` or
+//!   `version = :v`) asking for the old item on failure
+//!   (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), so a lost race costs no second read.
+//!   Writes run concurrently, at most [`WRITE_CONCURRENCY`] at a time; writes of the same
+//!   `event_id` run one after the other in input order, as the SQLite store runs them.
+//! - Entity state is written with `attribute_not_exists(entity_id)` or `version = :prev`.
+//! - Record and state items carry a token of the write that stored them, so a write whose
+//!   first attempt landed but whose response was lost is reported `Written` when the SDK's
+//!   retry of it fails its condition, not as a conflict with itself (see `item::write_token`).
+//! - Throttling and transient failures are retried by the SDK (see [`crate::dynamodb_config`]);
+//!   what still fails becomes a retryable core error, and the batch is retried whole.
+//!
+//! Unlike SQLite's, a `write_events` call is not one transaction: a failure part way leaves
+//! some records written. That is safe because persist writes entity state first and every
+//! write is conditional: the retried batch finds those records and skips them.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::{StreamExt, TryStreamExt, stream};
+use pipeline_core::Error as CoreError;
+use pipeline_core::detect::EntityState;
+use pipeline_core::store::{
+    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteCondition,
+    WriteResult,
+};
+
+use crate::error::Error;
+use crate::item::{self, ANOMALY_ENTITY, ANOMALY_INDEX, ENTITY_KEY, EVENT_KEY, Item};
+use crate::metrics::{Counters, StoreMetrics, Table};
+use crate::tables::{self, Tables};
+
+/// Most keys one `BatchGetItem` may ask for.
+const BATCH_GET_MAX: usize = 100;
+/// Conditional writes in flight at once per call.
+pub const WRITE_CONCURRENCY: usize = 16;
+/// `BatchGetItem` calls in flight at once per read.
+const READ_CONCURRENCY: usize = 4;
+/// Requests for one chunk of keys before unprocessed keys become an error.
+const UNPROCESSED_ATTEMPTS: usize = 8;
+
+/// The pause schedule between `BatchGetItem` calls that left keys unprocessed.
+///
+/// The SDK's retry strategy only sees failed requests; a `BatchGetItem` that succeeds with
+/// `UnprocessedKeys` (partial throttling, or the 16 MB response limit) is a success to it, so
+/// the store re-asks for the rest itself. AWS asks for exponential backoff there; `backon`
+/// supplies the jittered exponential schedule (25 ms doubling to at most 2 s, plus up to as
+/// much again of jitter), the loop stops after [`UNPROCESSED_ATTEMPTS`] requests.
+fn unprocessed_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(25))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(UNPROCESSED_ATTEMPTS - 1)
+        .with_jitter()
+}
+
+/// A [`Store`] on DynamoDB. Cheap to build (no request is made); build it once per process.
+#[derive(Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+    counters: Counters,
+}
+
+impl DynamoStore {
+    /// A store on `tables`, with a client from the shared SDK configuration plus the store's
+    /// retry and timeout settings ([`crate::dynamodb_config`]).
+    pub fn new(sdk: &aws_config::SdkConfig, tables: Tables) -> Self {
+        Self::with_client(
+            Client::from_conf(crate::dynamodb_config(sdk).build()),
+            tables,
+        )
+    }
+
+    /// A store using `client` as it is (tests add interceptors to theirs).
+    pub fn with_client(client: Client, tables: Tables) -> Self {
+        DynamoStore {
+            client,
+            tables,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The table names.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The DynamoDB client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Requests and capacity used since the store was built or last reset.
+    pub fn metrics(&self) -> StoreMetrics {
+        self.counters.snapshot()
+    }
+
+    /// Sets the metrics back to zero.
+    pub fn reset_metrics(&self) {
+        self.counters.reset();
+    }
+
+    /// Creates the missing tables (on demand, with the anomaly index) and waits until they are
+    /// ACTIVE; existing tables are left alone.
+    pub async fn create_tables(&self) -> Result<(), Error> {
+        tables::create(&self.client, &self.tables).await
+    }
+
+    /// Reads items of `table` by key: deduplicated, in chunks of 100, chunks concurrently.
+    async fn batch_get(
+        &self,
+        table: &str,
+        key_attr: &str,
+        ids: &[String],
+    ) -> Result<Vec<Item>, Error> {
+        let mut seen = HashSet::with_capacity(ids.len());
+        let unique: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
+        // The futures are built first, not in a `map` closure over the stream: a closure there
+        // makes the future's type higher-ranked, which `async_trait`'s `Send` check rejects.
+        let reads: Vec<_> = unique
+            .chunks(BATCH_GET_MAX)
+            .map(|chunk| self.batch_get_chunk(table, key_attr, chunk))
+            .collect();
+        let pages: Vec<Vec<Item>> = stream::iter(reads)
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    async fn batch_get_chunk(
+        &self,
+        table: &str,
+        key_attr: &str,
+        ids: &[&String],
+    ) -> Result<Vec<Item>, Error> {
+        let mut pending: Vec<Item> = ids.iter().map(|id| item::key(key_attr, id)).collect();
+        let mut found = Vec::with_capacity(pending.len());
+        let mut pauses = unprocessed_backoff().build();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build();
+            let keys = keys.map_err(|source| Error::Build {
+                what: "BatchGetItem keys",
+                source,
+            })?;
+            self.counters.read();
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|e| Error::sdk("BatchGetItem", table, e))?;
+            if let Some(items) = out.responses.and_then(|mut r| r.remove(table)) {
+                found.extend(items);
+            }
+            pending = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .map(|k| k.keys)
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            match pauses.next() {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => {
+                    return Err(Error::Unprocessed {
+                        table: table.to_owned(),
+                        remaining: pending.len(),
+                        attempts,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One conditional record write.
+    async fn put_event(&self, w: EventWrite) -> Result<WriteResult, Error> {
+        let table = self.tables.events.as_str();
+        let token = item::write_token();
+        let item = item::event_item(&w.record, &token)?;
+        let size = item::item_size(&item);
+        let req = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let req = match w.condition {
+            WriteCondition::Absent => req.condition_expression("attribute_not_exists(event_id)"),
+            WriteCondition::VersionIs(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match req.send().await {
+            Ok(out) => {
+                let reported = out.consumed_capacity().and_then(|c| c.capacity_units());
+                self.counters.written(Table::Events, reported, size);
+                Ok(WriteResult::Written)
+            }
+            Err(e) => {
+                let old = match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => return Err(Error::sdk("PutItem", table, e)),
+                };
+                self.counters.failed(Table::Events, old.as_ref());
+                if old.as_ref().is_some_and(|o| item::written_by(o, &token)) {
+                    // An earlier attempt of this very write landed and the SDK retried it.
+                    return Ok(WriteResult::Written);
+                }
+                let current = match old {
+                    Some(old) => Some(item::event_of(table, &old)?),
+                    // DynamoDB returns no item when none exists; a server that ignores
+                    // ReturnValuesOnConditionCheckFailure also returns none, so read to be sure.
+                    None => self.get_event(&w.record.event_id).await?,
+                };
+                Ok(WriteResult::ConditionFailed {
+                    current: current.map(Box::new),
+                })
+            }
+        }
+    }
+
+    async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, Error> {
+        let table = self.tables.events.as_str();
+        self.counters.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(item::key(EVENT_KEY, event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::sdk("GetItem", table, e))?;
+        out.item.map(|i| item::event_of(table, &i)).transpose()
+    }
+
+    async fn put_entity_inner(&self, state: &EntityState) -> Result<EntityWrite, Error> {
+        let table = self.tables.entities.as_str();
+        // The stored version must be state.version − 1 (absent counts as 0). Version 0 is never
+        // a valid write; like the SQLite store, report it as a conflict.
+        let Some(prev) = state.version.checked_sub(1) else {
+            return Ok(EntityWrite::VersionConflict);
+        };
+        let token = item::write_token();
+        let item = item::entity_item(state, &token)?;
+        let size = item::item_size(&item);
+        let req = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let req = if prev == 0 {
+            req.condition_expression("attribute_not_exists(entity_id)")
+        } else {
+            req.condition_expression("version = :prev")
+                .expression_attribute_values(":prev", AttributeValue::N(prev.to_string()))
+        };
+        match req.send().await {
+            Ok(out) => {
+                let reported = out.consumed_capacity().and_then(|c| c.capacity_units());
+                self.counters.written(Table::Entities, reported, size);
+                Ok(EntityWrite::Written)
+            }
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    self.counters.failed(Table::Entities, c.item());
+                    // An earlier attempt of this very write landed and the SDK retried it.
+                    let ours = c.item().is_some_and(|o| item::written_by(o, &token));
+                    Ok(if ours {
+                        EntityWrite::Written
+                    } else {
+                        EntityWrite::VersionConflict
+                    })
+                }
+                _ => Err(Error::sdk("PutItem", table, e)),
+            },
+        }
+    }
+
+    /// Stores one quarantine record unless one with its id exists (the first one is kept, as
+    /// the SQLite store keeps it).
+    async fn put_quarantine_one(&self, q: &QuarantineRecord) -> Result<(), Error> {
+        let table = self.tables.quarantine.as_str();
+        let item = item::quarantine_item(q)?;
+        let size = item::item_size(&item);
+        let res = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(quarantine_id)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let reported = out.consumed_capacity().and_then(|c| c.capacity_units());
+                self.counters.written(Table::Quarantine, reported, size);
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                self.counters.failed(Table::Quarantine, None);
+                Ok(())
+            }
+            Err(e) => Err(Error::sdk("PutItem", table, e)),
+        }
+    }
+
+    /// Every item of a table (`index` for the anomaly index), page by page.
+    async fn scan_all(&self, table: &str, index: Option<&str>) -> Result<Vec<Item>, Error> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.counters.read();
+            let out = self
+                .client
+                .scan()
+                .table_name(table)
+                .set_index_name(index.map(str::to_owned))
+                // Global secondary indexes only support eventually consistent reads.
+                .consistent_read(index.is_none())
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::sdk("Scan", table, e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// An entity's anomalies from the index, newest first, enough of them to cut at `limit`
+    /// exactly: the index orders by `occurred_at` only, so records tied with the last one kept
+    /// are all read and then ordered by `event_id`, as the SQLite store orders them.
+    async fn query_anomalies(&self, entity_id: &str, limit: usize) -> Result<Vec<Item>, Error> {
+        let table = self.tables.events.as_str();
+        let mut items: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        let page = i32::try_from(limit.saturating_add(1))
+            .unwrap_or(i32::MAX)
+            .min(1000);
+        loop {
+            self.counters.read();
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .index_name(ANOMALY_INDEX)
+                .key_condition_expression("#k = :e")
+                .expression_attribute_names("#k", ANOMALY_ENTITY)
+                .expression_attribute_values(":e", AttributeValue::S(entity_id.to_owned()))
+                .scan_index_forward(false)
+                .limit(page)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| Error::sdk("Query", table, e))?;
+            items.extend(out.items.unwrap_or_default());
+            let more = out.last_evaluated_key.filter(|k| !k.is_empty());
+            let cut_is_clear = items.len() > limit && {
+                let at = |i: usize| {
+                    items
+                        .get(i)
+                        .and_then(|it| item::string(it, item::OCCURRED_AT))
+                };
+                at(items.len() - 1) != at(limit.saturating_sub(1))
+            };
+            match more {
+                Some(k) if !cut_is_clear => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// Newest event time first, then by `event_id` (the SQLite store's order), cut at `limit`.
+fn newest_first(mut records: Vec<EventRecord>, limit: usize) -> Vec<EventRecord> {
+    records.sort_by(|a, b| {
+        b.occurred_at
+            .cmp(&a.occurred_at)
+            .then_with(|| a.event_id.cmp(&b.event_id))
+    });
+    records.truncate(limit);
+    records
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, CoreError> {
+        let table = self.tables.events.as_str();
+        let items = self.batch_get(table, EVENT_KEY, ids).await?;
+        let mut out = HashMap::with_capacity(items.len());
+        for i in &items {
+            let r = item::event_of(table, i)?;
+            out.insert(r.event_id.clone(), r);
+        }
+        Ok(out)
+    }
+
+    async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, CoreError> {
+        // Group writes of the same event_id, in input order: groups run concurrently, each
+        // group's writes one after the other, so a later write sees the earlier one's effect.
+        let mut groups: Vec<Vec<(usize, EventWrite)>> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            let g = *group_of
+                .entry(w.record.event_id.clone())
+                .or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+            if let Some(group) = groups.get_mut(g) {
+                group.push((i, w));
+            }
+        }
+        let runs: Vec<_> = groups
+            .into_iter()
+            .map(|group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for (i, w) in group {
+                    out.push((i, self.put_event(w).await?));
+                }
+                Ok::<_, Error>(out)
+            })
+            .collect();
+        let done: Vec<Vec<(usize, WriteResult)>> = stream::iter(runs)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut results: Vec<(usize, WriteResult)> = done.into_iter().flatten().collect();
+        results.sort_by_key(|(i, _)| *i);
+        Ok(results.into_iter().map(|(_, r)| r).collect())
+    }
+
+    async fn get_entities(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, EntityState>, CoreError> {
+        let table = self.tables.entities.as_str();
+        let items = self.batch_get(table, ENTITY_KEY, ids).await?;
+        let mut out = HashMap::with_capacity(items.len());
+        for i in &items {
+            let s = item::entity_of(table, i)?;
+            out.insert(s.entity_id.clone(), s);
+        }
+        Ok(out)
+    }
+
+    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, CoreError> {
+        Ok(self.put_entity_inner(state).await?)
+    }
+
+    async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {
+        let puts: Vec<_> = items.iter().map(|q| self.put_quarantine_one(q)).collect();
+        stream::iter(puts)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn list_anomalies(
+        &self,
+        entity_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, CoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let table = self.tables.events.as_str();
+        let items = match entity_id {
+            Some(e) => self.query_anomalies(e, limit).await?,
+            // Across entities the index has no single order: read it all (it holds anomalies
+            // only) and sort here. Fine for inspection; not a hot path.
+            None => self.scan_all(table, Some(ANOMALY_INDEX)).await?,
+        };
+        let records = items
+            .iter()
+            .map(|i| item::event_of(table, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(newest_first(records, limit))
+    }
+
+    async fn dump(&self) -> Result<StoreDump, CoreError> {
+        let t = &self.tables;
+        let mut events = self
+            .scan_all(&t.events, None)
+            .await?
+            .iter()
+            .map(|i| item::event_of(&t.events, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        let mut entities = self
+            .scan_all(&t.entities, None)
+            .await?
+            .iter()
+            .map(|i| item::entity_of(&t.entities, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
+        let mut quarantine = self
+            .scan_all(&t.quarantine, None)
+            .await?
+            .iter()
+            .map(|i| item::quarantine_of(&t.quarantine, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        quarantine.sort_by(|a, b| a.quarantine_id.cmp(&b.quarantine_id));
+        Ok(StoreDump {
+            events,
+            entities,
+            quarantine,
+        })
+    }
+}
