@@ -1,0 +1,444 @@
+//! The store contract suite on the DynamoDB store, against a local DynamoDB-API server.
+//!
+//! `scripts/moto start` runs one on 127.0.0.1 and prints the `AWS_ENDPOINT_URL` and dummy
+//! credentials to export; without `AWS_ENDPOINT_URL` every test here says it is skipped and
+//! passes. Each test creates its own tables under a unique prefix and deletes them at the end.
+//!
+//! Besides the shared contract cases: anomaly listings agree with the SQLite store's, and
+//! throttling injected at the HTTP level is absorbed by the SDK's retry configuration (or,
+//! past the last attempt, reported as `Pipeline.Retryable.StoreThrottled`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{Duration, TimeZone, Utc};
+use pipeline_aws::aws_sdk_dynamodb::Client;
+use pipeline_aws::aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
+use pipeline_aws::aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use pipeline_aws::aws_sdk_dynamodb::error::BoxError;
+use pipeline_aws::{DynamoStore, Tables};
+use pipeline_core::detect::EntityState;
+use pipeline_core::persist::Status;
+use pipeline_core::store::{EntityWrite, EventWrite, Store, WriteCondition, WriteResult};
+use pipeline_sqlite::SqliteStore;
+use pipeline_tests::contract;
+use pipeline_tests::fixtures::{now, payments, raw_batch};
+use serde_json::{Value, json};
+
+/// Whether a local DynamoDB endpoint is configured; says why not when it is not. With
+/// `PIPELINE_REQUIRE_AWS` set (as `scripts/test` sets it) a missing endpoint fails the test
+/// instead of skipping it.
+fn emulator() -> bool {
+    let skip = |why: String| {
+        if std::env::var_os("PIPELINE_REQUIRE_AWS").is_some_and(|v| !v.is_empty() && v != "0") {
+            panic!("PIPELINE_REQUIRE_AWS is set but {why}");
+        }
+        println!("skipped: {why}");
+        false
+    };
+    let Some(url) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return skip("AWS_ENDPOINT_URL not set (run via scripts/test)".into());
+    };
+    // These tests create and delete tables: never against anything but a local server.
+    let host = url.split("://").nth(1).unwrap_or_default();
+    if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
+        return skip(format!(
+            "AWS_ENDPOINT_URL={url} is not a loopback address (start a server with scripts/moto)"
+        ));
+    }
+    true
+}
+
+/// A unique table prefix for one store of one test.
+fn prefix(test: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "t{nanos}-{}-{}",
+        N.fetch_add(1, Ordering::SeqCst),
+        test.replace('_', "-")
+    )
+}
+
+/// Fresh tables; dropping the guard deletes them.
+struct Fresh {
+    client: Client,
+    tables: Tables,
+}
+
+impl Fresh {
+    async fn delete(self) {
+        for t in [
+            &self.tables.events,
+            &self.tables.entities,
+            &self.tables.quarantine,
+        ] {
+            let _ = self.client.delete_table().table_name(t).send().await;
+        }
+    }
+}
+
+async fn fresh_store_with(test: &str, client: Client) -> (DynamoStore, Fresh) {
+    let tables = Tables::with_prefix(&prefix(test));
+    let store = DynamoStore::with_client(client.clone(), tables.clone());
+    store.create_tables().await.expect("create tables");
+    (store, Fresh { client, tables })
+}
+
+async fn fresh_store(test: &str) -> (DynamoStore, Fresh) {
+    let sdk = pipeline_aws::sdk_config().await;
+    let client = Client::from_conf(pipeline_aws::dynamodb_config(&sdk).build());
+    fresh_store_with(test, client).await
+}
+
+#[tokio::test]
+async fn upsert_outcomes() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("upsert").await;
+    contract::upsert_outcomes(store).await;
+    t.delete().await;
+}
+
+#[tokio::test]
+async fn redelivery_is_exactly_once() {
+    if !emulator() {
+        return;
+    }
+    for seed in [1, 2, 3] {
+        let (clean, a) = fresh_store("redeliver-clean").await;
+        let (redelivered, b) = fresh_store("redeliver").await;
+        contract::redelivery_is_exactly_once(clean, redelivered, seed).await;
+        a.delete().await;
+        b.delete().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_lose_nothing() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("concurrent").await;
+    contract::concurrent_writers_lose_nothing(store).await;
+    t.delete().await;
+}
+
+#[tokio::test]
+async fn throttled_batches_lose_nothing() {
+    if !emulator() {
+        return;
+    }
+    let (clean, a) = fresh_store("throttled-clean").await;
+    let (flaky, b) = fresh_store("throttled").await;
+    contract::throttled_batches_lose_nothing(clean, flaky).await;
+    a.delete().await;
+    b.delete().await;
+}
+
+#[tokio::test]
+async fn quarantine_is_stored_and_counts_reconcile() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("quarantine").await;
+    contract::quarantine_is_stored_and_counts_reconcile(store).await;
+    t.delete().await;
+}
+
+/// Bursts of declined payments (anomalies by failure velocity), several at the same instant,
+/// so listings have anomalies, ties on the index's sort key, and several entities.
+fn anomalous_events() -> Vec<Value> {
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).single().unwrap();
+    let mut out = payments(30, 3, 9);
+    for entity in ["acct-burst-a", "acct-burst-b"] {
+        for i in 0..14 {
+            out.push(json!({
+                "event_id": format!("{entity}-{i:02}"),
+                "event_type": "payment.authorized",
+                "source": "psp-test",
+                "entity_id": entity,
+                // Pairs of events share a timestamp.
+                "occurred_at": (start + Duration::seconds(i / 2 * 5)).to_rfc3339(),
+                "value": 10.0,
+                "currency": "EUR",
+                "attributes": {"status": "declined", "country": "DE", "merchant": "m-1"}
+            }));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn anomaly_listings_match_the_sqlite_store() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("anomalies").await;
+    let dynamo = contract::pipeline(store);
+    let sqlite = contract::pipeline(SqliteStore::in_memory().unwrap());
+    let batch = raw_batch("a1", anomalous_events());
+    let r = contract::run_retrying(&dynamo, &batch).await;
+    contract::run_retrying(&sqlite, &batch).await;
+    assert!(
+        r.counts.anomalies >= 10,
+        "the fixture must produce anomalies: {:?}",
+        r.counts
+    );
+
+    let ids = |v: Vec<pipeline_core::store::EventRecord>| {
+        v.into_iter().map(|r| r.event_id).collect::<Vec<_>>()
+    };
+    for limit in [0, 1, 3, 4, 7, 100] {
+        for entity in [
+            None,
+            Some("acct-burst-a"),
+            Some("acct-burst-b"),
+            Some("acct-0"),
+            Some("nobody"),
+        ] {
+            let d = ids(dynamo.store.list_anomalies(entity, limit).await.unwrap());
+            let s = ids(sqlite.store.list_anomalies(entity, limit).await.unwrap());
+            assert_eq!(d, s, "list_anomalies({entity:?}, {limit})");
+        }
+    }
+    // The index is sparse: it holds the anomalies and nothing else.
+    let all = dynamo.store.list_anomalies(None, 1000).await.unwrap();
+    assert_eq!(all.len(), r.counts.anomalies);
+    assert!(all.iter().all(|r| r.detection.is_anomaly));
+    t.delete().await;
+}
+
+#[tokio::test]
+async fn metrics_count_writes_and_capacity() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("metrics").await;
+    let p = contract::pipeline(store);
+    let r = contract::run_retrying(&p, &raw_batch("m1", payments(20, 2, 4))).await;
+    assert_eq!(r.counts.persisted, 20);
+    let m = p.store.metrics();
+    // One conditional put per record and one per entity (two entities in one batch).
+    assert_eq!(m.events.requests, 20);
+    assert_eq!(m.entities.requests, 2);
+    assert_eq!(m.write_requests, 22);
+    assert!(m.estimated_write_capacity_units >= 22);
+    assert!(
+        m.read_requests >= 3,
+        "entities twice (enrich, detect) and records once: {m:?}"
+    );
+    t.delete().await;
+}
+
+/// Injects DynamoDB throttling errors at the HTTP level, where the SDK's retry classifier and
+/// backoff see them exactly as they would see DynamoDB's. Clones share their counters: the
+/// client gets one, the test keeps one to arm it.
+///
+/// - [`InjectThrottles::throttle`]: the next requests never reach the table (each is turned
+///   into a harmless `DescribeLimits` before it is sent) and their responses become
+///   `ProvisionedThroughputExceededException`: a real throttle, nothing applied.
+/// - [`InjectThrottles::lose_responses`]: the next requests are applied, then their responses
+///   become throttles: a write that landed although its caller saw it fail.
+///
+/// Arm it only while the store sends one request at a time: the interceptor pairs a rewritten
+/// request with the next response it sees.
+#[derive(Debug, Clone, Default)]
+struct InjectThrottles {
+    before_send: Arc<AtomicUsize>,
+    after_apply: Arc<AtomicUsize>,
+    neutered: Arc<AtomicUsize>,
+    injected: Arc<AtomicUsize>,
+}
+
+fn take(n: &AtomicUsize) -> bool {
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+        .is_ok()
+}
+
+impl InjectThrottles {
+    fn throttle(&self, n: usize) {
+        self.before_send.store(n, Ordering::SeqCst);
+    }
+    fn lose_responses(&self, n: usize) {
+        self.after_apply.store(n, Ordering::SeqCst);
+    }
+    fn injected(&self) -> usize {
+        self.injected.load(Ordering::SeqCst)
+    }
+}
+
+impl Intercept for InjectThrottles {
+    fn name(&self) -> &'static str {
+        "InjectThrottles"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if take(&self.before_send) {
+            let req = ctx.request_mut();
+            req.headers_mut()
+                .insert("x-amz-target", "DynamoDB_20120810.DescribeLimits");
+            req.headers_mut().insert("content-length", "2");
+            *req.body_mut() = "{}".into();
+            self.neutered.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if take(&self.neutered) || take(&self.after_apply) {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            let resp = ctx.response_mut();
+            *resp.status_mut() = 400u16.try_into()?;
+            resp.headers_mut().remove("x-amz-crc32");
+            resp.headers_mut().remove("content-length");
+            resp.headers_mut()
+                .insert("x-amzn-errortype", "ProvisionedThroughputExceededException");
+            *resp.body_mut() = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"injected by the test"}"#.into();
+        }
+        Ok(())
+    }
+}
+
+/// A store whose client carries a throttle injector.
+async fn throttled_store(test: &str) -> (DynamoStore, Fresh, InjectThrottles) {
+    let sdk = pipeline_aws::sdk_config().await;
+    let inject = InjectThrottles::default();
+    let conf = pipeline_aws::dynamodb_config(&sdk)
+        .interceptor(inject.clone())
+        .build();
+    let (store, t) = fresh_store_with(test, Client::from_conf(conf)).await;
+    (store, t, inject)
+}
+
+#[tokio::test]
+async fn sdk_retries_absorb_throttling() {
+    if !emulator() {
+        return;
+    }
+    let (store, t, inject) = throttled_store("sdk-throttle").await;
+    let p = contract::pipeline(store);
+    // Fewer consecutive throttles than the SDK has attempts (they all land on the batch's
+    // first request, a read): the first try of the batch succeeds.
+    inject.throttle(5);
+    let batch = raw_batch("s1", payments(30, 2, 8));
+    let r = p
+        .run_batch(batch, now())
+        .await
+        .expect("the SDK's retries absorb the throttles");
+    assert_eq!(inject.injected(), 5);
+    assert!(r.outcomes.iter().all(|o| o.status == Status::Persisted));
+    assert_eq!(p.store.dump().await.unwrap().events.len(), 30);
+
+    // A request throttled on every attempt: a retryable StoreThrottled after MAX_ATTEMPTS.
+    inject.throttle(1000);
+    let before = inject.injected();
+    let state = EntityState {
+        version: 1,
+        ..EntityState::new("e-throttled")
+    };
+    let err = p.store.put_entity(&state).await.unwrap_err();
+    assert_eq!(
+        err.error_type(),
+        "Pipeline.Retryable.StoreThrottled",
+        "{err}"
+    );
+    assert_eq!(
+        inject.injected() - before,
+        pipeline_aws::MAX_ATTEMPTS as usize
+    );
+    // Nothing was applied: the same write succeeds once the throttling stops.
+    inject.throttle(0);
+    assert_eq!(
+        p.store.put_entity(&state).await.unwrap(),
+        EntityWrite::Written
+    );
+    t.delete().await;
+}
+
+#[tokio::test]
+async fn a_retried_write_that_had_landed_counts_as_written() {
+    if !emulator() {
+        return;
+    }
+    let (store, t, inject) = throttled_store("lost-response").await;
+    let p = contract::pipeline(store);
+    let batch = raw_batch("l1", payments(2, 1, 12));
+    let scored = p
+        .detect(p.enrich(p.validate(batch)).await.unwrap())
+        .await
+        .unwrap();
+    let report =
+        pipeline_core::persist::persist(&p.store, scored.clone(), &p.config.persist, now())
+            .await
+            .unwrap();
+    let mut records: Vec<_> = p.store.dump().await.unwrap().events;
+
+    // Each write lands, its response is lost, the SDK retries it, and the retry fails its own
+    // condition: the store must still say Written, not report a conflict with itself.
+    let mut rec = records.remove(0);
+    rec.event_id = "evt-lost-response".into();
+    inject.lose_responses(1);
+    let w = EventWrite {
+        record: rec.clone(),
+        condition: WriteCondition::Absent,
+    };
+    assert_eq!(
+        p.store.write_events(vec![w]).await.unwrap(),
+        vec![WriteResult::Written]
+    );
+    assert_eq!(inject.injected(), 1);
+
+    let mut state = p
+        .store
+        .get_entities(&["acct-0".into()])
+        .await
+        .unwrap()
+        .remove("acct-0")
+        .unwrap();
+    state.version += 1;
+    inject.lose_responses(1);
+    assert_eq!(
+        p.store.put_entity(&state).await.unwrap(),
+        EntityWrite::Written
+    );
+    assert_eq!(inject.injected(), 2);
+
+    // A genuine conflict is still one.
+    let w = EventWrite {
+        record: rec,
+        condition: WriteCondition::Absent,
+    };
+    assert!(matches!(
+        p.store.write_events(vec![w]).await.unwrap()[..],
+        [WriteResult::ConditionFailed { current: Some(_) }]
+    ));
+    assert_eq!(
+        p.store.put_entity(&state).await.unwrap(),
+        EntityWrite::VersionConflict
+    );
+    assert_eq!(report.counts.persisted, 2);
+    t.delete().await;
+}
