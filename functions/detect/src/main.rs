@@ -1,2 +1,22 @@
-//! placeholder
-fn main(){}
+//! The `detect` Lambda function: enriched batch → anomaly scores from the entity state in DynamoDB
+//! → scored batch.
+//!
+//! Everything is built once at cold start; the handler itself is
+//! [`pipeline_handlers::handlers::detect`].
+
+use lambda_runtime::service_fn;
+use pipeline_aws::{DynamoStore, Tables};
+use pipeline_handlers::{Config, Pipeline};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    pipeline_handlers::telemetry::init();
+    let config = Config::from_env()?;
+    let store = DynamoStore::new(&pipeline_aws::sdk_config().await, Tables::from_env());
+    let pipeline = Pipeline::new(config, store)?;
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(|event| async move {
+        pipeline_handlers::handlers::detect(event, pipeline).await
+    }))
+    .await
+}
