@@ -252,6 +252,8 @@ async fn metrics_count_writes_and_capacity() {
 ///   `ProvisionedThroughputExceededException`: a real throttle, nothing applied.
 /// - [`InjectThrottles::lose_responses`]: the next requests are applied, then their responses
 ///   become throttles: a write that landed although its caller saw it fail.
+/// - [`InjectThrottles::answer_with`]: the next responses are replaced by these 200 bodies
+///   (a `BatchGetItem` that leaves keys unprocessed).
 ///
 /// Arm it only while the store sends one request at a time: the interceptor pairs a rewritten
 /// request with the next response it sees.
@@ -261,6 +263,7 @@ struct InjectThrottles {
     after_apply: Arc<AtomicUsize>,
     neutered: Arc<AtomicUsize>,
     injected: Arc<AtomicUsize>,
+    canned: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
 fn take(n: &AtomicUsize) -> bool {
@@ -274,6 +277,9 @@ impl InjectThrottles {
     }
     fn lose_responses(&self, n: usize) {
         self.after_apply.store(n, Ordering::SeqCst);
+    }
+    fn answer_with(&self, bodies: Vec<String>) {
+        *self.canned.lock().unwrap() = bodies.into();
     }
     fn injected(&self) -> usize {
         self.injected.load(Ordering::SeqCst)
@@ -308,6 +314,14 @@ impl Intercept for InjectThrottles {
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if let Some(body) = self.canned.lock().unwrap().pop_front() {
+            let resp = ctx.response_mut();
+            *resp.status_mut() = 200u16.try_into()?;
+            resp.headers_mut().remove("x-amz-crc32");
+            resp.headers_mut().remove("content-length");
+            *resp.body_mut() = body.into();
+            return Ok(());
+        }
         if take(&self.neutered) || take(&self.after_apply) {
             self.injected.fetch_add(1, Ordering::SeqCst);
             let resp = ctx.response_mut();
@@ -440,5 +454,68 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         EntityWrite::VersionConflict
     );
     assert_eq!(report.counts.persisted, 2);
+    t.delete().await;
+}
+
+/// A `BatchGetItem` response of the entities `table` that read the version-1 states of
+/// `read` and left `ids` unprocessed.
+fn unprocessed(table: &str, read: &[&str], ids: &[&str]) -> String {
+    let items: Vec<Value> = read
+        .iter()
+        .map(|id| {
+            let state = EntityState {
+                version: 1,
+                ..EntityState::new(id)
+            };
+            json!({"entity_id": {"S": id}, "version": {"N": "1"},
+                   "state": {"S": serde_json::to_string(&state).unwrap()}})
+        })
+        .collect();
+    let keys: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"entity_id": {"S": id}}))
+        .collect();
+    json!({"Responses": {table: items}, "UnprocessedKeys": {table: {"Keys": keys, "ConsistentRead": true}}})
+        .to_string()
+}
+
+#[tokio::test]
+async fn batch_reads_retry_unprocessed_keys() {
+    if !emulator() {
+        return;
+    }
+    let (store, t, inject) = throttled_store("unprocessed").await;
+    let ids: Vec<String> = ["u-a", "u-b", "u-c"].map(String::from).to_vec();
+    for id in &ids {
+        let state = EntityState {
+            version: 1,
+            ..EntityState::new(id)
+        };
+        assert_eq!(
+            store.put_entity(&state).await.unwrap(),
+            EntityWrite::Written
+        );
+    }
+    let table = store.tables().entities.clone();
+
+    // Everything unprocessed, then one key: the store asks again until all are read.
+    inject.answer_with(vec![
+        unprocessed(&table, &[], &["u-a", "u-b", "u-c"]),
+        unprocessed(&table, &["u-a", "u-c"], &["u-b"]),
+    ]);
+    let before = store.metrics().read_requests;
+    let got = store.get_entities(&ids).await.unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(store.metrics().read_requests - before, 3);
+
+    // Keys that stay unprocessed through every attempt: a retryable StoreThrottled.
+    inject.answer_with(vec![unprocessed(&table, &[], &["u-a"]); 20]);
+    let err = store.get_entities(&ids).await.unwrap_err();
+    assert_eq!(
+        err.error_type(),
+        "Pipeline.Retryable.StoreThrottled",
+        "{err}"
+    );
+    inject.answer_with(Vec::new());
     t.delete().await;
 }
