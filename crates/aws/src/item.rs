@@ -7,7 +7,7 @@
 //!
 //! | table      | key             | other attributes |
 //! |------------|-----------------|------------------|
-//! | events     | `event_id`      | `entity_id`, `version` (N), `content_hash`, `status`, `occurred_at`, `score` (N), `anomaly_entity` (only on anomalies), `first_persisted_at`, `last_persisted_at`, `source`, `provenance`, `topic`/`partition`/`offset` (Kafka only), `record`, `write_token` |
+//! | events     | `event_id`      | `entity_id`, `version` (N), `content_hash`, `status`, `occurred_at`, `anomaly_entity` (only on anomalies), `record` (the rest of the record as JSON: event, enrichment, score and reasons, provenance, first/last persisted times), `write_token` |
 //! | entities   | `entity_id`     | `version` (N), `state`, `write_token` |
 //! | quarantine | `quarantine_id` | `batch_id`, `event_id`, `stage`, `reasons` (JSON), `quarantined_at`, `record` |
 //!
@@ -25,7 +25,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 use pipeline_core::detect::EntityState;
-use pipeline_core::event::Provenance;
 use pipeline_core::store::{EventRecord, QuarantineRecord, RecordStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,21 +59,6 @@ fn time(t: &DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// A float as a DynamoDB number, or `None` when DynamoDB cannot hold it (NaN, infinities,
-/// magnitudes outside 1e-130..1e126). Plain notation for everyday magnitudes; scientific
-/// notation otherwise, so the text never runs to hundreds of digits.
-fn float(v: f64) -> Option<AttributeValue> {
-    let a = v.abs();
-    if !v.is_finite() || (a != 0.0 && !(1e-120..1e120).contains(&a)) {
-        return None;
-    }
-    if a == 0.0 || (1e-6..1e15).contains(&a) {
-        Some(n(v))
-    } else {
-        Some(AttributeValue::N(format!("{v:e}")))
-    }
-}
-
 fn json<T: Serialize>(what: &'static str, v: &T) -> Result<AttributeValue, Error> {
     serde_json::to_string(v)
         .map(AttributeValue::S)
@@ -99,9 +83,26 @@ pub(crate) fn write_token() -> String {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        format!("{:x}.{nanos:x}", std::process::id())
+        // Folded to 48 bits of base 36: the token is on every item, and item bytes are billed.
+        let seed = (u128::from(std::process::id()) << 64) ^ nanos;
+        let folded = ((seed >> 64) as u64 ^ seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16;
+        base36(folded)
     });
-    format!("{process}.{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!("{process}.{}", base36(NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+fn base36(mut v: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(v % 36) as usize]);
+        v /= 36;
+        if v == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Whether `item` was stored by the write that carried `token`.
@@ -143,9 +144,21 @@ pub(crate) fn decode<T: DeserializeOwned>(
     })
 }
 
+/// Fields of [`EventRecord`] that are stored as their own attributes and therefore left out of
+/// the `record` JSON (they are put back on read). Item size is what DynamoDB bills: one write
+/// unit per started KB, so a ~300-byte event must fit its record in one KB.
+const RECORD_ATTRIBUTES: [&str; 6] = [
+    "event_id",
+    "entity_id",
+    "version",
+    "content_hash",
+    "status",
+    OCCURRED_AT,
+];
+
 /// The item of a stored event record, written by the write carrying `token`.
 pub(crate) fn event_item(r: &EventRecord, token: &str) -> Result<Item, Error> {
-    let mut item = Item::with_capacity(19);
+    let mut item = Item::with_capacity(9);
     item.insert(WRITE_TOKEN.into(), s(token));
     item.insert(EVENT_KEY.into(), s(&r.event_id));
     item.insert("entity_id".into(), s(&r.entity_id));
@@ -157,33 +170,23 @@ pub(crate) fn event_item(r: &EventRecord, token: &str) -> Result<Item, Error> {
     };
     item.insert("status".into(), s(status));
     item.insert(OCCURRED_AT.into(), s(&r.occurred_at));
-    if let Some(score) = float(r.detection.score) {
-        item.insert("score".into(), score);
-    }
     if r.detection.is_anomaly {
         item.insert(ANOMALY_ENTITY.into(), s(&r.entity_id));
     }
-    item.insert("first_persisted_at".into(), time(&r.first_persisted_at));
-    item.insert("last_persisted_at".into(), time(&r.last_persisted_at));
-    item.insert("source".into(), s(&r.event.source));
-    let kind = match &r.provenance {
-        Provenance::Kafka {
-            topic,
-            partition,
-            offset,
-            ..
-        } => {
-            item.insert("topic".into(), s(topic));
-            item.insert("partition".into(), n(partition));
-            item.insert("offset".into(), n(offset));
-            "kafka"
+    let mut doc = serde_json::to_value(r).map_err(|source| Error::Encode {
+        what: "event record",
+        source,
+    })?;
+    if let Some(map) = doc.as_object_mut() {
+        for k in RECORD_ATTRIBUTES {
+            map.remove(k);
         }
-        Provenance::Eventbridge { .. } => "eventbridge",
-        Provenance::File { .. } => "file",
-        Provenance::Direct => "direct",
-    };
-    item.insert("provenance".into(), s(kind));
-    item.insert("record".into(), json("event record", r)?);
+        // Most records are written once: then the last write time is the first one.
+        if map.get("last_persisted_at") == map.get("first_persisted_at") {
+            map.remove("last_persisted_at");
+        }
+    }
+    item.insert("record".into(), json("event record", &doc)?);
     Ok(item)
 }
 
@@ -215,9 +218,34 @@ pub(crate) fn quarantine_item(q: &QuarantineRecord) -> Result<Item, Error> {
     Ok(item)
 }
 
-/// Decodes an events-table (or anomaly-index) item.
+/// Decodes an events-table (or anomaly-index) item: the `record` JSON plus the fields kept as
+/// attributes.
 pub(crate) fn event_of(table: &str, item: &Item) -> Result<EventRecord, Error> {
-    decode(table, EVENT_KEY, "record", item)
+    let mut doc: serde_json::Value = decode(table, EVENT_KEY, "record", item)?;
+    if let Some(map) = doc.as_object_mut() {
+        for k in RECORD_ATTRIBUTES {
+            let v = match item.get(k) {
+                Some(AttributeValue::S(text)) => serde_json::Value::String(text.clone()),
+                Some(AttributeValue::N(num)) => num
+                    .parse::<u64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            map.insert(k.to_owned(), v);
+        }
+        if !map.contains_key("last_persisted_at") {
+            if let Some(first) = map.get("first_persisted_at").cloned() {
+                map.insert("last_persisted_at".to_owned(), first);
+            }
+        }
+    }
+    let key = string(item, EVENT_KEY).unwrap_or("<no key>").to_owned();
+    serde_json::from_value(doc).map_err(|source| Error::Decode {
+        table: table.to_owned(),
+        key,
+        source,
+    })
 }
 
 /// Decodes an entities-table item.
@@ -290,15 +318,6 @@ mod tests {
         assert_eq!(write_units(0), 1);
         assert_eq!(write_units(1024), 1);
         assert_eq!(write_units(1025), 2);
-    }
-
-    #[test]
-    fn floats_stay_within_dynamodb_numbers() {
-        assert_eq!(float(0.25), Some(AttributeValue::N("0.25".into())));
-        assert_eq!(float(0.0), Some(AttributeValue::N("0".into())));
-        assert_eq!(float(1e-9), Some(AttributeValue::N("1e-9".into())));
-        assert_eq!(float(f64::NAN), None);
-        assert_eq!(float(1e-300), None);
     }
 
     #[test]

@@ -40,11 +40,11 @@ use crate::enrich::{EnrichedEvent, Enrichment};
 use crate::event::{Event, Provenance};
 
 /// How many applied event ids an entity remembers.
-pub const RECENT_IDS: usize = 64;
+pub const RECENT_IDS: usize = 32;
 const MAX_COUNTRIES: usize = 16;
 const MAX_COUNTRY_LEN: usize = 8;
-const MAX_MERCHANTS: usize = 48;
-const MAX_FAILURE_TIMES: usize = 16;
+const MAX_MERCHANTS: usize = 32;
+const MAX_FAILURE_TIMES: usize = 12;
 /// σ of a normal distribution per unit of mean absolute deviation.
 const MAD_TO_SIGMA: f64 = 1.2533;
 /// Smallest σ on the log scale (about 5 %), so a perfectly regular entity is not infinitely strict.
@@ -134,11 +134,11 @@ pub struct EntityState {
     /// Countries seen, with counts (the most frequent are kept).
     #[serde(default)]
     pub countries: Vec<(String, u32)>,
-    /// Hashes of merchants seen (oldest evicted first).
-    #[serde(default)]
+    /// Hashes of merchants seen (oldest evicted first); stored packed (see [`packed`]).
+    #[serde(default, with = "packed::u32s")]
     pub merchants: Vec<u32>,
-    /// Hashes of the ids of the most recently absorbed events.
-    #[serde(default)]
+    /// Hashes of the ids of the most recently absorbed events; stored packed.
+    #[serde(default, with = "packed::u64s")]
     pub recent: Vec<u64>,
 }
 
@@ -161,6 +161,66 @@ impl EntityState {
         let mut c: Vec<_> = self.countries.iter().collect();
         c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         c.into_iter().take(3).map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// Hash lists stored as base64 of their little-endian bytes: 48 ids take 64 characters of
+/// JSON as decimal numbers would take about 1 KB, and entity state is written on every batch
+/// (DynamoDB bills each started KB).
+pub mod packed {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    fn decode<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Vec<[u8; N]>, D::Error> {
+        let text = String::deserialize(d)?;
+        let bytes = STANDARD_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(serde::de::Error::custom)?;
+        if bytes.len() % N != 0 {
+            return Err(serde::de::Error::custom(format!(
+                "packed list length {} is not a multiple of {N}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| c.try_into().unwrap_or([0; N]))
+            .collect())
+    }
+
+    /// `Vec<u64>` as packed base64.
+    pub mod u64s {
+        use super::*;
+        /// Serialises.
+        pub fn serialize<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+        }
+        /// Deserialises.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+            Ok(decode::<D, 8>(d)?
+                .into_iter()
+                .map(u64::from_le_bytes)
+                .collect())
+        }
+    }
+
+    /// `Vec<u32>` as packed base64.
+    pub mod u32s {
+        use super::*;
+        /// Serialises.
+        pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+        }
+        /// Deserialises.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+            Ok(decode::<D, 4>(d)?
+                .into_iter()
+                .map(u32::from_le_bytes)
+                .collect())
+        }
     }
 }
 
@@ -226,7 +286,7 @@ pub struct Detection {
     /// Whether the score reached the anomaly threshold.
     pub is_anomaly: bool,
     /// The detectors that fired.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<DetectReason>,
 }
 
@@ -722,6 +782,27 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r, DetectReason::NewCountry { country, .. } if country == "BR"))
         );
+    }
+
+    #[test]
+    fn typical_state_fits_in_one_dynamodb_write_unit() {
+        let cfg = DetectConfig::default();
+        let mut st = EntityState::new("acct-0001");
+        for i in 0..200u64 {
+            let o = Observation {
+                id_hash: crate::hash64(format!("evt-{i}").as_bytes()),
+                t_ms: 1_700_000_000_000 + i as i64 * 3_600_000,
+                value: 10.0 + (i % 7) as f64,
+                failure: i % 9 == 0,
+                country: Some(["DE", "FR", "NL"][(i % 3) as usize]),
+                merchant: Some(["grocer", "cafe", "books", "fuel"][(i % 4) as usize]),
+            };
+            observe(&mut st, &o, &cfg, true);
+        }
+        let len = serde_json::to_vec(&st)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        assert!(len <= 900, "a busy entity's state is {len} bytes");
     }
 
     #[test]

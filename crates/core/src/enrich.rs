@@ -177,8 +177,9 @@ fn enrich_one(
 ) -> Result<Enrichment, Vec<Reason>> {
     let (base_value, fx_rate) = match &event.currency {
         None => (event.value, None),
+        // Rounded to a millionth: the float noise of the multiplication is not information.
         Some(c) => match fx.rates.get(c) {
-            Some(rate) => (event.value * rate, Some(*rate)),
+            Some(rate) => (((event.value * rate) * 1e6).round() / 1e6, Some(*rate)),
             None => {
                 return Err(vec![Reason::at(
                     "fx_rate_missing",

@@ -53,10 +53,29 @@ pub struct EventRecord {
     pub detection: Detection,
     /// Where it came from.
     pub provenance: Provenance,
-    /// When the first version was written.
+    /// When the first version was written (stored to the millisecond).
+    #[serde(with = "millis")]
     pub first_persisted_at: DateTime<Utc>,
-    /// When the current version was written.
+    /// When the current version was written (stored to the millisecond).
+    #[serde(with = "millis")]
     pub last_persisted_at: DateTime<Utc>,
+}
+
+/// RFC 3339 timestamps to the millisecond: nanosecond digits cost item size on every record.
+mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The condition under which a record write may happen.
