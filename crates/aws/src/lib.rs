@@ -9,15 +9,19 @@
 //! - [`tables`]: [`Tables`] (the three table names, from `EVENTS_TABLE`, `ENTITIES_TABLE`,
 //!   `QUARANTINE_TABLE`) and the table definitions behind [`DynamoStore::create_tables`].
 //! - `item` (private): records ↔ DynamoDB items, and item sizes for capacity estimates.
+//! - [`sfn`]: [`SfnSink`], ingest's sink: one Step Functions execution per batch.
+//! - [`announce`]: [`EventBridgeAnnouncer`], persist's anomaly announcements.
 //! - [`metrics`]: [`StoreMetrics`], requests and write capacity used, for cost benchmarks.
 //! - [`error`]: [`Error`], every failure classified as throttled, unavailable, rejected or
 //!   corrupt, and its mapping onto the core's retryable and fatal errors.
 //!
 //! `examples/write_cost.rs` measures write requests and capacity units per event.
 
+pub mod announce;
 pub mod error;
 mod item;
 pub mod metrics;
+pub mod sfn;
 pub mod store;
 pub mod tables;
 
@@ -27,8 +31,10 @@ pub use aws_sdk_dynamodb;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 
+pub use announce::EventBridgeAnnouncer;
 pub use error::Error;
 pub use metrics::{StoreMetrics, TableWrites};
+pub use sfn::{MachineType, SfnSink};
 pub use store::DynamoStore;
 pub use tables::Tables;
 

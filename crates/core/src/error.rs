@@ -83,6 +83,25 @@ pub enum Error {
         /// The event that asked for it.
         event_id: String,
     },
+    /// A Step Functions execution of a batch did not succeed (or could not be started): ingest
+    /// fails so the trigger redelivers the batch.
+    #[error("execution {execution} of the state machine ended {status}: {detail}")]
+    ExecutionFailed {
+        /// The execution name.
+        execution: String,
+        /// Its final status (or `NOT_STARTED`).
+        status: String,
+        /// The error and cause, or the API error.
+        detail: String,
+    },
+    /// Publishing anomalies on EventBridge kept failing for some entries.
+    #[error("could not announce {failed} anomalies on EventBridge: {detail}")]
+    AnnounceFailed {
+        /// Entries that could not be published.
+        failed: usize,
+        /// The last error codes seen.
+        detail: String,
+    },
     /// Optimistic concurrency on an entity's state kept failing.
     #[error("entity {entity_id} state changed concurrently {attempts} times in a row; try again")]
     EntityContended {
@@ -100,7 +119,9 @@ impl Error {
             Error::StoreThrottled { .. }
             | Error::StoreUnavailable { .. }
             | Error::EntityContended { .. }
-            | Error::InjectedFault { .. } => ErrorClass::Retryable,
+            | Error::InjectedFault { .. }
+            | Error::ExecutionFailed { .. }
+            | Error::AnnounceFailed { .. } => ErrorClass::Retryable,
             Error::BadBatch { .. }
             | Error::UnrecognisedInput(_)
             | Error::Config(_)
@@ -124,6 +145,8 @@ impl Error {
             Error::StoreCorrupt { .. } => "Pipeline.Fatal.StoreCorrupt",
             Error::EntityContended { .. } => "Pipeline.Retryable.EntityContended",
             Error::InjectedFault { .. } => "Pipeline.Retryable.InjectedFault",
+            Error::ExecutionFailed { .. } => "Pipeline.Retryable.ExecutionFailed",
+            Error::AnnounceFailed { .. } => "Pipeline.Retryable.AnnounceFailed",
         }
     }
 
@@ -134,6 +157,8 @@ impl Error {
         ("Pipeline.Retryable.StoreUnavailable", ErrorClass::Retryable),
         ("Pipeline.Retryable.EntityContended", ErrorClass::Retryable),
         ("Pipeline.Retryable.InjectedFault", ErrorClass::Retryable),
+        ("Pipeline.Retryable.ExecutionFailed", ErrorClass::Retryable),
+        ("Pipeline.Retryable.AnnounceFailed", ErrorClass::Retryable),
         ("Pipeline.Fatal.BadBatch", ErrorClass::Fatal),
         ("Pipeline.Fatal.UnrecognisedInput", ErrorClass::Fatal),
         ("Pipeline.Fatal.Config", ErrorClass::Fatal),

@@ -23,6 +23,14 @@ use crate::batch::{
 };
 use crate::event::Provenance;
 
+/// Where ingest hands each batch document: the state machine in production, a collector in
+/// tests. An error fails the ingest invocation so the trigger redelivers (idempotently).
+#[async_trait::async_trait]
+pub trait BatchSink: Send + Sync {
+    /// Hands over one batch and returns once it has been processed.
+    async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), Error>;
+}
+
 /// One decoded input item: an event to validate, or a quarantine entry. Not a `Result`: an
 /// undecodable record is an expected outcome that travels on in the batch, not an error.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_Z_THRESHOLD` | robust z-score of a value outlier | 4.0 |
+//! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
 
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub struct Config {
     pub persist: PersistConfig,
     /// Whether `attributes.fault_inject` may fail a stage (tests of the Retry/Catch paths).
     pub fault_injection: bool,
+    /// How many batches of one ingest invocation run at once.
+    pub ingest_concurrency: usize,
 }
 
 impl Config {
@@ -93,12 +96,14 @@ impl Config {
         let fault_injection = vars
             .get("PIPELINE_FAULT_INJECTION")
             .is_some_and(|v| v == "1");
+        let ingest_concurrency = num::<usize>(vars, "INGEST_MAX_CONCURRENCY")?.unwrap_or(4);
         Ok(Config {
             validate,
             fx,
             detect,
             persist,
             fault_injection,
+            ingest_concurrency,
         })
     }
 }

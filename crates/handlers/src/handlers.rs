@@ -16,7 +16,8 @@ use serde_json::Value;
 use tracing::info;
 
 use crate::error::FunctionError;
-use crate::pipeline::{BatchSink, Pipeline};
+use crate::pipeline::Pipeline;
+use pipeline_core::ingest::BatchSink;
 
 /// With fault injection enabled, fails `stage` when an event asks for it in
 /// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
@@ -85,12 +86,23 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
     pipeline: &Pipeline<S>,
     sink: &K,
 ) -> Result<IngestResponse, FunctionError> {
+    use futures::StreamExt;
     let batches = pipeline.ingest(&event.payload, Utc::now())?;
+    // Batches run concurrently, but bounded: each is a whole state machine execution.
+    let results: Vec<Result<(), Error>> =
+        futures::stream::iter(batches.iter().map(|b| sink.submit(b)))
+            .buffer_unordered(pipeline.config.ingest_concurrency.max(1))
+            .collect()
+            .await;
+    // Every batch has finished (none is abandoned half-way); only then report a failure, so
+    // the trigger redelivers the whole input and nothing is committed past an unprocessed event.
+    if let Some(err) = results.into_iter().find_map(Result::err) {
+        return Err(FunctionError(err));
+    }
     let mut receipts = Vec::with_capacity(batches.len());
     for b in &batches {
-        sink.submit(b).await?;
         info!(request_id = %event.context.request_id, batch_id = %b.batch_id, events = b.input_count,
-              quarantined = b.quarantine.len(), "batch submitted");
+              quarantined = b.quarantine.len(), "batch processed");
         receipts.push(BatchReceipt {
             batch_id: b.batch_id.clone(),
             input_count: b.input_count,

@@ -19,4 +19,5 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use error::FunctionError;
-pub use pipeline::{BatchSink, CollectSink, Pipeline};
+pub use pipeline::{CollectSink, Pipeline};
+pub use pipeline_core::ingest::BatchSink;

@@ -11,7 +11,7 @@ use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
 use pipeline_core::contract::Contract;
 use pipeline_core::detect::{EntityState, ScoredEvent};
 use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::ingest::{self, Item, SplitLimits};
+use pipeline_core::ingest::{self, BatchSink, Item, SplitLimits};
 use pipeline_core::persist::{Announcer, FailedBatch, NoAnnouncer, PersistReport};
 use pipeline_core::store::Store;
 use serde_json::Value;
@@ -142,14 +142,6 @@ impl<S: Store> Pipeline<S> {
         }
         self.store.get_entities(&ids).await
     }
-}
-
-/// Where ingest sends each batch document: the state machine in production
-/// (orchestration issue), a collector in tests and in the stand-alone ingest function.
-#[async_trait]
-pub trait BatchSink: Send + Sync {
-    /// Hands over one batch; an error fails the ingest invocation so the trigger redelivers.
-    async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), Error>;
 }
 
 /// A sink that keeps the batches (tests; the ingest function returns them in its response).

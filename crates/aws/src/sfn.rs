@@ -1,0 +1,219 @@
+//! Ingest's sink: every batch document becomes one Step Functions execution, and ingest only
+//! succeeds once every execution has.
+//!
+//! - **Express** (the default): `StartSyncExecution` runs the batch and returns its outcome.
+//! - **Standard**: `StartExecution`, then `DescribeExecution` until the execution ends (with
+//!   a backoff from 200 ms to 2 s). Standard also serves emulators without
+//!   `StartSyncExecution` (moto), which the local AWS run relies on.
+//!
+//! Execution names are `<batch_id>-<received ms>`: the batch id is a hash of the batch's
+//! provenance and content (topic, partition, offsets for Kafka), so a redelivered batch shows
+//! up in the history as a second execution with the same prefix.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::types::{ExecutionStatus, SyncExecutionStatus};
+use pipeline_core::Error as CoreError;
+use pipeline_core::batch::{Batch, RawEvent};
+use pipeline_core::ingest::BatchSink;
+
+/// The state machine's type, which decides how executions are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineType {
+    /// Synchronous Express executions.
+    Express,
+    /// Standard executions, started then polled.
+    Standard,
+}
+
+impl FromStr for MachineType {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s.to_ascii_uppercase().as_str() {
+            "EXPRESS" => Ok(MachineType::Express),
+            "STANDARD" => Ok(MachineType::Standard),
+            other => Err(CoreError::Config(format!(
+                "STATE_MACHINE_TYPE must be EXPRESS or STANDARD, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Runs each batch as a state machine execution.
+#[derive(Debug, Clone)]
+pub struct SfnSink {
+    client: Client,
+    state_machine_arn: String,
+    kind: MachineType,
+    /// Give up waiting on a Standard execution after this long (Lambda's own limit is 15 min).
+    pub max_wait: Duration,
+}
+
+/// The execution name of a batch received at `received_ms`: `[A-Za-z0-9-_]`, at most 80 chars.
+pub fn execution_name(batch_id: &str, received_ms: i64) -> String {
+    let clean: String = batch_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{clean}-{received_ms}")
+}
+
+impl SfnSink {
+    /// A sink for one state machine.
+    pub fn new(sdk: &aws_config::SdkConfig, state_machine_arn: String, kind: MachineType) -> Self {
+        SfnSink {
+            client: Client::new(sdk),
+            state_machine_arn,
+            kind,
+            max_wait: Duration::from_secs(14 * 60),
+        }
+    }
+
+    /// Reads `STATE_MACHINE_ARN` and `STATE_MACHINE_TYPE` (default `EXPRESS`).
+    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, CoreError> {
+        let arn = std::env::var("STATE_MACHINE_ARN")
+            .map_err(|_| CoreError::Config("STATE_MACHINE_ARN is not set".into()))?;
+        let kind = std::env::var("STATE_MACHINE_TYPE")
+            .unwrap_or_else(|_| "EXPRESS".into())
+            .parse()?;
+        Ok(Self::new(sdk, arn, kind))
+    }
+
+    fn failed(name: &str, status: &str, detail: impl Into<String>) -> CoreError {
+        CoreError::ExecutionFailed {
+            execution: name.to_owned(),
+            status: status.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    async fn run_express(&self, name: &str, input: String) -> Result<(), CoreError> {
+        let out = self
+            .client
+            .start_sync_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+            .map_err(|e| {
+                Self::failed(
+                    name,
+                    "NOT_STARTED",
+                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+        match out.status() {
+            SyncExecutionStatus::Succeeded => Ok(()),
+            other => Err(Self::failed(
+                name,
+                other.as_str(),
+                format!(
+                    "{}: {}",
+                    out.error().unwrap_or_default(),
+                    out.cause().unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    async fn run_standard(&self, name: &str, input: String) -> Result<(), CoreError> {
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+            .map_err(|e| {
+                Self::failed(
+                    name,
+                    "NOT_STARTED",
+                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+                )
+            })?;
+        let arn = started.execution_arn().to_owned();
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            let d = self
+                .client
+                .describe_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| {
+                    Self::failed(
+                        name,
+                        "UNKNOWN",
+                        aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            match d.status() {
+                ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
+                ExecutionStatus::Succeeded => return Ok(()),
+                other => {
+                    return Err(Self::failed(
+                        name,
+                        other.as_str(),
+                        format!(
+                            "{}: {}",
+                            d.error().unwrap_or_default(),
+                            d.cause().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Self::failed(
+                    name,
+                    "RUNNING",
+                    "still running when ingest had to give up",
+                ));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BatchSink for SfnSink {
+    async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), CoreError> {
+        let name = execution_name(&batch.batch_id, batch.received_at.timestamp_millis());
+        let input = serde_json::to_string(batch)
+            .map_err(|e| Self::failed(&name, "NOT_STARTED", e.to_string()))?;
+        tracing::info!(execution = %name, batch_id = %batch.batch_id, events = batch.input_count, "starting execution");
+        match self.kind {
+            MachineType::Express => self.run_express(&name, input).await,
+            MachineType::Standard => self.run_standard(&name, input).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_keep_the_batch_prefix() {
+        let n = execution_name("b-0123456789abcdef", 1_700_000_000_000);
+        assert_eq!(n, "b-0123456789abcdef-1700000000000");
+        let odd = execution_name(&format!("b/{}", "x".repeat(100)), 1);
+        assert!(odd.len() <= 80 && odd.starts_with("b_x"));
+        assert!(
+            "standard".parse::<MachineType>().is_ok() && "sync".parse::<MachineType>().is_err()
+        );
+    }
+}
