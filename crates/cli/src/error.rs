@@ -35,6 +35,20 @@ pub enum CliError {
     /// Nothing found.
     #[error("{0}")]
     NotFound(String),
+    /// A setting the command needs is missing or out of range; the message says which flag or
+    /// environment variable to set.
+    #[error("{0}")]
+    Config(String),
+    /// An AWS API call failed for good (after the SDK's own retries). The cause chain carries
+    /// the service's error code and message.
+    #[error("{operation} failed")]
+    Aws {
+        /// The call and what it was about, e.g. `ListExecutions on arn:...`.
+        operation: String,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl CliError {
@@ -43,6 +57,17 @@ impl CliError {
         CliError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Wraps a failed AWS call with what it was about.
+    pub fn aws(
+        operation: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        CliError::Aws {
+            operation: operation.into(),
+            source: Box::new(source),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `pipeline`: run the event pipeline locally on an embedded database, inspect what it stored,
-//! generate realistic streams, and measure stage throughput.
+//! generate realistic streams, and measure stage throughput; send events to the deployed
+//! pipeline.
 //!
 //! The commands call the same stage code as the Lambda functions (`pipeline_handlers`), so a
 //! local run is the product, not a simulation of it.
@@ -9,6 +10,7 @@ mod error;
 mod generate;
 mod inspect;
 mod run;
+mod send;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +91,12 @@ enum Command {
     },
     /// Measure events/s per stage and for the whole chain, beside a plain serde round trip.
     Bench(bench::BenchArgs),
+    /// Publish events to the deployed pipeline's ingest bus (EventBridge PutEvents).
+    ///
+    /// INPUT is what `run` takes. Each entry's detail is `{"events": [...]}`; entries refused
+    /// by EventBridge are retried with backoff, and those still refused are listed and make
+    /// the exit code 3.
+    Send(send::SendArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +119,7 @@ fn main() -> ExitCode {
             labels,
         } => generate_cmd(events, entities, seed, output, labels),
         Command::Bench(args) => bench::bench(args),
+        Command::Send(args) => send::send(args),
     };
     match result {
         Ok(code) => code,
