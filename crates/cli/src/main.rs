@@ -1,6 +1,6 @@
 //! `pipeline`: run the event pipeline locally on an embedded database, inspect what it stored,
 //! generate realistic streams, and measure stage throughput; send events to the deployed
-//! pipeline.
+//! pipeline and watch it.
 //!
 //! The commands call the same stage code as the Lambda functions (`pipeline_handlers`), so a
 //! local run is the product, not a simulation of it.
@@ -11,6 +11,7 @@ mod generate;
 mod inspect;
 mod run;
 mod send;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,6 +98,10 @@ enum Command {
     /// by EventBridge are retried with backoff, and those still refused are listed and make
     /// the exit code 3.
     Send(send::SendArgs),
+    /// Watch the deployed pipeline: recent executions and live CloudWatch figures.
+    ///
+    /// Redraws every --interval seconds until Ctrl-C; `--once --json` prints one JSON object.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
         } => generate_cmd(events, entities, seed, output, labels),
         Command::Bench(args) => bench::bench(args),
         Command::Send(args) => send::send(args),
+        Command::Watch(args) => watch::watch(args),
     };
     match result {
         Ok(code) => code,
