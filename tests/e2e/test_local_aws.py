@@ -40,7 +40,7 @@ def invoke_ingest(payload):
     try:
         out = subprocess.run(
             ["cargo", "lambda", "invoke", "ingest", "--data-file", path, "-A", "127.0.0.1", "-P", os.environ["WATCH_PORT"]],
-            cwd=ROOT, capture_output=True, text=True, timeout=600)
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
     finally:
         os.remove(path)
     assert out.returncode == 0, f"ingest failed: {out.stdout}\n{out.stderr}"
@@ -190,3 +190,40 @@ def test_a_failing_stage_is_retried_then_caught_and_the_batch_quarantined():
     mine = [q for q in quarantined if (q.get("event_id") or "").startswith("evt-fault-")]
     assert len(mine) == 3 and all(q["stage"] == "enrich" for q in mine)
     assert all("Pipeline.Retryable.InjectedFault" in q["reasons"][0]["message"] for q in mine)
+
+
+def watch_log_documents():
+    docs = []
+    with open(os.path.join(ROOT, ".venv", "local-aws", "watch.log"), errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    docs.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return docs
+
+
+def test_functions_log_json_with_correlation_fields_and_emf_metrics():
+    invoke_ingest(sample("ingest/msk-good.json"))
+    docs = watch_log_documents()
+    logs = [d for d in docs if "level" in d]
+    emf = [d for d in docs if "_aws" in d]
+    # Stage lines carry every correlation field on their span.
+    stage_lines = [d for d in logs if d.get("message") == "stage done"]
+    assert {d["span"]["function"] for d in stage_lines} >= {"validate", "enrich", "detect"}
+    for d in stage_lines:
+        for field in ("request_id", "xray_trace_id", "execution", "batch_id"):
+            assert d["span"].get(field), f"{field} missing in {d}"
+        assert d["span"]["execution"].startswith(d["span"]["batch_id"] + "-")
+    # Per-event lines name the event, never carry its payload.
+    anomaly_lines = [d for d in logs if d.get("message") == "anomaly scored"]
+    assert any(d.get("event_id") == "evt-demo-007" for d in anomaly_lines)
+    assert not any("payload" in d or "attributes" in d for d in logs if d.get("level") == "INFO")
+    # EMF documents: one namespace, dimension Function, the dashboard's metric names.
+    names = {m["Name"] for d in emf for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"ColdStart", "EventsIn", "EventsValid", "StageLatencyMs", "Persisted", "Duplicates", "EndToEndLagMs"} <= names, names
+    assert {d["_aws"]["CloudWatchMetrics"][0]["Namespace"] for d in emf} == {"EventPipeline"}
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0] == "Function" for d in emf)
+    assert {d["Function"] for d in emf} >= {"ingest", "validate", "enrich", "detect", "persist"}

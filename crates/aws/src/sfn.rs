@@ -6,7 +6,7 @@
 //!   a backoff from 200 ms to 2 s). Standard also serves emulators without
 //!   `StartSyncExecution` (moto), which the local AWS run relies on.
 //!
-//! Execution names are `<batch_id>-<received ms>`: the batch id is a hash of the batch's
+//! Execution names are `<batch_id>-<received ms>` ([`Batch::execution_name`]): the batch id is a hash of the batch's
 //! provenance and content (topic, partition, offsets for Kafka), so a redelivered batch shows
 //! up in the history as a second execution with the same prefix.
 
@@ -50,22 +50,6 @@ pub struct SfnSink {
     kind: MachineType,
     /// Give up waiting on a Standard execution after this long (Lambda's own limit is 15 min).
     pub max_wait: Duration,
-}
-
-/// The execution name of a batch received at `received_ms`: `[A-Za-z0-9-_]`, at most 80 chars.
-pub fn execution_name(batch_id: &str, received_ms: i64) -> String {
-    let clean: String = batch_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect();
-    format!("{clean}-{received_ms}")
 }
 
 impl SfnSink {
@@ -191,7 +175,7 @@ impl SfnSink {
 #[async_trait]
 impl BatchSink for SfnSink {
     async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), CoreError> {
-        let name = execution_name(&batch.batch_id, batch.received_at.timestamp_millis());
+        let name = batch.execution_name();
         let input = serde_json::to_string(batch)
             .map_err(|e| Self::failed(&name, "NOT_STARTED", e.to_string()))?;
         tracing::info!(execution = %name, batch_id = %batch.batch_id, events = batch.input_count, "starting execution");
@@ -207,13 +191,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_valid_and_keep_the_batch_prefix() {
-        let n = execution_name("b-0123456789abcdef", 1_700_000_000_000);
-        assert_eq!(n, "b-0123456789abcdef-1700000000000");
-        let odd = execution_name(&format!("b/{}", "x".repeat(100)), 1);
-        assert!(odd.len() <= 80 && odd.starts_with("b_x"));
-        assert!(
-            "standard".parse::<MachineType>().is_ok() && "sync".parse::<MachineType>().is_err()
+    fn machine_types_parse() {
+        assert_eq!(
+            "standard".parse::<MachineType>().ok(),
+            Some(MachineType::Standard)
         );
+        assert_eq!(
+            "EXPRESS".parse::<MachineType>().ok(),
+            Some(MachineType::Express)
+        );
+        assert!("sync".parse::<MachineType>().is_err());
     }
 }

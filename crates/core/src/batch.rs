@@ -39,6 +39,26 @@ pub struct Batch<T> {
 }
 
 impl<T> Batch<T> {
+    /// The Step Functions execution name ingest gives this batch: `<batch_id>-<received ms>`
+    /// (`[A-Za-z0-9-_]`, at most 80 characters). The batch id is a hash of the batch's
+    /// provenance and content, so a redelivered batch is a second execution with the same
+    /// prefix. Every stage can derive it, so logs carry it without the state machine passing it.
+    pub fn execution_name(&self) -> String {
+        let clean: String = self
+            .batch_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        format!("{clean}-{}", self.received_at.timestamp_millis())
+    }
+
     /// Moves the quarantine and identity of `self` into a batch of another event type.
     pub fn map_events<U>(self, events: Vec<U>, extra_quarantine: Vec<Quarantined>) -> Batch<U> {
         let mut quarantine = self.quarantine;
@@ -195,4 +215,27 @@ pub(crate) fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
     // Writing to an infallible sink only fails for types that cannot be serialised at all.
     let _ = serde_json::to_writer(&mut c, v);
     c.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_names_are_valid_and_keep_the_batch_prefix() {
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
+        let b = |id: &str| Batch::<RawEvent> {
+            batch_id: id.to_owned(),
+            received_at: at,
+            input_count: 0,
+            events: vec![],
+            quarantine: vec![],
+        };
+        assert_eq!(
+            b("b-0123456789abcdef").execution_name(),
+            "b-0123456789abcdef-1700000000000"
+        );
+        let odd = b(&format!("b/{}", "x".repeat(100))).execution_name();
+        assert!(odd.len() <= 80 && odd.starts_with("b_x"), "{odd}");
+    }
 }

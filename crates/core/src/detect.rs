@@ -278,6 +278,20 @@ pub enum DetectReason {
     },
 }
 
+impl DetectReason {
+    /// The reason's `code`, as serialised.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DetectReason::ValueOutlier { .. } => "value_outlier",
+            DetectReason::FailureVelocity { .. } => "failure_velocity",
+            DetectReason::EventVelocity { .. } => "event_velocity",
+            DetectReason::NewCountry { .. } => "new_country",
+            DetectReason::NewMerchant { .. } => "new_merchant",
+            DetectReason::LateEvent { .. } => "late_event",
+        }
+    }
+}
+
 /// The detect stage's verdict on one event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Detection {

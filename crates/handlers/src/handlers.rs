@@ -1,35 +1,41 @@
-//! One handler per Lambda function. Each parses its input into the stage's typed batch (so a
-//! malformed document fails with `Pipeline.Fatal.BadBatch`, not a runtime type name), logs one
-//! summary line with the correlation fields, and runs the stage.
+//! One handler per Lambda function. Each runs inside an invocation span carrying the
+//! correlation fields (see [`crate::telemetry`]), parses its input into the stage's typed batch
+//! (so a malformed document fails with `Pipeline.Fatal.BadBatch`, not a runtime type name),
+//! runs the stage, records its metrics and logs one summary line; quarantined events and
+//! anomalies get one line each with their `event_id` (never their payload).
+
+use std::time::Instant;
 
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
-use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
+use pipeline_core::batch::{Batch, Quarantined, RawEvent, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
+use pipeline_core::ingest::BatchSink;
 use pipeline_core::persist::{FailedBatch, PersistReport};
 use pipeline_core::store::Store;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::info;
+use tracing::{Instrument, info, warn};
 
 use crate::error::FunctionError;
 use crate::pipeline::Pipeline;
-use pipeline_core::ingest::BatchSink;
+use crate::telemetry::{invocation_span, record_batch};
 
 /// With fault injection enabled, fails `stage` when an event asks for it in
 /// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
-fn inject_fault<'a>(
-    enabled: bool,
-    stage: &'static str,
-    events: impl Iterator<Item = &'a Value>,
-) -> Result<(), FunctionError> {
+fn inject_fault(enabled: bool, stage: &'static str, doc: &Value) -> Result<(), FunctionError> {
     if !enabled {
         return Ok(());
     }
-    for e in events {
+    let events = doc
+        .get("events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for e in events.filter_map(|e| e.get("payload").or_else(|| e.get("event"))) {
         if e.pointer("/attributes/fault_inject")
             .and_then(Value::as_str)
             == Some(stage)
@@ -45,21 +51,29 @@ fn inject_fault<'a>(
     Ok(())
 }
 
-/// The events of a stage document, for fault injection (payload or typed event).
-fn event_values(doc: &Value) -> Vec<&Value> {
-    doc.get("events")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.get("payload").or_else(|| e.get("event")))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn parse<T: DeserializeOwned>(payload: Value, expected: &'static str) -> Result<T, FunctionError> {
     serde_json::from_value(payload)
         .map_err(|source| FunctionError(Error::BadBatch { expected, source }))
+}
+
+/// Logs (one line each, with `event_id`) and counts the quarantine entries a stage added.
+fn report_quarantine(new: &[Quarantined]) {
+    for q in new {
+        let codes: Vec<&str> = q.reasons.iter().map(|r| r.code.as_str()).collect();
+        warn!(event_id = q.event_id.as_deref().unwrap_or(""), stage = q.stage.as_str(), reasons = ?codes, "event quarantined");
+    }
+    metrics::counter!("EventsQuarantined").increment(new.len() as u64);
+}
+
+fn finish(
+    stage: &'static str,
+    started: Instant,
+    batch_id: &str,
+    events: usize,
+    quarantined: usize,
+) {
+    metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+    info!(stage, batch_id, events, quarantined, "stage done");
 }
 
 /// What ingest returns.
@@ -80,36 +94,51 @@ pub struct BatchReceipt {
     pub quarantined: usize,
 }
 
-/// The `ingest` function: MSK or EventBridge event → batch documents → `sink`.
+/// The `ingest` function: MSK or EventBridge event → batch documents → `sink`, with bounded
+/// concurrency. Fails unless every batch succeeded, so the trigger redelivers the input.
 pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
     sink: &K,
 ) -> Result<IngestResponse, FunctionError> {
-    use futures::StreamExt;
-    let batches = pipeline.ingest(&event.payload, Utc::now())?;
-    // Batches run concurrently, but bounded: each is a whole state machine execution.
-    let results: Vec<Result<(), Error>> =
-        futures::stream::iter(batches.iter().map(|b| sink.submit(b)))
-            .buffer_unordered(pipeline.config.ingest_concurrency.max(1))
-            .collect()
-            .await;
-    // Every batch has finished (none is abandoned half-way); only then report a failure, so
-    // the trigger redelivers the whole input and nothing is committed past an unprocessed event.
-    if let Some(err) = results.into_iter().find_map(Result::err) {
-        return Err(FunctionError(err));
+    let span = invocation_span("ingest", &event.context);
+    async move {
+        use futures::StreamExt;
+        let started = Instant::now();
+        let batches = pipeline.ingest(&event.payload, Utc::now())?;
+        let input: usize = batches.iter().map(|b| b.input_count).sum();
+        metrics::counter!("EventsIn").increment(input as u64);
+        for b in &batches {
+            let execution = b.execution_name();
+            info!(batch_id = %b.batch_id, execution, events = b.input_count, "batch cut");
+            report_quarantine(&b.quarantine);
+        }
+        // Batches run concurrently, but bounded: each is a whole state machine execution.
+        let results: Vec<Result<(), Error>> =
+            futures::stream::iter(batches.iter().map(|b| sink.submit(b)))
+                .buffer_unordered(pipeline.config.ingest_concurrency.max(1))
+                .collect()
+                .await;
+        // Every batch has finished (none is abandoned half-way); only then report a failure, so
+        // the trigger redelivers the whole input and no offset is committed past an
+        // unprocessed event.
+        if let Some(err) = results.into_iter().find_map(Result::err) {
+            return Err(FunctionError(err));
+        }
+        let receipts: Vec<BatchReceipt> = batches
+            .iter()
+            .map(|b| BatchReceipt {
+                batch_id: b.batch_id.clone(),
+                input_count: b.input_count,
+                quarantined: b.quarantine.len(),
+            })
+            .collect();
+        metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+        info!(batches = receipts.len(), events = input, "ingest done");
+        Ok(IngestResponse { batches: receipts })
     }
-    let mut receipts = Vec::with_capacity(batches.len());
-    for b in &batches {
-        info!(request_id = %event.context.request_id, batch_id = %b.batch_id, events = b.input_count,
-              quarantined = b.quarantine.len(), "batch processed");
-        receipts.push(BatchReceipt {
-            batch_id: b.batch_id.clone(),
-            input_count: b.input_count,
-            quarantined: b.quarantine.len(),
-        });
-    }
-    Ok(IngestResponse { batches: receipts })
+    .instrument(span)
+    .await
 }
 
 /// The `validate` function.
@@ -117,21 +146,28 @@ pub async fn validate<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ValidEvent>, FunctionError> {
-    inject_fault(
-        pipeline.config.fault_injection,
-        "validate",
-        event_values(&event.payload).into_iter(),
-    )?;
-    let batch: Batch<RawEvent> = parse(event.payload, "raw event batch (ingest output)")?;
-    let out = pipeline.validate(batch);
-    log_stage(
-        "validate",
-        &event.context.request_id,
-        &out.batch_id,
-        out.events.len(),
-        out.quarantine.len(),
-    );
-    Ok(out)
+    let span = invocation_span("validate", &event.context);
+    let inner = span.clone();
+    async move {
+        let started = Instant::now();
+        inject_fault(pipeline.config.fault_injection, "validate", &event.payload)?;
+        let batch: Batch<RawEvent> = parse(event.payload, "raw event batch (ingest output)")?;
+        record_batch(&inner, &batch.batch_id, &batch.execution_name());
+        let before = batch.quarantine.len();
+        let out = pipeline.validate(batch);
+        metrics::counter!("EventsValid").increment(out.events.len() as u64);
+        report_quarantine(&out.quarantine[before..]);
+        finish(
+            "validate",
+            started,
+            &out.batch_id,
+            out.events.len(),
+            out.quarantine.len(),
+        );
+        Ok(out)
+    }
+    .instrument(span)
+    .await
 }
 
 /// The `enrich` function.
@@ -139,21 +175,27 @@ pub async fn enrich<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<EnrichedEvent>, FunctionError> {
-    inject_fault(
-        pipeline.config.fault_injection,
-        "enrich",
-        event_values(&event.payload).into_iter(),
-    )?;
-    let batch: Batch<ValidEvent> = parse(event.payload, "validated batch (validate output)")?;
-    let out = pipeline.enrich(batch).await?;
-    log_stage(
-        "enrich",
-        &event.context.request_id,
-        &out.batch_id,
-        out.events.len(),
-        out.quarantine.len(),
-    );
-    Ok(out)
+    let span = invocation_span("enrich", &event.context);
+    let inner = span.clone();
+    async move {
+        let started = Instant::now();
+        inject_fault(pipeline.config.fault_injection, "enrich", &event.payload)?;
+        let batch: Batch<ValidEvent> = parse(event.payload, "validated batch (validate output)")?;
+        record_batch(&inner, &batch.batch_id, &batch.execution_name());
+        let before = batch.quarantine.len();
+        let out = pipeline.enrich(batch).await?;
+        report_quarantine(&out.quarantine[before..]);
+        finish(
+            "enrich",
+            started,
+            &out.batch_id,
+            out.events.len(),
+            out.quarantine.len(),
+        );
+        Ok(out)
+    }
+    .instrument(span)
+    .await
 }
 
 /// The `detect` function.
@@ -161,57 +203,81 @@ pub async fn detect<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ScoredEvent>, FunctionError> {
-    inject_fault(
-        pipeline.config.fault_injection,
-        "detect",
-        event_values(&event.payload).into_iter(),
-    )?;
-    let batch: Batch<EnrichedEvent> = parse(event.payload, "enriched batch (enrich output)")?;
-    let out = pipeline.detect(batch).await?;
-    let anomalies = out.events.iter().filter(|e| e.detection.is_anomaly).count();
-    info!(request_id = %event.context.request_id, batch_id = %out.batch_id, anomalies, "detect scored batch");
-    log_stage(
-        "detect",
-        &event.context.request_id,
-        &out.batch_id,
-        out.events.len(),
-        out.quarantine.len(),
-    );
-    Ok(out)
+    let span = invocation_span("detect", &event.context);
+    let inner = span.clone();
+    async move {
+        let started = Instant::now();
+        inject_fault(pipeline.config.fault_injection, "detect", &event.payload)?;
+        let batch: Batch<EnrichedEvent> = parse(event.payload, "enriched batch (enrich output)")?;
+        record_batch(&inner, &batch.batch_id, &batch.execution_name());
+        let out = pipeline.detect(batch).await?;
+        for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
+            let codes: Vec<&str> = e.detection.reasons.iter().map(|r| r.code()).collect();
+            info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons = ?codes, "anomaly scored");
+        }
+        finish("detect", started, &out.batch_id, out.events.len(), out.quarantine.len());
+        Ok(out)
+    }
+    .instrument(span)
+    .await
 }
 
-/// The `persist` function.
+/// The `persist` function: a scored batch, or (from the state machine's quarantine path) a
+/// batch that failed a stage, whose events are all quarantined with the error.
 pub async fn persist<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<PersistReport, FunctionError> {
-    let report = if FailedBatch::is_failed_batch(&event.payload) {
-        let failed: FailedBatch = parse(
-            event.payload,
-            "failed batch (state machine quarantine path)",
-        )?;
-        tracing::warn!(request_id = %event.context.request_id, batch_id = %failed.batch_id,
-                       error = %failed.error.error, "quarantining a failed batch");
-        pipeline.quarantine_failed(failed, Utc::now()).await?
-    } else {
-        inject_fault(
-            pipeline.config.fault_injection,
-            "persist",
-            event_values(&event.payload).into_iter(),
-        )?;
-        let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
-        pipeline.persist(batch, Utc::now()).await?
-    };
-    let c = &report.counts;
-    info!(request_id = %event.context.request_id, batch_id = %report.batch_id, input = c.input,
-          persisted = c.persisted, duplicate = c.duplicate, updated = c.updated, stale = c.stale,
-          conflict = c.conflict, quarantined = c.quarantined, anomalies = c.anomalies, "persist done");
-    Ok(report)
-}
-
-fn log_stage(stage: &str, request_id: &str, batch_id: &str, events: usize, quarantined: usize) {
-    info!(
-        request_id,
-        batch_id, stage, events, quarantined, "stage done"
-    );
+    let span = invocation_span("persist", &event.context);
+    let inner = span.clone();
+    async move {
+        let started = Instant::now();
+        let now = Utc::now();
+        let report = if FailedBatch::is_failed_batch(&event.payload) {
+            let failed: FailedBatch = parse(event.payload, "failed batch (state machine quarantine path)")?;
+            let execution = Batch::<Value> {
+                batch_id: failed.batch_id.clone(),
+                received_at: failed.received_at,
+                input_count: 0,
+                events: Vec::new(),
+                quarantine: Vec::new(),
+            }
+            .execution_name();
+            record_batch(&inner, &failed.batch_id, &execution);
+            warn!(error = %failed.error.error, failed_stage = ?failed.failed_stage, events = failed.events.len(),
+                  "quarantining a batch that failed a stage");
+            metrics::counter!("EventsQuarantined").increment(failed.events.len() as u64);
+            pipeline.quarantine_failed(failed, now).await?
+        } else {
+            inject_fault(pipeline.config.fault_injection, "persist", &event.payload)?;
+            let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
+            record_batch(&inner, &batch.batch_id, &batch.execution_name());
+            // Event time to persisted, per event: the lag the on-call engineer watches.
+            for e in &batch.events {
+                let lag = (now.timestamp_millis() - e.event.occurred_ms()).max(0);
+                metrics::histogram!("EndToEndLagMs").record(lag as f64);
+            }
+            pipeline.persist(batch, now).await?
+        };
+        let c = &report.counts;
+        metrics::counter!("Persisted").increment(c.persisted as u64);
+        metrics::counter!("Duplicates").increment(c.duplicate as u64);
+        metrics::counter!("Updated").increment(c.updated as u64);
+        metrics::counter!("Stale").increment(c.stale as u64);
+        metrics::counter!("Conflicts").increment(c.conflict as u64);
+        metrics::counter!("Anomalies").increment(c.anomalies as u64);
+        for (reason, n) in &report.quarantined_by_reason {
+            metrics::counter!("QuarantinedByReason", "Reason" => reason.clone()).increment(*n as u64);
+        }
+        for o in report.outcomes.iter().filter(|o| o.status == pipeline_core::persist::Status::Conflict) {
+            warn!(event_id = o.event_id.as_deref().unwrap_or(""), "conflict: same event_id and version, other content; quarantined");
+        }
+        metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+        info!(batch_id = %report.batch_id, input = c.input, persisted = c.persisted, duplicate = c.duplicate,
+              updated = c.updated, stale = c.stale, conflict = c.conflict, quarantined = c.quarantined,
+              anomalies = c.anomalies, "persist done");
+        Ok(report)
+    }
+    .instrument(span)
+    .await
 }

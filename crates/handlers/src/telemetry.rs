@@ -1,12 +1,30 @@
-//! Tracing set-up for the Lambda functions.
+//! Logs and metrics for the Lambda functions.
 //!
-//! Lambda's advanced logging controls set `AWS_LAMBDA_LOG_FORMAT` (`JSON` or `Text`) and
-//! `AWS_LAMBDA_LOG_LEVEL`; `RUST_LOG` overrides the level with a full filter. JSON is the
-//! default because CloudWatch Logs Insights queries fields, not text.
+//! **Logs**: JSON lines through `tracing` (Lambda's advanced logging controls set
+//! `AWS_LAMBDA_LOG_FORMAT` = `JSON`|`Text` and `AWS_LAMBDA_LOG_LEVEL`; `RUST_LOG` overrides
+//! the level with a full filter). Every line carries the current span's correlation fields,
+//! set by [`invocation_span`]: `function`, `request_id`, `xray_trace_id`, `execution` (the
+//! Step Functions execution name) and `batch_id`; per-event lines add `event_id`. Event
+//! payloads are never logged at INFO.
+//!
+//! **Metrics**: CloudWatch Embedded Metric Format documents on stdout, written by the
+//! `metrics_cloudwatch_embedded` crate (a `metrics` facade backend) after each invocation:
+//! one namespace (`METRICS_NAMESPACE`, default `EventPipeline`), one dimension `Function` =
+//! the stage name, plus `Reason` on `QuarantinedByReason`, and a `ColdStart` count. The
+//! metric names are the dashboard's contract (see template.yaml):
+//! `EventsIn`, `EventsValid`, `EventsQuarantined`, `QuarantinedByReason`, `Anomalies`,
+//! `Persisted`, `Duplicates`, `Updated`, `Stale`, `Conflicts`, `StageLatencyMs`,
+//! `EndToEndLagMs`, `ColdStart`.
 
+use lambda_runtime::Context;
+use pipeline_core::Error;
+use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; call once at cold start.
+/// The metric namespace used when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
+
+/// Installs the global log subscriber; call once at cold start.
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .unwrap_or_else(|_| "INFO".into())
@@ -21,10 +39,48 @@ pub fn init() {
     let _ = if text {
         builder.try_init()
     } else {
+        // The innermost span is ours (invocation_span): its fields are the correlation fields.
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init()
     };
+}
+
+/// Installs the EMF metrics recorder for `function` (the stage name); call once at cold start
+/// and hand the result to `metrics_cloudwatch_embedded::lambda::service::run`, which writes the
+/// metric document after every invocation.
+pub fn init_metrics(
+    function: &'static str,
+) -> Result<&'static metrics_cloudwatch_embedded::Collector, Error> {
+    let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.into());
+    metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace)
+        .with_dimension("Function", function)
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .with_lambda_xray_trace_id("TraceId")
+        .init()
+        .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))
+}
+
+/// The span every log line of one invocation is emitted in. `execution` and `batch_id` are
+/// filled in once the batch is parsed ([`record_batch`]).
+pub fn invocation_span(function: &'static str, ctx: &Context) -> Span {
+    tracing::info_span!(
+        "invocation",
+        function,
+        request_id = %ctx.request_id,
+        xray_trace_id = ctx.xray_trace_id.as_deref().unwrap_or(""),
+        execution = tracing::field::Empty,
+        batch_id = tracing::field::Empty,
+    )
+}
+
+/// Records the batch's correlation fields on the current invocation span.
+pub fn record_batch(span: &Span, batch_id: &str, execution: &str) {
+    span.record("batch_id", batch_id);
+    span.record("execution", execution);
 }

@@ -11,12 +11,16 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
+    let metrics = pipeline_handlers::telemetry::init_metrics("detect")?;
     let config = Config::from_env()?;
     let store = DynamoStore::new(&pipeline_aws::sdk_config().await, Tables::from_env());
     let pipeline = Pipeline::new(config, store)?;
     let pipeline = &pipeline;
-    lambda_runtime::run(service_fn(|event| async move {
-        pipeline_handlers::handlers::detect(event, pipeline).await
-    }))
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(
+            |event| async move { pipeline_handlers::handlers::detect(event, pipeline).await },
+        ),
+    )
     .await
 }

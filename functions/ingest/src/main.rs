@@ -13,14 +13,18 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
+    let metrics = pipeline_handlers::telemetry::init_metrics("ingest")?;
     let config = Config::from_env()?;
     let sdk = pipeline_aws::sdk_config().await;
     let sink = SfnSink::from_env(&sdk)?;
     // Ingest never touches the store; the Pipeline type carries one, and building it makes no call.
     let pipeline = Pipeline::new(config, DynamoStore::new(&sdk, Tables::from_env()))?;
     let (pipeline, sink) = (&pipeline, &sink);
-    lambda_runtime::run(service_fn(|event| async move {
-        pipeline_handlers::handlers::ingest(event, pipeline, sink).await
-    }))
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(|event| async move {
+            pipeline_handlers::handlers::ingest(event, pipeline, sink).await
+        }),
+    )
     .await
 }

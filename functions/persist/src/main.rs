@@ -14,6 +14,7 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
+    let metrics = pipeline_handlers::telemetry::init_metrics("persist")?;
     let config = Config::from_env()?;
     let sdk = pipeline_aws::sdk_config().await;
     let store = DynamoStore::new(&sdk, Tables::from_env());
@@ -23,8 +24,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         pipeline = pipeline.with_announcer(Arc::new(announcer));
     }
     let pipeline = &pipeline;
-    lambda_runtime::run(service_fn(|event| async move {
-        pipeline_handlers::handlers::persist(event, pipeline).await
-    }))
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(
+            |event| async move { pipeline_handlers::handlers::persist(event, pipeline).await },
+        ),
+    )
     .await
 }
