@@ -141,24 +141,32 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
     .await
 }
 
-/// The `validate` function.
-pub async fn validate<S: Store>(
+/// The common shape of validate, enrich and detect: span, fault injection, parse, run, record
+/// the quarantine entries the stage added, latency, summary line.
+async fn run_stage<I, O, F, Fut>(
+    stage: &'static str,
+    expected: &'static str,
     event: LambdaEvent<Value>,
-    pipeline: &Pipeline<S>,
-) -> Result<Batch<ValidEvent>, FunctionError> {
-    let span = invocation_span("validate", &event.context);
+    fault_injection: bool,
+    run: F,
+) -> Result<Batch<O>, FunctionError>
+where
+    I: DeserializeOwned,
+    F: FnOnce(Batch<I>) -> Fut,
+    Fut: std::future::Future<Output = Result<Batch<O>, Error>>,
+{
+    let span = invocation_span(stage, &event.context);
     let inner = span.clone();
     async move {
         let started = Instant::now();
-        inject_fault(pipeline.config.fault_injection, "validate", &event.payload)?;
-        let batch: Batch<RawEvent> = parse(event.payload, "raw event batch (ingest output)")?;
+        inject_fault(fault_injection, stage, &event.payload)?;
+        let batch: Batch<I> = parse(event.payload, expected)?;
         record_batch(&inner, &batch.batch_id, &batch.execution_name());
         let before = batch.quarantine.len();
-        let out = pipeline.validate(batch);
-        metrics::counter!("EventsValid").increment(out.events.len() as u64);
-        report_quarantine(&out.quarantine[before..]);
+        let out = run(batch).await?;
+        report_quarantine(out.quarantine.get(before..).unwrap_or_default());
         finish(
-            "validate",
+            stage,
             started,
             &out.batch_id,
             out.events.len(),
@@ -167,6 +175,25 @@ pub async fn validate<S: Store>(
         Ok(out)
     }
     .instrument(span)
+    .await
+}
+
+/// The `validate` function.
+pub async fn validate<S: Store>(
+    event: LambdaEvent<Value>,
+    pipeline: &Pipeline<S>,
+) -> Result<Batch<ValidEvent>, FunctionError> {
+    run_stage(
+        "validate",
+        "raw event batch (ingest output)",
+        event,
+        pipeline.config.fault_injection,
+        |b: Batch<RawEvent>| async move {
+            let out = pipeline.validate(b);
+            metrics::counter!("EventsValid").increment(out.events.len() as u64);
+            Ok(out)
+        },
+    )
     .await
 }
 
@@ -175,26 +202,13 @@ pub async fn enrich<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<EnrichedEvent>, FunctionError> {
-    let span = invocation_span("enrich", &event.context);
-    let inner = span.clone();
-    async move {
-        let started = Instant::now();
-        inject_fault(pipeline.config.fault_injection, "enrich", &event.payload)?;
-        let batch: Batch<ValidEvent> = parse(event.payload, "validated batch (validate output)")?;
-        record_batch(&inner, &batch.batch_id, &batch.execution_name());
-        let before = batch.quarantine.len();
-        let out = pipeline.enrich(batch).await?;
-        report_quarantine(&out.quarantine[before..]);
-        finish(
-            "enrich",
-            started,
-            &out.batch_id,
-            out.events.len(),
-            out.quarantine.len(),
-        );
-        Ok(out)
-    }
-    .instrument(span)
+    run_stage(
+        "enrich",
+        "validated batch (validate output)",
+        event,
+        pipeline.config.fault_injection,
+        |b: Batch<ValidEvent>| pipeline.enrich(b),
+    )
     .await
 }
 
@@ -203,22 +217,14 @@ pub async fn detect<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ScoredEvent>, FunctionError> {
-    let span = invocation_span("detect", &event.context);
-    let inner = span.clone();
-    async move {
-        let started = Instant::now();
-        inject_fault(pipeline.config.fault_injection, "detect", &event.payload)?;
-        let batch: Batch<EnrichedEvent> = parse(event.payload, "enriched batch (enrich output)")?;
-        record_batch(&inner, &batch.batch_id, &batch.execution_name());
-        let out = pipeline.detect(batch).await?;
+    run_stage("detect", "enriched batch (enrich output)", event, pipeline.config.fault_injection, |b: Batch<EnrichedEvent>| async move {
+        let out = pipeline.detect(b).await?;
         for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
             let codes: Vec<&str> = e.detection.reasons.iter().map(|r| r.code()).collect();
             info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons = ?codes, "anomaly scored");
         }
-        finish("detect", started, &out.batch_id, out.events.len(), out.quarantine.len());
         Ok(out)
-    }
-    .instrument(span)
+    })
     .await
 }
 
