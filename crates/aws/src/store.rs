@@ -337,6 +337,19 @@ impl DynamoStore {
     }
 
     /// Every item of a table (`index` for the anomaly index), page by page.
+    /// Every item of `table`, decoded with `decode`.
+    async fn scan_decoded<T>(
+        &self,
+        table: &str,
+        decode: fn(&str, &Item) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
+        self.scan_all(table, None)
+            .await?
+            .iter()
+            .map(|i| decode(table, i))
+            .collect()
+    }
+
     async fn scan_all(&self, table: &str, index: Option<&str>) -> Result<Vec<Item>, Error> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
@@ -515,26 +528,13 @@ impl Store for DynamoStore {
 
     async fn dump(&self) -> Result<StoreDump, CoreError> {
         let t = &self.tables;
-        let mut events = self
-            .scan_all(&t.events, None)
-            .await?
-            .iter()
-            .map(|i| item::event_of(&t.events, i))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut events = self.scan_decoded(&t.events, item::event_of).await?;
         events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-        let mut entities = self
-            .scan_all(&t.entities, None)
-            .await?
-            .iter()
-            .map(|i| item::entity_of(&t.entities, i))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut entities = self.scan_decoded(&t.entities, item::entity_of).await?;
         entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
         let mut quarantine = self
-            .scan_all(&t.quarantine, None)
-            .await?
-            .iter()
-            .map(|i| item::quarantine_of(&t.quarantine, i))
-            .collect::<Result<Vec<_>, _>>()?;
+            .scan_decoded(&t.quarantine, item::quarantine_of)
+            .await?;
         quarantine.sort_by(|a, b| a.quarantine_id.cmp(&b.quarantine_id));
         Ok(StoreDump {
             events,

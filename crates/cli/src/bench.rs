@@ -168,9 +168,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
         }
         Ok(())
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     let t_persist = best(r, || {
         let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
             path: ":memory:".into(),

@@ -67,9 +67,7 @@ pub fn anomalies(
     as_json: bool,
 ) -> Result<ExitCode, CliError> {
     let store = open(db)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     let records = runtime.block_on(store.list_anomalies(entity, limit))?;
     if as_json {
         for r in &records {

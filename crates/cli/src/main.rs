@@ -8,6 +8,7 @@
 mod bench;
 mod error;
 mod generate;
+mod input;
 mod inspect;
 mod run;
 mod send;

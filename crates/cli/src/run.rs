@@ -3,7 +3,7 @@
 //! the embedded store with the handlers' own [`Pipeline`].
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -131,10 +131,7 @@ pub struct Summary {
 
 /// Runs the command.
 pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     runtime.block_on(run_async(args))
 }
 
@@ -371,10 +368,7 @@ fn print_summary(s: &Summary, inputs: usize) {
 
 /// `pipeline stage NAME INPUT`: one stage, one document, output printed as JSON.
 pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     let store = SqliteStore::open(db).map_err(|source| CliError::Db {
         path: db.display().to_string(),
         source,
@@ -424,16 +418,7 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 
 /// Reads one input into batch documents.
 fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
-    let text = if input == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .lock()
-            .read_to_string(&mut s)
-            .map_err(|e| CliError::io("stdin", e))?;
-        s
-    } else {
-        std::fs::read_to_string(input).map_err(|e| CliError::io(input, e))?
-    };
+    let text = crate::input::read_text(input)?;
     let now = Utc::now();
     // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.
     if let Ok(doc) = serde_json::from_str::<Value>(&text) {
@@ -444,14 +429,7 @@ fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
             return batch_job(input, doc).map(|j| vec![j]);
         }
     }
-    let lines = std::io::Cursor::new(text.as_bytes()).lines();
-    let mut items = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let line = line.map_err(|e| CliError::io(input, e))?;
-        if !line.trim().is_empty() {
-            items.push(ingest::decode_line(input, i + 1, &line));
-        }
-    }
+    let items = ingest::decode_lines(input, text.lines().enumerate().map(|(i, l)| (i + 1, l)));
     Ok(p.split(items, now).into_iter().map(Job::Raw).collect())
 }
 

@@ -12,7 +12,7 @@
 //! Nothing is dropped silently: a line that is not JSON is sent as a JSON string holding its
 //! text, so the pipeline quarantines it with the original text instead of it vanishing here.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -161,10 +161,7 @@ pub async fn aws_config() -> Result<aws_config::SdkConfig, CliError> {
 
 /// Runs the command.
 pub fn send(args: SendArgs) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     runtime.block_on(send_async(args))
 }
 
@@ -313,16 +310,7 @@ fn print_summary(s: &Summary) {
 
 /// Reads one input into events; also returns how many items were not JSON.
 fn read_input(input: &str) -> Result<(Vec<OutEvent>, usize), CliError> {
-    let text = if input == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .lock()
-            .read_to_string(&mut s)
-            .map_err(|e| CliError::io("stdin", e))?;
-        s
-    } else {
-        std::fs::read_to_string(input).map_err(|e| CliError::io(input, e))?
-    };
+    let text = crate::input::read_text(input)?;
     let payloads = decode(input, &text)?;
     let mut bad = 0;
     let events = payloads

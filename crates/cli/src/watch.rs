@@ -148,10 +148,7 @@ pub struct ExecutionView {
 
 /// Runs the command.
 pub fn watch(args: WatchArgs) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("tokio runtime", e))?;
+    let runtime = crate::input::runtime()?;
     runtime.block_on(watch_async(args))
 }
 
