@@ -10,6 +10,8 @@
 //! - [`ingest`]: decoders for MSK `KafkaEvent`s, EventBridge events and JSON Lines, and the
 //!   splitter that keeps batch documents under the Step Functions state limit.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
+//!   [`detect::value`] is the per-entity value model (detector v2, see `docs/detection.md`).
+//! - [`evaluate`]: backtest scoring of detection against labels (`pipeline evaluate`).
 //! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through.
 //! - [`error`]: the crate's error enum and the stable `error_type` names the state machine matches.
 //!
@@ -23,6 +25,7 @@ pub mod currency;
 pub mod detect;
 pub mod enrich;
 pub mod error;
+pub mod evaluate;
 pub mod event;
 pub mod ingest;
 pub mod persist;
