@@ -6,7 +6,9 @@
 //! local run is the product, not a simulation of it.
 
 mod bench;
+mod benchmark;
 mod error;
+mod evaluate;
 mod generate;
 mod input;
 mod inspect;
@@ -90,7 +92,13 @@ enum Command {
         /// Write the ground-truth labels of injected cases here (JSON Lines).
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Write a labelled benchmark corpus instead (`--events` and `--entities` do not
+        /// apply): metric streams, business streams, or clean streams without anomalies.
+        #[arg(long, value_enum)]
+        benchmark: Option<benchmark::Kind>,
     },
+    /// Backtest detection against labels: point and window metrics and the windowed score.
+    Evaluate(evaluate::EvaluateArgs),
     /// Measure events/s per stage and for the whole chain, beside a plain serde round trip.
     Bench(bench::BenchArgs),
     /// Publish events to the deployed pipeline's ingest bus (EventBridge PutEvents).
@@ -123,7 +131,9 @@ fn main() -> ExitCode {
             seed,
             output,
             labels,
-        } => generate_cmd(events, entities, seed, output, labels),
+            benchmark,
+        } => generate_cmd(events, entities, seed, output, labels, benchmark),
+        Command::Evaluate(args) => evaluate::evaluate(args),
         Command::Bench(args) => bench::bench(args),
         Command::Send(args) => send::send(args),
         Command::Watch(args) => watch::watch(args),
@@ -148,9 +158,31 @@ fn generate_cmd(
     seed: u64,
     output: Option<PathBuf>,
     labels: Option<PathBuf>,
+    benchmark: Option<benchmark::Kind>,
+) -> Result<ExitCode, CliError> {
+    let Some(kind) = benchmark else {
+        let lines = generate::generate(&generate::GenerateConfig::new(events, entities, seed));
+        return write_lines(&lines, output, labels);
+    };
+    // Benchmark labels are windows, not per-line labels, so they are written here.
+    let mut corpus = benchmark::generate(kind, seed);
+    let lines: Vec<generate::Line> = corpus
+        .lines()
+        .map(|text| generate::Line { text, label: None })
+        .collect();
+    if let Some(p) = &labels {
+        let text: String = corpus.labels.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(p, text).map_err(|e| CliError::io(p.display().to_string(), e))?;
+    }
+    write_lines(&lines, output, None)
+}
+
+fn write_lines(
+    lines: &[generate::Line],
+    output: Option<PathBuf>,
+    labels: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
     use std::io::{BufWriter, Write};
-    let lines = generate::generate(&generate::GenerateConfig::new(events, entities, seed));
     let create = |p: &PathBuf| {
         std::fs::File::create(p)
             .map(BufWriter::new)
@@ -161,7 +193,7 @@ fn generate_cmd(
     match &output {
         Some(p) => {
             let mut w = create(p)?;
-            generate::write(&lines, &mut w, label_w)
+            generate::write(lines, &mut w, label_w)
                 .map_err(|e| CliError::io(p.display().to_string(), e))?;
             w.flush()
                 .map_err(|e| CliError::io(p.display().to_string(), e))?;
@@ -169,7 +201,7 @@ fn generate_cmd(
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            generate::write(&lines, &mut w, label_w).map_err(|e| CliError::io("stdout", e))?;
+            generate::write(lines, &mut w, label_w).map_err(|e| CliError::io("stdout", e))?;
             w.flush().map_err(|e| CliError::io("stdout", e))?;
         }
     }

@@ -76,7 +76,7 @@ pub enum StoreKind {
 }
 
 /// A batch document entering the chain at some stage.
-enum Job {
+pub(crate) enum Job {
     Raw(Batch<RawEvent>),
     Valid(Batch<ValidEvent>),
     Enriched(Batch<EnrichedEvent>),
@@ -272,7 +272,10 @@ async fn run_with<S: Store>(
     })
 }
 
-async fn run_job<S: Store>(p: &Pipeline<S>, job: Job) -> Result<(PersistReport, usize), CliError> {
+pub(crate) async fn run_job<S: Store>(
+    p: &Pipeline<S>,
+    job: Job,
+) -> Result<(PersistReport, usize), CliError> {
     let now = Utc::now();
     Ok(match job {
         Job::Raw(b) => {
@@ -417,7 +420,7 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 }
 
 /// Reads one input into batch documents.
-fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
+pub(crate) fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
     let text = crate::input::read_text(input)?;
     let now = Utc::now();
     // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.

@@ -9,7 +9,7 @@
 //! | `PIPELINE_MAX_FAILURES` | more failures than this in the window is an anomaly | 5 |
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
-//! | `PIPELINE_Z_THRESHOLD` | robust z-score of a value outlier | 4.0 |
+//! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
 
@@ -70,8 +70,13 @@ impl Config {
         if let Some(v) = num::<u32>(vars, "PIPELINE_MAX_EVENTS")? {
             detect.max_events = v;
         }
-        if let Some(v) = num::<f64>(vars, "PIPELINE_Z_THRESHOLD")? {
-            detect.z_threshold = v;
+        if let Some(v) = num::<f64>(vars, "PIPELINE_VALUE_PROBABILITY")? {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(Error::Config(format!(
+                    "PIPELINE_VALUE_PROBABILITY must be between 0 and 1 (exclusive), got {v}"
+                )));
+            }
+            detect.value_probability = v;
         }
         if let Some(v) = vars.get("PIPELINE_FAILURE_STATUSES") {
             detect.failure_statuses = v

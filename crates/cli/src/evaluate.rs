@@ -1,0 +1,223 @@
+//! `pipeline evaluate`: backtest detection against labels.
+//!
+//! Runs the real chain (ingest → validate → enrich → detect → persist) over INPUT on a fresh
+//! in-memory embedded store, or reads the verdicts of an earlier `pipeline run --output` file,
+//! and scores them with [`pipeline_core::evaluate`]: point metrics, window metrics and the
+//! windowed score under three cost profiles, per stream kind (the events' `source`) and in
+//! total; per entity with `--per-entity`; and, with `--sweep`, for the best threshold over
+//! `score` as well as for the product's own `is_anomaly`.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use chrono::DateTime;
+use pipeline_core::evaluate::{Evaluation, Figures, Outcome, Prepared, parse_labels};
+use pipeline_core::persist::Status;
+use pipeline_handlers::{Config, Pipeline};
+use pipeline_sqlite::SqliteStore;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::CliError;
+
+/// Arguments of `pipeline evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// The labelled stream (JSON Lines of events).
+    #[arg(value_name = "INPUT")]
+    input: String,
+    /// Labels: JSON Lines of `{"entity_id","start","end"}` windows or `{"event_id"}` points.
+    #[arg(long)]
+    labels: String,
+    /// Score the verdicts of an earlier `pipeline run INPUT --output FILE` instead of running
+    /// the chain.
+    #[arg(long, value_name = "RUN_OUTPUT")]
+    output_of: Option<String>,
+    /// Also score the best threshold over `score`.
+    #[arg(long)]
+    sweep: bool,
+    /// Also print one row per entity.
+    #[arg(long)]
+    per_entity: bool,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Deserialize)]
+struct InputLine {
+    event_id: String,
+    entity_id: String,
+    occurred_at: DateTime<chrono::FixedOffset>,
+    #[serde(default)]
+    source: String,
+}
+
+#[derive(Deserialize)]
+struct RunLine {
+    event_id: Option<String>,
+    status: String,
+    score: Option<f64>,
+    #[serde(default)]
+    is_anomaly: bool,
+}
+
+/// Runs the command.
+pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
+    let text = crate::input::read_text(&args.input)?;
+    let labels =
+        parse_labels(&crate::input::read_text(&args.labels)?).map_err(|e| CliError::Input {
+            path: args.labels.clone(),
+            message: e.to_string(),
+        })?;
+    // Where each event sits: its entity, event time and stream kind. Lines that do not parse
+    // are quarantined by the chain and have no verdict to score.
+    let mut meta: HashMap<String, (String, i64, String)> = HashMap::new();
+    for line in text.lines() {
+        if let Ok(l) = serde_json::from_str::<InputLine>(line) {
+            meta.entry(l.event_id).or_insert((
+                l.entity_id,
+                l.occurred_at.timestamp_millis(),
+                l.source,
+            ));
+        }
+    }
+    let verdicts = match &args.output_of {
+        Some(path) => read_run_output(path)?,
+        None => run_chain(&args.input)?,
+    };
+    let outcomes: Vec<Outcome> = verdicts
+        .into_iter()
+        .filter_map(|(id, score, is_anomaly)| {
+            let (entity, t_ms, kind) = meta.get(&id)?.clone();
+            Some(Outcome {
+                event_id: id,
+                entity_id: entity,
+                kind,
+                t_ms,
+                score,
+                is_anomaly,
+            })
+        })
+        .collect();
+    let prepared = Prepared::new(&outcomes, &labels);
+    let own = prepared.evaluate(|o| o.is_anomaly);
+    let swept = if args.sweep { prepared.sweep() } else { None };
+    if args.json {
+        let out = json!({
+            "input": args.input,
+            "labels": args.labels,
+            "is_anomaly": own,
+            "sweep": swept.as_ref().map(|(th, ev)| json!({"threshold": th, "evaluation": ev})),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "pipeline evaluate: {} scored events, {} labels ({} matched no event)",
+            outcomes.len(),
+            labels.len(),
+            own.unmatched_labels
+        );
+        println!("\nverdict: the product's is_anomaly");
+        print_table(&own, args.per_entity);
+        if let Some((th, ev)) = &swept {
+            println!("\nverdict: score >= {th} (the best threshold for the standard score)");
+            print_table(ev, args.per_entity);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the chain on a fresh in-memory store and returns each event's verdict, in order.
+fn run_chain(input: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
+    let runtime = crate::input::runtime()?;
+    let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
+        path: ":memory:".into(),
+        source,
+    })?;
+    let pipeline = Pipeline::new(Config::from_env()?, store)?;
+    let jobs = crate::run::load(input, &pipeline)?;
+    let mut out = Vec::new();
+    runtime.block_on(async {
+        for job in jobs {
+            let (report, _) = crate::run::run_job(&pipeline, job).await?;
+            for o in report.outcomes {
+                if matches!(o.status, Status::Quarantined) {
+                    continue;
+                }
+                if let Some(id) = o.event_id {
+                    out.push((id, o.score.unwrap_or(0.0), o.is_anomaly));
+                }
+            }
+        }
+        Ok::<_, CliError>(())
+    })?;
+    Ok(out)
+}
+
+fn read_run_output(path: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
+    let text = crate::input::read_text(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l: RunLine = serde_json::from_str(line).map_err(|e| CliError::Input {
+            path: path.to_owned(),
+            message: format!("line {}: not a `pipeline run --output` line: {e}", i + 1),
+        })?;
+        if l.status == "quarantined" {
+            continue;
+        }
+        if let Some(id) = l.event_id {
+            out.push((id, l.score.unwrap_or(0.0), l.is_anomaly));
+        }
+    }
+    Ok(out)
+}
+
+fn print_table(ev: &Evaluation, per_entity: bool) {
+    println!(
+        "{:<22} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "streams",
+        "events",
+        "windows",
+        "prec",
+        "recall",
+        "F1",
+        "latency",
+        "FP/1k",
+        "standard",
+        "low_fp",
+        "low_fn"
+    );
+    let mut rows: Vec<(String, &Figures)> =
+        ev.by_kind.iter().map(|(k, f)| (k.clone(), f)).collect();
+    if per_entity {
+        rows.extend(ev.by_entity.iter().map(|(k, f)| (format!("  {k}"), f)));
+    }
+    rows.push(("total".into(), &ev.total));
+    for (name, f) in rows {
+        let opt = |x: Option<f64>, p: usize| x.map_or("-".to_owned(), |v| format!("{v:.p$}"));
+        println!(
+            "{:<22} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}",
+            truncate(&name, 22),
+            f.events,
+            format!("{}/{}", f.windows_detected, f.windows),
+            opt(f.precision, 2),
+            opt(f.recall, 2),
+            opt(f.f1, 2),
+            f.median_latency_s
+                .map_or("-".to_owned(), |s| format!("{s:.0}s")),
+            opt(f.fp_per_1000, 2),
+            opt(f.score_standard, 1),
+            opt(f.score_low_fp, 1),
+            opt(f.score_low_fn, 1),
+        );
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        s.chars().take(n - 1).chain(['…']).collect()
+    }
+}
