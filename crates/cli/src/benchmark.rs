@@ -21,6 +21,8 @@ use std::f64::consts::TAU;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::generate::normal;
 use serde_json::{Value, json};
 
 /// Which benchmark corpus to generate.
@@ -79,12 +81,6 @@ fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 4, 0, 0, 0)
         .single()
         .unwrap_or_default()
-}
-
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.random_range(0.0..1.0);
-    (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos()
 }
 
 /// Student-t with 3 degrees of freedom, scaled to unit variance: heavy-tailed noise.
@@ -469,28 +465,23 @@ const HOMES: &[(&str, &str, f64)] = &[
     ("PL", "PLN", 4.0),
 ];
 const FAR: &[&str] = &["NG", "VN", "PE", "KZ", "MN", "PK", "RO", "TH"];
-const MERCHANTS: &[&str] = &[
-    "grocer",
-    "fuel",
-    "books",
-    "cafe",
-    "pharmacy",
-    "transit",
-    "streaming",
-    "hardware",
-    "bakery",
-    "cinema",
-    "airline",
-    "hotel",
-    "electronics",
-    "fashion",
-    "toys",
-    "garden",
-    "jeweller",
-    "casino",
-    "crypto",
-    "giftcards",
-];
+/// Merchants an account-takeover uses, after the everyday ones of [`crate::generate::MERCHANTS`].
+const RISKY_MERCHANTS: &[&str] = &["jeweller", "casino", "crypto", "giftcards"];
+
+/// Merchant `i` of the everyday list followed by the risky one.
+fn merchant(i: usize) -> &'static str {
+    let everyday = crate::generate::MERCHANTS;
+    everyday
+        .get(i)
+        .or_else(|| RISKY_MERCHANTS.get(i - everyday.len()))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// How many merchants [`merchant`] knows.
+fn merchants() -> usize {
+    crate::generate::MERCHANTS.len() + RISKY_MERCHANTS.len()
+}
 
 /// Writes business account `a` with the anomalies `kinds`; like [`metric_stream`], the
 /// account without anomalies is its clean twin up to the first onset.
@@ -505,7 +496,7 @@ pub fn business_account(seed: u64, c: &mut Corpus, a: usize, kinds: &[&str], pre
     let sigma: f64 = rng.random_range(0.3..0.8);
     let per_day: f64 = rng.random_range(3.0..14.0);
     let usual: Vec<&str> = (0..rng.random_range(3..8))
-        .map(|_| MERCHANTS[rng.random_range(0..12)])
+        .map(|_| merchant(rng.random_range(0..12)))
         .collect();
     let decline_rate = rng.random_range(0.01..0.05);
     let days = 30;
@@ -603,7 +594,7 @@ pub fn business_account(seed: u64, c: &mut Corpus, a: usize, kinds: &[&str], pre
                         let far = FAR[rng.random_range(0..FAR.len())];
                         let mut bt = t;
                         for _ in 0..rng.random_range(3..6) {
-                            let m = MERCHANTS[rng.random_range(12..MERCHANTS.len())];
+                            let m = merchant(rng.random_range(12..merchants()));
                             let v = median * rng.random_range(5.0..20.0);
                             c.events.push(event(bt, v, far, m, "approved"));
                             bt += Duration::seconds(rng.random_range(60..400));
@@ -625,7 +616,7 @@ pub fn business_account(seed: u64, c: &mut Corpus, a: usize, kinds: &[&str], pre
         };
         for _ in 0..session {
             let merchant = if rng.random_bool(0.03) {
-                MERCHANTS[rng.random_range(0..12)]
+                merchant(rng.random_range(0..12))
             } else {
                 usual[rng.random_range(0..usual.len())]
             };
@@ -724,44 +715,33 @@ mod tests {
             ("drift", 10, 1),
             ("contextual", 13, 1),
         ];
+        // Found inside the planted stream's window; no flag there in the clean twin.
+        let check = |mut planted: Corpus, mut twin: Corpus, what: String| {
+            let (a, b) = window_of(&planted);
+            let found = flagged(&mut planted).iter().any(|t| (a..=b).contains(t));
+            let twin_flags = flagged(&mut twin)
+                .iter()
+                .filter(|t| (a..=b).contains(*t))
+                .count();
+            (!found || twin_flags > 0)
+                .then(|| format!("{what}: found {found}, twin flags {twin_flags}"))
+        };
         let mut failures = Vec::new();
         for (kind, s, seed) in metric {
-            let mut planted = Corpus::default();
+            let (mut planted, mut twin) = (Corpus::default(), Corpus::default());
             metric_stream(*seed, &mut planted, *s, &[kind], "m");
             assert_eq!(
                 planted.labels[0]["kind"], *kind,
                 "{kind} not planted in {s}"
             );
-            let (a, b) = window_of(&planted);
-            let mut twin = Corpus::default();
             metric_stream(*seed, &mut twin, *s, &[], "m");
-            let found = flagged(&mut planted).iter().any(|t| (a..=b).contains(t));
-            let twin_flags = flagged(&mut twin)
-                .iter()
-                .filter(|t| (a..=b).contains(*t))
-                .count();
-            if !found || twin_flags > 0 {
-                failures.push(format!(
-                    "{kind} in stream {s}: found {found}, twin flags {twin_flags}"
-                ));
-            }
+            failures.extend(check(planted, twin, format!("{kind} in stream {s}")));
         }
         for (i, kind) in BUSINESS_ANOMALIES.iter().enumerate() {
-            let mut planted = Corpus::default();
+            let (mut planted, mut twin) = (Corpus::default(), Corpus::default());
             business_account(1, &mut planted, i, &[kind], "b");
-            let (a, b) = window_of(&planted);
-            let mut twin = Corpus::default();
             business_account(1, &mut twin, i, &[], "b");
-            let found = flagged(&mut planted).iter().any(|t| (a..=b).contains(t));
-            let twin_flags = flagged(&mut twin)
-                .iter()
-                .filter(|t| (a..=b).contains(*t))
-                .count();
-            if !found || twin_flags > 0 {
-                failures.push(format!(
-                    "{kind} in account {i}: found {found}, twin flags {twin_flags}"
-                ));
-            }
+            failures.extend(check(planted, twin, format!("{kind} in account {i}")));
         }
         assert!(failures.is_empty(), "{failures:#?}");
     }

@@ -82,7 +82,8 @@ const HOMES: &[(&str, &str, i64)] = &[
     ("BR", "BRL", -3),
 ];
 const FAR: &[&str] = &["NG", "VN", "PE", "KZ", "MN", "PK"];
-const MERCHANTS: &[&str] = &[
+/// Everyday merchants (the benchmark generator adds riskier ones after them).
+pub const MERCHANTS: &[&str] = &[
     "grocer",
     "fuel",
     "books",
@@ -101,7 +102,8 @@ const MERCHANTS: &[&str] = &[
     "garden",
 ];
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+/// A standard normal draw.
+pub fn normal(rng: &mut ChaCha8Rng) -> f64 {
     // Box–Muller: two uniforms → one standard normal.
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);
     let u2: f64 = rng.random_range(0.0..1.0);

@@ -171,56 +171,36 @@ pub mod packed {
             .collect())
     }
 
-    /// `Vec<u64>` as packed base64.
-    pub mod u64s {
-        use super::*;
-        /// Serialises.
-        pub fn serialize<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
-        }
-        /// Deserialises.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-            Ok(decode::<D, 8>(d)?
-                .into_iter()
-                .map(u64::from_le_bytes)
-                .collect())
-        }
+    /// One `with` module per element type: the same packing, little-endian, `$n` bytes each.
+    macro_rules! packed_list {
+        ($name:ident, $t:ty, $n:literal, $doc:literal) => {
+            #[doc = $doc]
+            pub mod $name {
+                use super::*;
+                /// Serialises.
+                pub fn serialize<S: Serializer>(v: &[$t], s: S) -> Result<S::Ok, S::Error> {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
+                }
+                /// Deserialises.
+                pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<$t>, D::Error> {
+                    Ok(decode::<D, $n>(d)?
+                        .into_iter()
+                        .map(<$t>::from_le_bytes)
+                        .collect())
+                }
+            }
+        };
     }
 
-    /// `Vec<f32>` as packed base64 (exact: the bits are kept).
-    pub mod f32s {
-        use super::*;
-        /// Serialises.
-        pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
-        }
-        /// Deserialises.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
-            Ok(decode::<D, 4>(d)?
-                .into_iter()
-                .map(f32::from_le_bytes)
-                .collect())
-        }
-    }
-
-    /// `Vec<u32>` as packed base64.
-    pub mod u32s {
-        use super::*;
-        /// Serialises.
-        pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
-            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            s.serialize_str(&STANDARD_NO_PAD.encode(bytes))
-        }
-        /// Deserialises.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
-            Ok(decode::<D, 4>(d)?
-                .into_iter()
-                .map(u32::from_le_bytes)
-                .collect())
-        }
-    }
+    packed_list!(u64s, u64, 8, "`Vec<u64>` as packed base64.");
+    packed_list!(u32s, u32, 4, "`Vec<u32>` as packed base64.");
+    packed_list!(
+        f32s,
+        f32,
+        4,
+        "`Vec<f32>` as packed base64 (exact: the bits are kept)."
+    );
 }
 
 /// Why an event scored what it did. Serialised with a `code` tag.
