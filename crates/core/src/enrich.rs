@@ -11,16 +11,16 @@
 //! - **Ingestion lag** is `received_at − occurred_at` in milliseconds (negative when the
 //!   producer's clock is ahead, within the skew validate allows).
 //! - **Entity profile**: first seen, events seen, usual countries, read from the entity state
-//!   that detection keeps (see [`crate::detect::EntityState`]).
+//!   that detection keeps, through [`KnownEntities`] (implemented by the detect stage's
+//!   state map, so that enrich does not depend on detection's types).
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::batch::{Batch, Quarantined, Reason, Stage, ValidEvent};
-use crate::detect::EntityState;
 use crate::event::{Event, Provenance};
 
 /// Bumped whenever enrichment output changes meaning.
@@ -81,21 +81,10 @@ pub struct EntityProfile {
     pub usual_countries: Vec<String>,
 }
 
-impl EntityProfile {
-    /// The profile part of an entity's state.
-    pub fn of(state: Option<&EntityState>) -> Self {
-        match state {
-            None => EntityProfile::default(),
-            Some(s) => EntityProfile {
-                known: s.count > 0,
-                first_seen: s
-                    .first_seen
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
-                event_count: s.count,
-                usual_countries: s.usual_countries(),
-            },
-        }
-    }
+/// Where enrich learns what is known about an entity.
+pub trait KnownEntities {
+    /// The entity's profile; the default profile for an entity never seen.
+    fn profile(&self, entity_id: &str) -> EntityProfile;
 }
 
 /// What enrich adds to an event.
@@ -134,12 +123,12 @@ pub struct EnrichedEvent {
     pub enrichment: Enrichment,
 }
 
-/// Runs the enrich stage. `profiles` holds the stored state of the batch's entities (missing
+/// Runs the enrich stage. `profiles` knows the stored state of the batch's entities (missing
 /// entities are new).
 pub fn enrich(
     mut batch: Batch<ValidEvent>,
     fx: &FxTable,
-    profiles: &HashMap<String, EntityState>,
+    profiles: &impl KnownEntities,
 ) -> Batch<EnrichedEvent> {
     let events = std::mem::take(&mut batch.events);
     let mut out = Vec::with_capacity(events.len());
@@ -151,7 +140,7 @@ pub fn enrich(
             Ok(mut enrichment) => {
                 enrichment.entity = profile_cache
                     .entry(event.entity_id.clone())
-                    .or_insert_with(|| EntityProfile::of(profiles.get(&event.entity_id)))
+                    .or_insert_with(|| profiles.profile(&event.entity_id))
                     .clone();
                 out.push(EnrichedEvent {
                     event,
@@ -215,6 +204,7 @@ fn enrich_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn builtin_table_loads_and_rejects_bad_tables() {

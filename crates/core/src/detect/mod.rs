@@ -30,11 +30,11 @@
 
 use std::collections::HashMap;
 
-use chrono::Duration;
+use chrono::{Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{Batch, Stage};
-use crate::enrich::{EnrichedEvent, Enrichment};
+use crate::enrich::{EnrichedEvent, Enrichment, EntityProfile, KnownEntities};
 use crate::event::{Event, Provenance};
 
 pub mod value;
@@ -138,11 +138,33 @@ impl EntityState {
         self.recent.contains(&id_hash)
     }
 
+    /// What enrich reports about the entity.
+    pub fn profile(&self) -> EntityProfile {
+        EntityProfile {
+            known: self.count > 0,
+            first_seen: self
+                .first_seen
+                .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+            event_count: self.count,
+            usual_countries: self.usual_countries(),
+        }
+    }
+
     /// The up to three most frequent countries.
     pub fn usual_countries(&self) -> Vec<String> {
         let mut c: Vec<_> = self.countries.iter().collect();
         c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         c.into_iter().take(3).map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// The stored states of a batch's entities, as the detect stage reads them, are what enrich
+/// knows about them.
+impl KnownEntities for HashMap<String, EntityState> {
+    fn profile(&self, entity_id: &str) -> EntityProfile {
+        self.get(entity_id)
+            .map(EntityState::profile)
+            .unwrap_or_default()
     }
 }
 
