@@ -142,14 +142,29 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
+            for cause in distinct_causes(&e) {
+                eprintln!("  caused by: {cause}");
             }
             ExitCode::from(2)
         }
     }
+}
+
+/// The error's causes, each once: a cause whose text the message above it already shows (many
+/// messages end with their source's) is not printed again.
+fn distinct_causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut shown = e.to_string();
+    let mut out = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !shown.contains(&text) {
+            out.push(text.clone());
+        }
+        shown = text;
+        source = s.source();
+    }
+    out
 }
 
 fn generate_cmd(
@@ -210,4 +225,22 @@ fn write_lines(
             .map_err(|e| CliError::io(p.display().to_string(), e))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = CliError::io("in.jsonl", io);
+        assert_eq!(e.to_string(), "in.jsonl: no such file");
+        assert!(distinct_causes(&e).is_empty());
+        let aws = CliError::aws(
+            "ListExecutions",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "access denied"),
+        );
+        assert_eq!(distinct_causes(&aws), ["access denied"]);
+    }
 }

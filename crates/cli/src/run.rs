@@ -64,7 +64,15 @@ pub struct RunArgs {
     /// DynamoDB quarantine table.
     #[arg(long, env = "QUARANTINE_TABLE", default_value = "pipeline-quarantine")]
     quarantine_table: String,
+    /// Refuse an input (exit code 4, nothing written) when more than this share of its
+    /// lines are not JSON at all: it is probably not a JSON Lines file of events. `1` turns
+    /// the check off; ordinary bad lines are quarantined as always.
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    max_undecodable: f64,
 }
+
+/// Exit code of `pipeline run` when an input is mostly not JSON.
+pub const EXIT_NOT_JSON_LINES: u8 = 4;
 
 /// Which store `pipeline run` writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -192,7 +200,17 @@ async fn run_with<S: Store>(
 
     let mut jobs = Vec::new();
     for input in &args.inputs {
-        jobs.extend(load(input, &pipeline)?);
+        let loaded = load(input, &pipeline)?;
+        let (items, undecodable) = undecodable(&loaded);
+        if items > 0 && undecodable as f64 > args.max_undecodable * items as f64 {
+            eprintln!(
+                "error: {input}: {undecodable} of {items} lines are not JSON, so this does not look \
+                 like a JSON Lines file of events; nothing was written. Check the file, or pass \
+                 --max-undecodable 1 to quarantine them anyway."
+            );
+            return Ok(ExitCode::from(EXIT_NOT_JSON_LINES));
+        }
+        jobs.extend(loaded);
     }
     let total: usize = jobs.iter().map(Job::input_count).sum();
 
@@ -270,6 +288,21 @@ async fn run_with<S: Store>(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Items in `jobs`, and how many of them could not be decoded as JSON at all.
+fn undecodable(jobs: &[Job]) -> (usize, usize) {
+    let items = jobs.iter().map(Job::input_count).sum();
+    let bad = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Raw(b) => Some(&b.quarantine),
+            _ => None,
+        })
+        .flatten()
+        .filter(|q| q.reasons.iter().any(|r| r.code == "malformed_json"))
+        .count();
+    (items, bad)
 }
 
 pub(crate) async fn run_job<S: Store>(

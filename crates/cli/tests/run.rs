@@ -240,6 +240,47 @@ fn text_summary_show_and_anomalies() {
     assert!(!missing.status.success());
 }
 
+#[tokio::test]
+async fn a_file_that_is_mostly_not_json_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["run", "README.md", "--db", db_s])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(4), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("are not JSON") && err.contains("nothing was written"),
+        "{err}"
+    );
+    let d = dump(&db).await;
+    assert!(d.events.is_empty() && d.quarantine.is_empty(), "{d:?}");
+
+    // Asked for explicitly, every line is quarantined as before.
+    let out = pipeline(&[
+        "run",
+        "README.md",
+        "--db",
+        db_s,
+        "--json",
+        "--max-undecodable",
+        "1",
+    ]);
+    let s = summary(&out);
+    assert_eq!(n(&s, "quarantined"), n(&s, "input"));
+    // A file with a few bad lines among events is processed as always.
+    pipeline(&[
+        "run",
+        "events/source/payments-bad.jsonl",
+        "--db",
+        db_s,
+        "--json",
+    ]);
+}
+
 #[test]
 fn reads_stdin() {
     let tmp = tempfile::tempdir().unwrap();
