@@ -32,7 +32,8 @@ use crate::error::CliError;
 
 /// The metric namespace when neither `--namespace` nor `METRICS_NAMESPACE` is given: the
 /// default of the template's `MetricsNamespace` parameter, which the functions write to.
-pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
+pub use pipeline_handlers::telemetry::DEFAULT_NAMESPACE;
+use pipeline_handlers::telemetry::metric;
 /// The stages, i.e. the values of the `Function` dimension.
 pub const STAGES: [&str; 5] = ["ingest", "validate", "enrich", "detect", "persist"];
 /// Count metrics, each summed over the window and the stages. `EventsQuarantined` comes from
@@ -40,18 +41,18 @@ pub const STAGES: [&str; 5] = ["ingest", "validate", "enrich", "detect", "persis
 /// every count costs nothing (one call takes 500 queries) and keeps the totals right if a
 /// metric moves to another stage.
 pub const COUNTS: [&str; 9] = [
-    "EventsIn",
-    "EventsValid",
-    "EventsQuarantined",
-    "Anomalies",
-    "Persisted",
-    "Duplicates",
-    "Updated",
-    "Stale",
-    "Conflicts",
+    metric::EVENTS_IN,
+    metric::EVENTS_VALID,
+    metric::EVENTS_QUARANTINED,
+    metric::ANOMALIES,
+    metric::PERSISTED,
+    metric::DUPLICATES,
+    metric::UPDATED,
+    metric::STALE,
+    metric::CONFLICTS,
 ];
 /// Event time to persisted, per event, emitted by `persist`.
-pub const LAG: &str = "EndToEndLagMs";
+pub const LAG: &str = metric::END_TO_END_LAG_MS;
 /// The `AWS/States` execution metrics of the state machine (dimension `StateMachineArn`).
 pub const EXECUTION_METRICS: [&str; 6] = [
     "ExecutionsStarted",
@@ -411,7 +412,7 @@ impl Watcher {
             "p0".into(),
             &self.namespace,
             LAG,
-            ("Function", "persist"),
+            (metric::FUNCTION_DIMENSION, "persist"),
             "p99",
             end - start,
         );
@@ -432,7 +433,7 @@ impl Watcher {
                 format!("q{i}"),
                 &self.namespace,
                 metric,
-                ("Function", stage),
+                (metric::FUNCTION_DIMENSION, stage),
                 "Sum",
                 period,
             ),
@@ -440,7 +441,7 @@ impl Watcher {
                 format!("q{i}"),
                 &self.namespace,
                 LAG,
-                ("Function", "persist"),
+                (metric::FUNCTION_DIMENSION, "persist"),
                 stat,
                 period,
             ),
@@ -649,25 +650,25 @@ pub fn render(s: &Snapshot, interval: Option<u64>) -> String {
     let _ = writeln!(
         o,
         "\nthroughput     in {}   valid {}   persisted {}   duplicates {}   updated {}   stale {}",
-        n("EventsIn"),
-        n("EventsValid"),
-        n("Persisted"),
-        n("Duplicates"),
-        n("Updated"),
-        n("Stale")
+        n(metric::EVENTS_IN),
+        n(metric::EVENTS_VALID),
+        n(metric::PERSISTED),
+        n(metric::DUPLICATES),
+        n(metric::UPDATED),
+        n(metric::STALE)
     );
     let _ = writeln!(
         o,
         "errors         quarantined {}{}   conflicts {}",
-        n("EventsQuarantined"),
-        per_stage("EventsQuarantined"),
-        n("Conflicts")
+        n(metric::EVENTS_QUARANTINED),
+        per_stage(metric::EVENTS_QUARANTINED),
+        n(metric::CONFLICTS)
     );
     let _ = writeln!(
         o,
         "anomalies      {}{}",
-        n("Anomalies"),
-        per_stage("Anomalies")
+        n(metric::ANOMALIES),
+        per_stage(metric::ANOMALIES)
     );
     let _ = writeln!(
         o,

@@ -22,7 +22,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::error::FunctionError;
 use crate::pipeline::Pipeline;
-use crate::telemetry::{invocation_span, record_batch};
+use crate::telemetry::{invocation_span, metric, record_batch};
 
 /// With fault injection enabled, fails `stage` when an event asks for it in
 /// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
@@ -62,7 +62,7 @@ fn report_quarantine(new: &[Quarantined]) {
         let codes: Vec<&str> = q.reasons.iter().map(|r| r.code.as_str()).collect();
         warn!(event_id = q.event_id.as_deref().unwrap_or(""), stage = q.stage.as_str(), reasons = ?codes, "event quarantined");
     }
-    metrics::counter!("EventsQuarantined").increment(new.len() as u64);
+    metrics::counter!(metric::EVENTS_QUARANTINED).increment(new.len() as u64);
 }
 
 fn finish(
@@ -72,7 +72,7 @@ fn finish(
     events: usize,
     quarantined: usize,
 ) {
-    metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+    metrics::histogram!(metric::STAGE_LATENCY_MS).record(started.elapsed().as_secs_f64() * 1000.0);
     info!(stage, batch_id, events, quarantined, "stage done");
 }
 
@@ -107,7 +107,7 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
         let started = Instant::now();
         let batches = pipeline.ingest(&event.payload, Utc::now())?;
         let input: usize = batches.iter().map(|b| b.input_count).sum();
-        metrics::counter!("EventsIn").increment(input as u64);
+        metrics::counter!(metric::EVENTS_IN).increment(input as u64);
         for b in &batches {
             let execution = b.execution_name();
             info!(batch_id = %b.batch_id, execution, events = b.input_count, "batch cut");
@@ -133,7 +133,8 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
                 quarantined: b.quarantine.len(),
             })
             .collect();
-        metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+        metrics::histogram!(metric::STAGE_LATENCY_MS)
+            .record(started.elapsed().as_secs_f64() * 1000.0);
         info!(batches = receipts.len(), events = input, "ingest done");
         Ok(IngestResponse { batches: receipts })
     }
@@ -190,7 +191,7 @@ pub async fn validate<S: Store>(
         pipeline.config.fault_injection,
         |b: Batch<RawEvent>| async move {
             let out = pipeline.validate(b);
-            metrics::counter!("EventsValid").increment(out.events.len() as u64);
+            metrics::counter!(metric::EVENTS_VALID).increment(out.events.len() as u64);
             Ok(out)
         },
     )
@@ -252,7 +253,7 @@ pub async fn persist<S: Store>(
             record_batch(&inner, &failed.batch_id, &execution);
             warn!(error = %failed.error.error, failed_stage = ?failed.failed_stage, events = failed.events.len(),
                   "quarantining a batch that failed a stage");
-            metrics::counter!("EventsQuarantined").increment(failed.events.len() as u64);
+            metrics::counter!(metric::EVENTS_QUARANTINED).increment(failed.events.len() as u64);
             pipeline.quarantine_failed(failed, now).await?
         } else {
             inject_fault(pipeline.config.fault_injection, "persist", &event.payload)?;
@@ -261,24 +262,24 @@ pub async fn persist<S: Store>(
             // Event time to persisted, per event: the lag the on-call engineer watches.
             for e in &batch.events {
                 let lag = (now.timestamp_millis() - e.event.occurred_ms()).max(0);
-                metrics::histogram!("EndToEndLagMs").record(lag as f64);
+                metrics::histogram!(metric::END_TO_END_LAG_MS).record(lag as f64);
             }
             pipeline.persist(batch, now).await?
         };
         let c = &report.counts;
-        metrics::counter!("Persisted").increment(c.persisted as u64);
-        metrics::counter!("Duplicates").increment(c.duplicate as u64);
-        metrics::counter!("Updated").increment(c.updated as u64);
-        metrics::counter!("Stale").increment(c.stale as u64);
-        metrics::counter!("Conflicts").increment(c.conflict as u64);
-        metrics::counter!("Anomalies").increment(c.anomalies as u64);
+        metrics::counter!(metric::PERSISTED).increment(c.persisted as u64);
+        metrics::counter!(metric::DUPLICATES).increment(c.duplicate as u64);
+        metrics::counter!(metric::UPDATED).increment(c.updated as u64);
+        metrics::counter!(metric::STALE).increment(c.stale as u64);
+        metrics::counter!(metric::CONFLICTS).increment(c.conflict as u64);
+        metrics::counter!(metric::ANOMALIES).increment(c.anomalies as u64);
         for (reason, n) in &report.quarantined_by_reason {
-            metrics::counter!("QuarantinedByReason", "Reason" => reason.clone()).increment(*n as u64);
+            metrics::counter!(metric::QUARANTINED_BY_REASON, "Reason" => reason.clone()).increment(*n as u64);
         }
         for o in report.outcomes.iter().filter(|o| o.status == pipeline_core::persist::Status::Conflict) {
             warn!(event_id = o.event_id.as_deref().unwrap_or(""), "conflict: same event_id and version, other content; quarantined");
         }
-        metrics::histogram!("StageLatencyMs").record(started.elapsed().as_secs_f64() * 1000.0);
+        metrics::histogram!(metric::STAGE_LATENCY_MS).record(started.elapsed().as_secs_f64() * 1000.0);
         info!(batch_id = %report.batch_id, input = c.input, persisted = c.persisted, duplicate = c.duplicate,
               updated = c.updated, stale = c.stale, conflict = c.conflict, quarantined = c.quarantined,
               anomalies = c.anomalies, "persist done");

@@ -24,6 +24,37 @@ use tracing_subscriber::EnvFilter;
 /// The metric namespace used when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
 
+/// The metric names the functions write and `pipeline watch` and the dashboard read: one
+/// place, so that a rename cannot leave a reader behind.
+pub mod metric {
+    /// Events entering ingest.
+    pub const EVENTS_IN: &str = "EventsIn";
+    /// Events that passed validation.
+    pub const EVENTS_VALID: &str = "EventsValid";
+    /// Events quarantined, by every stage that quarantines.
+    pub const EVENTS_QUARANTINED: &str = "EventsQuarantined";
+    /// Quarantined events with a `Reason` dimension.
+    pub const QUARANTINED_BY_REASON: &str = "QuarantinedByReason";
+    /// Anomalies newly persisted or updated.
+    pub const ANOMALIES: &str = "Anomalies";
+    /// New records.
+    pub const PERSISTED: &str = "Persisted";
+    /// Records already stored unchanged.
+    pub const DUPLICATES: &str = "Duplicates";
+    /// Records replaced by a higher version.
+    pub const UPDATED: &str = "Updated";
+    /// Events older than what is stored.
+    pub const STALE: &str = "Stale";
+    /// Same version, other content.
+    pub const CONFLICTS: &str = "Conflicts";
+    /// Milliseconds a stage took for a batch.
+    pub const STAGE_LATENCY_MS: &str = "StageLatencyMs";
+    /// Milliseconds from event time to persisted, per event.
+    pub const END_TO_END_LAG_MS: &str = "EndToEndLagMs";
+    /// The dimension naming the function (the stage).
+    pub const FUNCTION_DIMENSION: &str = "Function";
+}
+
 /// Installs the global log subscriber; call once at cold start.
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
@@ -58,7 +89,7 @@ pub fn init_metrics(
     let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.into());
     metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace)
-        .with_dimension("Function", function)
+        .with_dimension(metric::FUNCTION_DIMENSION, function)
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
         .with_lambda_xray_trace_id("TraceId")
