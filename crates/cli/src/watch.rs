@@ -30,12 +30,19 @@ use serde_json::Value;
 
 use crate::error::CliError;
 
+use pipeline_handlers::Stage;
 /// The metric namespace when neither `--namespace` nor `METRICS_NAMESPACE` is given: the
 /// default of the template's `MetricsNamespace` parameter, which the functions write to.
 pub use pipeline_handlers::telemetry::DEFAULT_NAMESPACE;
 use pipeline_handlers::telemetry::metric;
 /// The stages, i.e. the values of the `Function` dimension.
-pub const STAGES: [&str; 5] = ["ingest", "validate", "enrich", "detect", "persist"];
+pub const STAGES: [&str; 5] = [
+    Stage::Ingest.as_str(),
+    Stage::Validate.as_str(),
+    Stage::Enrich.as_str(),
+    Stage::Detect.as_str(),
+    Stage::Persist.as_str(),
+];
 /// Count metrics, each summed over the window and the stages. `EventsQuarantined` comes from
 /// every stage that quarantines; the others from one stage each, but asking every stage for
 /// every count costs nothing (one call takes 500 queries) and keeps the totals right if a
@@ -412,7 +419,7 @@ impl Watcher {
             "p0".into(),
             &self.namespace,
             LAG,
-            (metric::FUNCTION_DIMENSION, "persist"),
+            (metric::FUNCTION_DIMENSION, Stage::Persist.as_str()),
             "p99",
             end - start,
         );
@@ -441,7 +448,7 @@ impl Watcher {
                 format!("q{i}"),
                 &self.namespace,
                 LAG,
-                (metric::FUNCTION_DIMENSION, "persist"),
+                (metric::FUNCTION_DIMENSION, Stage::Persist.as_str()),
                 stat,
                 period,
             ),

@@ -110,8 +110,17 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The snake_case name used in documents and metrics.
-    pub fn as_str(self) -> &'static str {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Ingest,
+        Stage::Validate,
+        Stage::Enrich,
+        Stage::Detect,
+        Stage::Persist,
+    ];
+
+    /// The snake_case name used in documents and metrics, and the function's name.
+    pub const fn as_str(self) -> &'static str {
         match self {
             Stage::Ingest => "ingest",
             Stage::Validate => "validate",

@@ -9,7 +9,7 @@ use std::time::Instant;
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
-use pipeline_core::batch::{Batch, Quarantined, RawEvent, ValidEvent};
+use pipeline_core::batch::{Batch, Quarantined, RawEvent, Stage, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::ingest::BatchSink;
@@ -26,7 +26,7 @@ use crate::telemetry::{invocation_span, metric, record_batch};
 
 /// With fault injection enabled, fails `stage` when an event asks for it in
 /// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
-fn inject_fault(enabled: bool, stage: &'static str, doc: &Value) -> Result<(), FunctionError> {
+fn inject_fault(enabled: bool, stage: Stage, doc: &Value) -> Result<(), FunctionError> {
     if !enabled {
         return Ok(());
     }
@@ -38,14 +38,17 @@ fn inject_fault(enabled: bool, stage: &'static str, doc: &Value) -> Result<(), F
     for e in events.filter_map(|e| e.get("payload").or_else(|| e.get("event"))) {
         if e.pointer("/attributes/fault_inject")
             .and_then(Value::as_str)
-            == Some(stage)
+            == Some(stage.as_str())
         {
             let event_id = e
                 .get("event_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            return Err(FunctionError(Error::InjectedFault { stage, event_id }));
+            return Err(FunctionError(Error::InjectedFault {
+                stage: stage.as_str(),
+                event_id,
+            }));
         }
     }
     Ok(())
@@ -65,14 +68,9 @@ fn report_quarantine(new: &[Quarantined]) {
     metrics::counter!(metric::EVENTS_QUARANTINED).increment(new.len() as u64);
 }
 
-fn finish(
-    stage: &'static str,
-    started: Instant,
-    batch_id: &str,
-    events: usize,
-    quarantined: usize,
-) {
+fn finish(stage: Stage, started: Instant, batch_id: &str, events: usize, quarantined: usize) {
     metrics::histogram!(metric::STAGE_LATENCY_MS).record(started.elapsed().as_secs_f64() * 1000.0);
+    let stage = stage.as_str();
     info!(stage, batch_id, events, quarantined, "stage done");
 }
 
@@ -101,7 +99,7 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
     pipeline: &Pipeline<S>,
     sink: &K,
 ) -> Result<IngestResponse, FunctionError> {
-    let span = invocation_span("ingest", &event.context);
+    let span = invocation_span(Stage::Ingest, &event.context);
     async move {
         use futures::StreamExt;
         let started = Instant::now();
@@ -145,7 +143,7 @@ pub async fn ingest<S: Store, K: BatchSink + ?Sized>(
 /// The common shape of validate, enrich and detect: span, fault injection, parse, run, record
 /// the quarantine entries the stage added, latency, summary line.
 async fn run_stage<I, O, F, Fut>(
-    stage: &'static str,
+    stage: Stage,
     expected: &'static str,
     event: LambdaEvent<Value>,
     fault_injection: bool,
@@ -185,7 +183,7 @@ pub async fn validate<S: Store>(
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ValidEvent>, FunctionError> {
     run_stage(
-        "validate",
+        Stage::Validate,
         "raw event batch (ingest output)",
         event,
         pipeline.config.fault_injection,
@@ -204,7 +202,7 @@ pub async fn enrich<S: Store>(
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<EnrichedEvent>, FunctionError> {
     run_stage(
-        "enrich",
+        Stage::Enrich,
         "validated batch (validate output)",
         event,
         pipeline.config.fault_injection,
@@ -218,7 +216,7 @@ pub async fn detect<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<Batch<ScoredEvent>, FunctionError> {
-    run_stage("detect", "enriched batch (enrich output)", event, pipeline.config.fault_injection, |b: Batch<EnrichedEvent>| async move {
+    run_stage(Stage::Detect, "enriched batch (enrich output)", event, pipeline.config.fault_injection, |b: Batch<EnrichedEvent>| async move {
         let out = pipeline.detect(b).await?;
         for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
             let codes: Vec<&str> = e.detection.reasons.iter().map(|r| r.code()).collect();
@@ -235,7 +233,7 @@ pub async fn persist<S: Store>(
     event: LambdaEvent<Value>,
     pipeline: &Pipeline<S>,
 ) -> Result<PersistReport, FunctionError> {
-    let span = invocation_span("persist", &event.context);
+    let span = invocation_span(Stage::Persist, &event.context);
     let inner = span.clone();
     async move {
         let started = Instant::now();
@@ -256,7 +254,7 @@ pub async fn persist<S: Store>(
             metrics::counter!(metric::EVENTS_QUARANTINED).increment(failed.events.len() as u64);
             pipeline.quarantine_failed(failed, now).await?
         } else {
-            inject_fault(pipeline.config.fault_injection, "persist", &event.payload)?;
+            inject_fault(pipeline.config.fault_injection, Stage::Persist, &event.payload)?;
             let batch: Batch<ScoredEvent> = parse(event.payload, "scored batch (detect output)")?;
             record_batch(&inner, &batch.batch_id, &batch.execution_name());
             // Event time to persisted, per event: the lag the on-call engineer watches.

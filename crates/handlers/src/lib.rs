@@ -20,4 +20,5 @@ pub mod telemetry;
 pub use config::Config;
 pub use error::FunctionError;
 pub use pipeline::{CollectSink, Pipeline};
+pub use pipeline_core::batch::Stage;
 pub use pipeline_core::ingest::BatchSink;

@@ -18,6 +18,7 @@
 
 use lambda_runtime::Context;
 use pipeline_core::Error;
+use pipeline_core::batch::Stage;
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
@@ -84,8 +85,9 @@ pub fn init() {
 /// and hand the result to `metrics_cloudwatch_embedded::lambda::service::run`, which writes the
 /// metric document after every invocation.
 pub fn init_metrics(
-    function: &'static str,
+    stage: Stage,
 ) -> Result<&'static metrics_cloudwatch_embedded::Collector, Error> {
+    let function = stage.as_str();
     let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.into());
     metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace)
@@ -99,7 +101,8 @@ pub fn init_metrics(
 
 /// The span every log line of one invocation is emitted in. `execution` and `batch_id` are
 /// filled in once the batch is parsed ([`record_batch`]).
-pub fn invocation_span(function: &'static str, ctx: &Context) -> Span {
+pub fn invocation_span(stage: Stage, ctx: &Context) -> Span {
+    let function = stage.as_str();
     tracing::info_span!(
         "invocation",
         function,

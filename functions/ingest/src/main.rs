@@ -13,7 +13,7 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
-    let metrics = pipeline_handlers::telemetry::init_metrics("ingest")?;
+    let metrics = pipeline_handlers::telemetry::init_metrics(pipeline_handlers::Stage::Ingest)?;
     let config = Config::from_env()?;
     let sdk = pipeline_aws::sdk_config().await;
     let sink = SfnSink::from_env(&sdk)?;

@@ -14,7 +14,7 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
-    let metrics = pipeline_handlers::telemetry::init_metrics("persist")?;
+    let metrics = pipeline_handlers::telemetry::init_metrics(pipeline_handlers::Stage::Persist)?;
     let config = Config::from_env()?;
     let sdk = pipeline_aws::sdk_config().await;
     let store = DynamoStore::new(&sdk, Tables::from_env());

@@ -12,7 +12,7 @@ use pipeline_handlers::{Config, Pipeline};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     pipeline_handlers::telemetry::init();
-    let metrics = pipeline_handlers::telemetry::init_metrics("validate")?;
+    let metrics = pipeline_handlers::telemetry::init_metrics(pipeline_handlers::Stage::Validate)?;
     let config = Config::from_env()?;
     let store = DynamoStore::new(&pipeline_aws::sdk_config().await, Tables::from_env());
     let pipeline = Pipeline::new(config, store)?;
