@@ -1,0 +1,292 @@
+//! `pipeline watch`: a refreshing terminal view of the deployed pipeline, or one JSON snapshot
+//! of it for scripts.
+//!
+//! - **State machine** (Step Functions): its type and status (`DescribeStateMachine`), and the
+//!   most recent executions with their outcome (`ListExecutions`). Express executions cannot be
+//!   listed through the API, so for an Express machine the view says so and relies on the
+//!   `AWS/States` metrics (`ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed`, …),
+//!   which are shown for either type.
+//! - **Pipeline metrics** (CloudWatch `GetMetricData`, one call): the functions' EMF metrics
+//!   in the metrics namespace with the dimension `Function` = the stage name, the contract of
+//!   the dashboard in template.yaml and of docs/deploy.md. Counts are summed over the last
+//!   `--minutes` and over the five stages; the end-to-end lag (`EndToEndLagMs` of `persist`) is
+//!   given as p99, average and maximum.
+//!
+//! The interactive view clears the screen with ANSI codes and redraws every `--interval`
+//! seconds until Ctrl-C; an AWS error is shown in place of the view and the next refresh tries
+//! again. `--once` prints one view (or with `--json` one JSON object) and exits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::config::retry::RetryConfig;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_sfn::types::StateMachineType;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::CliError;
+
+use pipeline_handlers::Stage;
+/// The metric namespace when neither `--namespace` nor `METRICS_NAMESPACE` is given: the
+/// default of the template's `MetricsNamespace` parameter, which the functions write to.
+pub use pipeline_handlers::telemetry::DEFAULT_NAMESPACE;
+use pipeline_handlers::telemetry::metric;
+/// The stages, i.e. the values of the `Function` dimension.
+pub const STAGES: [&str; 5] = [
+    Stage::Ingest.as_str(),
+    Stage::Validate.as_str(),
+    Stage::Enrich.as_str(),
+    Stage::Detect.as_str(),
+    Stage::Persist.as_str(),
+];
+/// Count metrics, each summed over the window and the stages. `EventsQuarantined` comes from
+/// every stage that quarantines; the others from one stage each, but asking every stage for
+/// every count costs nothing (one call takes 500 queries) and keeps the totals right if a
+/// metric moves to another stage.
+pub const COUNTS: [&str; 9] = [
+    metric::EVENTS_IN,
+    metric::EVENTS_VALID,
+    metric::EVENTS_QUARANTINED,
+    metric::ANOMALIES,
+    metric::PERSISTED,
+    metric::DUPLICATES,
+    metric::UPDATED,
+    metric::STALE,
+    metric::CONFLICTS,
+];
+/// Event time to persisted, per event, emitted by `persist`.
+pub const LAG: &str = metric::END_TO_END_LAG_MS;
+/// The `AWS/States` execution metrics of the state machine (dimension `StateMachineArn`).
+pub const EXECUTION_METRICS: [&str; 6] = [
+    "ExecutionsStarted",
+    "ExecutionsSucceeded",
+    "ExecutionsFailed",
+    "ExecutionsTimedOut",
+    "ExecutionsAborted",
+    "ExecutionThrottled",
+];
+/// What the view says for an Express state machine.
+pub const EXPRESS_NOTE: &str = "Express executions are not listable through the Step Functions API (ListExecutions); \
+     the execution counts come from the CloudWatch AWS/States metrics instead";
+
+/// Arguments of `pipeline watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The pipeline's state machine; the stack output `StateMachineArn`.
+    #[arg(long, env = "STATE_MACHINE_ARN")]
+    state_machine_arn: Option<String>,
+    /// The functions' metric namespace (the template parameter `MetricsNamespace`).
+    #[arg(long, env = "METRICS_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    interval: u64,
+    /// Print one view and exit.
+    #[arg(long)]
+    once: bool,
+    /// Print JSON instead of the view: one object per refresh, or exactly one with `--once`.
+    #[arg(long)]
+    json: bool,
+    /// The metrics window: the last M minutes.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    minutes: u32,
+    /// How many recent executions to list (Standard state machines).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    executions: i32,
+}
+
+/// One view of the pipeline (`--json` prints exactly this).
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    /// When it was taken (RFC 3339, UTC).
+    pub at: String,
+    /// The metrics window, minutes.
+    pub window_minutes: u32,
+    /// The metric namespace read.
+    pub namespace: String,
+    /// The state machine.
+    pub state_machine: MachineView,
+    /// The most recent executions, newest first (empty for Express: see `executions_note`).
+    pub executions: Vec<ExecutionView>,
+    /// Why `executions` is empty although executions ran (Express).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executions_note: Option<String>,
+    /// Totals over the window: every count in [`COUNTS`], and `EndToEndLagMsP99`,
+    /// `EndToEndLagMsAverage`, `EndToEndLagMsMax` (null without data).
+    pub metrics: BTreeMap<String, Value>,
+    /// The non-zero counts per stage.
+    pub by_function: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Parts of the view that could not be fetched, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The state machine as `DescribeStateMachine` and `AWS/States` see it.
+#[derive(Debug, Serialize)]
+pub struct MachineView {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// `STANDARD` or `EXPRESS`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ACTIVE` or `DELETING`.
+    pub status: Option<String>,
+    /// [`EXECUTION_METRICS`] summed over the window.
+    pub metrics: BTreeMap<String, Value>,
+}
+
+/// One execution.
+#[derive(Debug, Serialize)]
+pub struct ExecutionView {
+    /// Execution name (`<batch_id>-<received ms>` for ingest's executions).
+    pub name: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, …
+    pub status: String,
+    /// Start (RFC 3339, UTC).
+    pub start: Option<String>,
+    /// Stop (RFC 3339, UTC); null while running.
+    pub stop: Option<String>,
+}
+
+/// Runs the command.
+pub fn watch(args: WatchArgs) -> Result<ExitCode, CliError> {
+    let runtime = crate::input::runtime()?;
+    runtime.block_on(watch_async(args))
+}
+
+async fn watch_async(args: WatchArgs) -> Result<ExitCode, CliError> {
+    let arn = args
+        .state_machine_arn
+        .clone()
+        .filter(|a| !a.trim().is_empty())
+        .ok_or_else(|| {
+            CliError::Config(
+                "no state machine: pass --state-machine-arn ARN or set STATE_MACHINE_ARN \
+                 (the stack output StateMachineArn)"
+                    .into(),
+            )
+        })?;
+    let sdk = crate::send::aws_config().await?;
+    let watcher = Watcher {
+        sfn: aws_sdk_sfn::Client::new(&sdk),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        arn,
+        namespace: args.namespace.clone(),
+        minutes: args.minutes,
+        executions: args.executions,
+    };
+    if args.once {
+        let snapshot = watcher.snapshot().await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&snapshot).unwrap_or_default());
+        } else {
+            print!("{}", render(&snapshot, None));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let interval = Duration::from_secs(args.interval);
+    let clear = !args.json && std::io::stdout().is_terminal();
+    // Runs until Ctrl-C: the default SIGINT handling ends the process, and nothing here needs
+    // undoing (no alternate screen, no hidden cursor).
+    loop {
+        let result = watcher.snapshot().await;
+        let frame = match (&result, args.json) {
+            (Ok(s), true) => format!("{}\n", serde_json::to_string(s).unwrap_or_default()),
+            (Ok(s), false) => render(s, Some(args.interval)),
+            (Err(e), _) => {
+                eprintln!("error: {}", describe(e));
+                String::new()
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if clear {
+            // Home, then clear the screen: the fresh view replaces the old one.
+            let _ = write!(out, "\x1b[H\x1b[2J");
+        }
+        let _ = out.write_all(frame.as_bytes());
+        let _ = out.flush();
+        drop(out);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// An error and its causes on one line.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+mod fetch;
+mod render;
+
+use fetch::Watcher;
+#[cfg(test)]
+use fetch::{number, window};
+use render::render;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_window_is_whole_minutes_ending_after_now() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T04:40:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (start, end) = window(now, 15);
+        assert_eq!(end - start, 900);
+        assert_eq!(end % 60, 0);
+        assert!(end > now.timestamp() && end - now.timestamp() <= 60);
+    }
+
+    #[test]
+    fn counts_are_integers_and_other_values_are_rounded() {
+        assert_eq!(number(42.0), Value::from(42));
+        assert_eq!(number(12.345), serde_json::json!(12.35));
+    }
+
+    #[test]
+    fn the_view_shows_counts_lag_and_the_express_note() {
+        let mut metrics: BTreeMap<String, Value> = COUNTS
+            .iter()
+            .map(|m| (m.to_string(), Value::from(0)))
+            .collect();
+        metrics.insert("EventsIn".into(), Value::from(42));
+        metrics.insert(format!("{LAG}P99"), Value::Null);
+        let s = Snapshot {
+            at: "2026-11-22T04:40:05Z".into(),
+            window_minutes: 15,
+            namespace: "EventPipeline".into(),
+            state_machine: MachineView {
+                arn: "arn:aws:states:us-east-1:123456789012:stateMachine:p".into(),
+                name: "p".into(),
+                kind: "EXPRESS".into(),
+                status: Some("ACTIVE".into()),
+                metrics: BTreeMap::new(),
+            },
+            executions: Vec::new(),
+            executions_note: Some(EXPRESS_NOTE.into()),
+            metrics,
+            by_function: BTreeMap::new(),
+            warnings: vec!["p99 unavailable".into()],
+        };
+        let text = render(&s, Some(5));
+        assert!(text.contains("in 42"), "{text}");
+        assert!(text.contains("not listable"), "{text}");
+        assert!(text.contains("p99 - ms"), "{text}");
+        assert!(text.contains("warning: p99 unavailable"), "{text}");
+    }
+}
