@@ -3,7 +3,7 @@
 //! Reads the inputs `pipeline run` reads (JSON Lines of events, an MSK `KafkaEvent`, an
 //! EventBridge event or a batch document; `-` is stdin) and packs the events into `PutEvents`
 //! entries whose detail is `{"events": [...]}`, the shape ingest decodes: at most
-//! `--batch-events` events per entry, and every entry under EventBridge's 256 KB limit. A call
+//! `--events-per-entry` events per entry, and every entry under EventBridge's 256 KB limit. A call
 //! carries at most 10 entries and 256 KB (the API's limits); a few calls are in flight at once.
 //!
 //! `PutEvents` can accept some entries of a call and refuse others. Only the refused entries
@@ -63,10 +63,16 @@ pub struct SendArgs {
     /// `detail-type` of the entries.
     #[arg(long, default_value = DEFAULT_DETAIL_TYPE)]
     detail_type: String,
-    /// Events per entry (each entry's detail is `{"events": [...]}`); an entry is closed
-    /// earlier when the next event would take it over 256 KB.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    batch_events: u64,
+    /// Events per PutEvents entry (each entry's detail is `{"events": [...]}`); an entry is
+    /// closed earlier when the next event would take it over 256 KB. Not the number of entries
+    /// per PutEvents call, which is always up to EventBridge's 10.
+    #[arg(
+        long,
+        visible_alias = "batch-events",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    events_per_entry: u64,
     /// `PutEvents` calls in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     concurrency: u64,
@@ -118,8 +124,8 @@ pub struct FailedEntry {
 pub struct Summary {
     /// The bus sent to.
     pub bus: String,
-    /// Events per entry at most (`--batch-events`).
-    pub batch_events: u64,
+    /// Events per entry at most (`--events-per-entry`).
+    pub events_per_entry: u64,
     /// Events read from the inputs.
     pub events: usize,
     /// Of those, items that were not JSON (or not decodable) and were sent as JSON strings.
@@ -181,7 +187,7 @@ async fn send_async(args: SendArgs) -> Result<ExitCode, CliError> {
     }
     let total_events = events.len();
     let overhead = args.source.len() + args.detail_type.len();
-    let per_entry = usize::try_from(args.batch_events).unwrap_or(usize::MAX);
+    let per_entry = usize::try_from(args.events_per_entry).unwrap_or(usize::MAX);
     let (entries, too_large) = pack_entries(events, per_entry, overhead);
     let mut failures: Vec<FailedEntry> = too_large
         .into_iter()
@@ -237,7 +243,7 @@ async fn send_async(args: SendArgs) -> Result<ExitCode, CliError> {
     let elapsed = started.elapsed().as_secs_f64();
     let summary = Summary {
         bus: args.bus,
-        batch_events: args.batch_events,
+        events_per_entry: args.events_per_entry,
         events: total_events,
         not_json,
         entries: entry_count,
@@ -286,7 +292,7 @@ fn print_summary(s: &Summary) {
     );
     println!(
         "  entries      {:>8}   (up to {} event(s) each)",
-        s.entries, s.batch_events
+        s.entries, s.events_per_entry
     );
     println!("  sent         {:>8}   ({} events)", s.sent, s.events_sent);
     println!(
@@ -827,7 +833,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_hold_at_most_batch_events_and_stay_under_the_size_limit() {
+    fn entries_hold_at_most_events_per_entry_and_stay_under_the_size_limit() {
         let events: Vec<_> = (0..5).map(|i| ev(&format!("e{i}"), 20)).collect();
         let (entries, too_large) = pack_entries(events.clone(), 2, 10);
         assert!(too_large.is_empty());
@@ -836,7 +842,7 @@ mod tests {
         let detail: Value = serde_json::from_str(&entries[0].detail).unwrap();
         assert_eq!(detail["events"].as_array().unwrap().len(), 2);
 
-        // 100 KB events: two fit under 256 KB, a third does not, even with --batch-events 10.
+        // 100 KB events: two fit under 256 KB, a third does not, even with --events-per-entry 10.
         let big: Vec<_> = (0..5).map(|i| ev(&format!("b{i}"), 100_000)).collect();
         let (entries, _) = pack_entries(big, 10, 40);
         let sizes: Vec<_> = entries.iter().map(|e| e.labels.len()).collect();

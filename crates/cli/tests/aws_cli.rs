@@ -389,7 +389,7 @@ async fn send_packs_several_events_per_entry() {
         "events/source/payments-good.jsonl",
         "--bus",
         &bus,
-        "--batch-events",
+        "--events-per-entry",
         "4",
         "--json",
     ]));
