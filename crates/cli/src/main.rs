@@ -142,8 +142,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            for cause in distinct_causes(&e) {
+            let causes = distinct_causes(&e);
+            for cause in &causes {
                 eprintln!("  caused by: {cause}");
+            }
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+            if let Some(h) = hint(&e.to_string(), &causes, endpoint.as_deref()) {
+                eprintln!("hint: {h}");
             }
             ExitCode::from(2)
         }
@@ -165,6 +170,42 @@ fn distinct_causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
         source = s.source();
     }
     out
+}
+
+/// One line that says how to fix the two failures every AWS command hits first: no
+/// credentials, and an endpoint that does not answer.
+fn hint(message: &str, causes: &[String], endpoint: Option<&str>) -> Option<String> {
+    let text = std::iter::once(message)
+        .chain(causes.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.contains("credentials") || text.contains("IMDS") {
+        return Some(
+            "no AWS credentials were found: for the local stack run `eval \"$(scripts/local-aws env)\"`; \
+             for AWS set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and AWS_REGION"
+                .into(),
+        );
+    }
+    let unreachable = [
+        "dispatch failure",
+        "onnection refused",
+        "error trying to connect",
+        "timed out",
+    ];
+    if unreachable.iter().any(|u| text.contains(u)) {
+        return Some(match endpoint {
+            Some(e) => format!(
+                "the endpoint {e} (AWS_ENDPOINT_URL) did not answer: is the local stack up \
+                 (`scripts/local-aws up`, then `eval \"$(scripts/local-aws env)\"`)?"
+            ),
+            None => {
+                "AWS did not answer: check the network and AWS_REGION, or set AWS_ENDPOINT_URL \
+                     for a local stack"
+                    .into()
+            }
+        });
+    }
+    None
 }
 
 fn generate_cmd(
@@ -242,5 +283,27 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::PermissionDenied, "access denied"),
         );
         assert_eq!(distinct_causes(&aws), ["access denied"]);
+    }
+
+    #[test]
+    fn credential_and_endpoint_failures_get_a_one_line_fix() {
+        let no_creds = hint(
+            "ListExecutions on arn:x failed",
+            &["failed to load credentials: request forbidden: IMDS is disabled".into()],
+            None,
+        );
+        assert!(
+            no_creds
+                .is_some_and(|h| h.contains("scripts/local-aws env") && h.contains("AWS_PROFILE"))
+        );
+        let down = hint(
+            "GetMetricData failed",
+            &["dispatch failure: io error: Connection refused".into()],
+            Some("http://127.0.0.1:4566"),
+        );
+        assert!(
+            down.is_some_and(|h| h.contains("http://127.0.0.1:4566") && h.contains("local-aws up"))
+        );
+        assert_eq!(hint("database p.db: disk full", &[], None), None);
     }
 }

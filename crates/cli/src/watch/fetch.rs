@@ -34,7 +34,7 @@ impl Watcher {
             self.lag_p99(start, end)
         );
         let (mut machine, executions, note) = machine?;
-        let (metrics, by_function, execution_metrics) = metrics?;
+        let (metrics, by_function, execution_metrics, any_data) = metrics?;
         machine.metrics = execution_metrics;
         let mut snapshot = Snapshot {
             at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -45,6 +45,7 @@ impl Watcher {
             executions_note: note,
             metrics,
             by_function,
+            metrics_note: (!any_data).then(|| no_metrics_note(self.minutes)),
             warnings: Vec::new(),
         };
         let p99 = match p99 {
@@ -120,6 +121,7 @@ impl Watcher {
             BTreeMap<String, Value>,
             BTreeMap<String, BTreeMap<String, Value>>,
             BTreeMap<String, Value>,
+            bool,
         ),
         CliError,
     > {
@@ -144,6 +146,7 @@ impl Watcher {
             .get(queries, start, end, "GetMetricData", false)
             .await?;
         let of = |i: usize| values.get(&format!("q{i}")).map(Vec::as_slice);
+        let any_data = values.values().any(|v| !v.is_empty());
 
         let mut totals: BTreeMap<String, f64> =
             COUNTS.iter().map(|m| (m.to_string(), 0.0)).collect();
@@ -183,7 +186,7 @@ impl Watcher {
             .and_then(|v| v.iter().copied().reduce(f64::max));
         metrics.insert(format!("{LAG}Average"), average.map_or(Value::Null, number));
         metrics.insert(format!("{LAG}Max"), max.map_or(Value::Null, number));
-        Ok((metrics, by_function, executions))
+        Ok((metrics, by_function, executions, any_data))
     }
 
     /// The lag's p99 over the window, in a call of its own: some CloudWatch implementations

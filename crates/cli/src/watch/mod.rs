@@ -120,6 +120,10 @@ pub struct Snapshot {
     pub metrics: BTreeMap<String, Value>,
     /// The non-zero counts per stage.
     pub by_function: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Set when CloudWatch returned no data point at all for the window, so the zeros in
+    /// `metrics` mean "unknown", not "nothing happened"; says what the likely causes are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_note: Option<String>,
     /// Parts of the view that could not be fetched, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -152,6 +156,16 @@ pub struct ExecutionView {
     pub start: Option<String>,
     /// Stop (RFC 3339, UTC); null while running.
     pub stop: Option<String>,
+}
+
+/// What the view says when CloudWatch has no data point at all for the window.
+pub fn no_metrics_note(minutes: u32) -> String {
+    format!(
+        "no metric data in the last {minutes} min: either nothing ran in that window, or the \
+         endpoint is an emulator that keeps no metrics of its own (moto returns only what was \
+         put into it), or the credentials lack cloudwatch:GetMetricData; the counts below are \
+         unknown, not zero"
+    )
 }
 
 /// Runs the command.
@@ -281,6 +295,7 @@ mod tests {
             executions_note: Some(EXPRESS_NOTE.into()),
             metrics,
             by_function: BTreeMap::new(),
+            metrics_note: None,
             warnings: vec!["p99 unavailable".into()],
         };
         let text = render(&s, Some(5));
@@ -288,5 +303,22 @@ mod tests {
         assert!(text.contains("not listable"), "{text}");
         assert!(text.contains("p99 - ms"), "{text}");
         assert!(text.contains("warning: p99 unavailable"), "{text}");
+
+        // Without any data point the view says so instead of printing zeros.
+        let s = Snapshot {
+            metrics_note: Some(no_metrics_note(15)),
+            ..s
+        };
+        let text = render(&s, None);
+        assert!(text.contains("no metric data in the last 15 min"), "{text}");
+        assert!(text.contains("(AWS/States, no data)"), "{text}");
+        assert!(!text.contains("throughput"), "{text}");
+        assert!(text.contains("warning: p99 unavailable"), "{text}");
+        let json = serde_json::to_value(&s).unwrap_or_default();
+        assert!(
+            json["metrics_note"]
+                .as_str()
+                .is_some_and(|n| n.contains("unknown, not zero"))
+        );
     }
 }

@@ -34,13 +34,18 @@ pub fn render(s: &Snapshot, interval: Option<u64>) -> String {
     };
     let _ = writeln!(
         o,
-        "executions     started {}  succeeded {}  failed {}  timed out {}  aborted {}  throttled {}   (AWS/States)",
+        "executions     started {}  succeeded {}  failed {}  timed out {}  aborted {}  throttled {}   (AWS/States{})",
         count("ExecutionsStarted"),
         count("ExecutionsSucceeded"),
         count("ExecutionsFailed"),
         count("ExecutionsTimedOut"),
         count("ExecutionsAborted"),
         count("ExecutionThrottled"),
+        if s.metrics_note.is_some() {
+            ", no data"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(o, "\nrecent executions");
     if let Some(note) = &s.executions_note {
@@ -89,6 +94,13 @@ pub fn render(s: &Snapshot, interval: Option<u64>) -> String {
             _ => String::new(),
         }
     };
+    if let Some(note) = &s.metrics_note {
+        let _ = writeln!(o, "\nmetrics        {note}");
+        for w in &s.warnings {
+            let _ = writeln!(o, "\nwarning: {w}");
+        }
+        return o;
+    }
     let _ = writeln!(
         o,
         "\nthroughput     in {}   valid {}   persisted {}   duplicates {}   updated {}   stale {}",
