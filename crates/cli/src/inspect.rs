@@ -80,7 +80,9 @@ pub fn anomalies(
     if records.is_empty() {
         println!(
             "no anomalies stored{}",
-            entity.map(|e| format!(" for {e}")).unwrap_or_default()
+            entity
+                .map(|e| format!(" for {}", printable(e)))
+                .unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -113,11 +115,44 @@ pub fn anomalies(
         println!(
             "{:<30} {:<12} {:<28} {:>6.3}  {}",
             r.occurred_at,
-            r.entity_id,
-            r.event_id,
+            printable(&r.entity_id),
+            printable(&r.event_id),
             r.detection.score,
-            reasons.join(", ")
+            printable(&reasons.join(", "))
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `s` with every control character written as an escape (`\u{1b}`), so that stored text —
+/// which producers control — can never drive the terminal it is printed on.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(printable("acct-1"), "acct-1");
+        assert_eq!(
+            printable("a\u{1b}[31mred\u{7}\u{9b}"),
+            "a\\u{1b}[31mred\\u{7}\\u{9b}"
+        );
+    }
 }

@@ -282,6 +282,66 @@ async fn a_file_that_is_mostly_not_json_is_refused_before_anything_is_written() 
 }
 
 #[test]
+fn huge_values_and_control_characters_break_neither_the_store_nor_the_terminal() {
+    // Issue 9, cases 1 (a 1e307 value once stored a null and corrupted the store) and 8
+    // (escape sequences in an entity id reached the terminal raw).
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let entity = "acct-\u{1b}[31mred\u{7}";
+    let mut lines = Vec::new();
+    for i in 0..15 {
+        let (value, country) = match i {
+            13 => (1e307, "DE"),
+            14 => (12.0, "BR"),
+            _ => (10.0 + f64::from(i % 9), "DE"),
+        };
+        lines.push(
+            serde_json::json!({
+                "event_id": format!("h-{i}"), "event_type": "payment.authorized", "source": "t",
+                "entity_id": entity, "occurred_at": format!("2026-06-01T{i:02}:00:00Z"),
+                "value": value, "attributes": {"country": country},
+            })
+            .to_string(),
+        );
+    }
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let first = summary(&pipeline(&[
+        "run",
+        input.to_str().unwrap(),
+        "--db",
+        db_s,
+        "--json",
+    ]));
+    assert_eq!(n(&first, "persisted"), 15, "{first}");
+    assert!(n(&first, "anomalies") >= 2, "{first}");
+    let again = summary(&pipeline(&[
+        "run",
+        input.to_str().unwrap(),
+        "--db",
+        db_s,
+        "--json",
+    ]));
+    assert_eq!(n(&again, "duplicate"), 15, "{again}");
+
+    let shown: Value =
+        serde_json::from_slice(&pipeline(&["show", "h-13", "--db", db_s]).stdout).unwrap();
+    let reasons = shown["record"]["reasons"].to_string();
+    assert!(
+        reasons.contains("value_outlier") && !reasons.contains("null"),
+        "{reasons}"
+    );
+
+    let listed = pipeline(&["anomalies", "--db", db_s]).stdout;
+    assert!(
+        !listed.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw control bytes printed"
+    );
+    assert!(String::from_utf8_lossy(&listed).contains(r"acct-\u{1b}[31mred\u{7}"));
+}
+
+#[test]
 fn reads_stdin() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("p.db");
