@@ -1,4 +1,5 @@
-//! The value detector (v2): how surprising is this value for this entity, at this time of day?
+//! The value detector (v2): how surprising is this value for this entity, at this time of its
+//! day and week? `docs/detection.md` explains the choices and the measurements behind them.
 //!
 //! The model, per entity, on a scale chosen from the entity's own first values:
 //!
@@ -6,29 +7,31 @@
 //!    magnitude and every value is read as `y = asinh(v / c)`: linear near zero and for values
 //!    close to `c` (readings, percentages, counts), logarithmic far from it (amounts, spikes).
 //!    The warm-up values seed the level (their median) and the noise (their mean deviation).
-//! 2. **Context.** A daily profile (24 hourly bins, read with linear interpolation in local
-//!    time) and a day-of-week offset are learned from what the slow level does not explain.
-//!    Streams without a rhythm learn offsets near zero, so context costs nothing there.
-//! 3. **Two levels.** A fast level (`α = 0.2`) predicts the next value; a slow level
-//!    (`α = 0.005`) remembers what is normal over hundreds of events. Residuals of each are
-//!    scaled by their own robust noise estimate (exponentially weighted mean absolute
-//!    deviation), giving a point z (spikes, dips, drops, level shifts at onset) and a slow z
-//!    (drift, trend changes, a missing daily peak).
-//! 4. **Variance and flatline.** A short average of z² catches noise bursts; a run of exactly
-//!    repeated values is scored against the entity's own repeat rate (stuck sensors).
-//! 5. **Calibration.** Each test's tail probability is read from the entity's own history of
-//!    that test: the frequency with which it exceeded a ladder of levels, extrapolated beyond
-//!    the last level with the decay rate between the last two. So an entity whose noise is
-//!    heavy-tailed learns that 6σ happens, and one threshold means the same on every entity.
-//!    The event's probability `p` is the smallest of the four, times four (Bonferroni).
+//! 2. **Context.** A daily profile (24 hourly bins) and a day-of-week profile (7 bins), both
+//!    read by linear interpolation in local time, learn what the slow level does not explain,
+//!    at rates set per day and per week of event time (so sampling does not matter). Streams
+//!    without a rhythm learn offsets near zero, so context costs nothing there.
+//! 3. **Two levels.** A fast level (`α = 0.2` per event) predicts the next value; its residual
+//!    over a robust noise estimate is the point z (spikes, dips, drops, shifts at onset). A slow
+//!    level with two days of memory follows the fast one; their gap over its own noise is the
+//!    level z (drift, trend changes, a missing daily peak).
+//! 4. **Variance, flatline, shift, rate.** A short average of z² catches noise bursts; a run of
+//!    exactly repeated values is scored once against the entity's repeat rate (stuck sensors);
+//!    three same-sided outliers in a row are a level shift; the events in the velocity window
+//!    are compared with the entity's usual count (event-rate bursts).
+//! 5. **Calibration.** Each test's tail probability comes from the entity's own history of that
+//!    test: how often it exceeded a ladder of three levels, log-linear between them and an
+//!    exponential tail beyond, whose rate is the decay across the ladder. An entity with
+//!    heavy-tailed noise learns a slow decay, so one threshold means the same on every entity.
+//!    The event's probability `p` is the smallest of the six, times six (Bonferroni).
 //! 6. **Adaptation.** Updates are winsorised at 3σ, so spikes do not teach the entity that
-//!    spikes are normal; three consecutive outliers on one side are a level shift: both levels
-//!    move to it at once. Ten consecutive slow outliers on one side re-base the slow level.
-//!    Flagged events do not update the calibration.
+//!    spikes are normal; a shift moves both levels to the new value at once, and a reported
+//!    level move is accepted by the slow level, so a change is flagged at its onset, then learned.
 //!
-//! State is 61 `f32` plus the warm-up values, stored packed (about 350 bytes of JSON); every
+//! State is 54 `f32` (or the warm-up values), stored packed: under 400 bytes of JSON. Every
 //! update is rounded to `f32`, so a state read back from the store continues exactly as the
-//! one in memory would have (detection does not depend on where batches split).
+//! one in memory would have (detection does not depend on where batches split). The file is
+//! a little over 500 lines because the model, its stored form and its tests belong together.
 
 use serde::{Deserialize, Serialize};
 
