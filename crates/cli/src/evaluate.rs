@@ -84,7 +84,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
     }
     let verdicts = match &args.output_of {
         Some(path) => read_run_output(path)?,
-        None => run_chain(&args.input)?,
+        None => run_chain(&args.input, &text)?,
     };
     let outcomes: Vec<Outcome> = verdicts
         .into_iter()
@@ -128,15 +128,16 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the chain on a fresh in-memory store and returns each event's verdict, in order.
-fn run_chain(input: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
+/// Runs the chain over `text` (the input, read once: stdin cannot be read twice) on a fresh
+/// in-memory store and returns each event's verdict, in order.
+fn run_chain(input: &str, text: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
     let runtime = crate::input::runtime()?;
     let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
         path: ":memory:".into(),
         source,
     })?;
     let pipeline = Pipeline::new(Config::from_env()?, store)?;
-    let jobs = crate::run::load(input, &pipeline)?;
+    let jobs = crate::run::load_text(input, text, &pipeline)?;
     let mut out = Vec::new();
     runtime.block_on(async {
         for job in jobs {

@@ -454,10 +454,18 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 
 /// Reads one input into batch documents.
 pub(crate) fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
-    let text = crate::input::read_text(input)?;
+    load_text(input, &crate::input::read_text(input)?, p)
+}
+
+/// Cuts an input already read (`input` names it) into batch documents.
+pub(crate) fn load_text<S: Store>(
+    input: &str,
+    text: &str,
+    p: &Pipeline<S>,
+) -> Result<Vec<Job>, CliError> {
     let now = Utc::now();
     // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.
-    if let Ok(doc) = serde_json::from_str::<Value>(&text) {
+    if let Ok(doc) = serde_json::from_str::<Value>(text) {
         if ingest::kind_of(&doc).is_some() {
             return Ok(p.ingest(&doc, now)?.into_iter().map(Job::Raw).collect());
         }
