@@ -86,7 +86,7 @@ pub async fn upsert_outcomes<S: Store>(store: S) {
     assert_eq!(status_of(&r, &id), Status::Conflict);
     assert_eq!(r.counts.conflict, 1);
 
-    let dump = p.store.dump().await.unwrap();
+    let dump = p.store().dump().await.unwrap();
     let rec = dump.events.iter().find(|e| e.event_id == id).unwrap();
     assert_eq!(rec.version, 2);
     assert_eq!(rec.event.value, 99.5, "conflict must not overwrite");
@@ -154,8 +154,8 @@ pub async fn redelivery_is_exactly_once<S: Store>(clean: S, redelivered: S, seed
     }
     assert_eq!(redeliveries, 5);
     same_dump(
-        &clean.store.dump().await.unwrap(),
-        &p.store.dump().await.unwrap(),
+        &clean.store().dump().await.unwrap(),
+        &p.store().dump().await.unwrap(),
     );
 }
 
@@ -196,7 +196,7 @@ pub async fn throttled_batches_lose_nothing<S: Store>(clean: S, flaky_inner: S) 
     for (i, b) in events.chunks(40).enumerate() {
         run_retrying(&clean, &raw_batch(&format!("t{i}"), b.to_vec())).await;
     }
-    let reference = clean.store.dump().await.unwrap();
+    let reference = clean.store().dump().await.unwrap();
     // Let three calls through, then fail four: the failures land mid-batch (after reads,
     // around the state and record writes), and each failed batch is retried whole.
     let flaky = crate::flaky::FlakyStore::new(flaky_inner, 3, 4);
@@ -204,8 +204,8 @@ pub async fn throttled_batches_lose_nothing<S: Store>(clean: S, flaky_inner: S) 
     for (i, b) in events.chunks(40).enumerate() {
         run_retrying(&p, &raw_batch(&format!("t{i}"), b.to_vec())).await;
     }
-    assert_eq!(p.store.injected(), 4, "throttles were injected");
-    same_dump(&reference, &p.store.inner().dump().await.unwrap());
+    assert_eq!(p.store().injected(), 4, "throttles were injected");
+    same_dump(&reference, &p.store().inner().dump().await.unwrap());
 }
 
 /// Quarantined events are stored with every reason, and reconcile with the counts.
@@ -221,7 +221,7 @@ pub async fn quarantine_is_stored_and_counts_reconcile<S: Store>(store: S) {
     assert_eq!(r.counts.input, 7);
     assert_eq!(r.counts.accounted(), 7);
     assert_eq!(r.counts.quarantined, 2);
-    let dump = p.store.dump().await.unwrap();
+    let dump = p.store().dump().await.unwrap();
     assert_eq!(dump.quarantine.len(), 2);
     let bad = dump
         .quarantine

@@ -17,15 +17,15 @@ use serde_json::{Value, json};
 
 async fn verdicts(stream: &Path) -> Value {
     let text = fs::read_to_string(stream).unwrap();
-    let mut p = Pipeline::new(
+    let p = Pipeline::new(
         Config::defaults().unwrap(),
         SqliteStore::in_memory().unwrap(),
     )
-    .unwrap();
-    p.limits = SplitLimits {
+    .unwrap()
+    .with_limits(SplitLimits {
         max_events: 10,
         ..SplitLimits::default()
-    };
+    });
     let items = ingest::decode_lines("golden", text.lines().enumerate().map(|(i, l)| (i + 1, l)));
     let mut out = Vec::new();
     for batch in p.split(items, now()) {

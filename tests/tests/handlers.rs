@@ -11,7 +11,7 @@ use pipeline_core::batch::{Batch, RawEvent, Stage, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::persist::Status;
-use pipeline_handlers::{CollectSink, Config, Pipeline, handlers};
+use pipeline_handlers::{CollectSink, Config, Handler, Ingest, Pipeline};
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::fixtures::events_dir;
 use serde_json::Value;
@@ -47,7 +47,8 @@ fn conserved<T>(b: &Batch<T>) {
 async fn ingest_msk_good_and_bad() {
     let p = pipeline();
     let sink = CollectSink::default();
-    let r = handlers::ingest(ev("ingest/msk-good.json"), &p, &sink)
+    let r = Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/msk-good.json"))
         .await
         .unwrap();
     let batches = sink.take();
@@ -55,7 +56,8 @@ async fn ingest_msk_good_and_bad() {
     assert_eq!(batches[0].events.len(), 9);
     assert!(batches[0].quarantine.is_empty());
 
-    handlers::ingest(ev("ingest/msk-bad.json"), &p, &sink)
+    Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/msk-bad.json"))
         .await
         .unwrap();
     let b = &sink.take()[0];
@@ -82,20 +84,24 @@ async fn ingest_msk_good_and_bad() {
 async fn ingest_eventbridge_samples() {
     let p = pipeline();
     let sink = CollectSink::default();
-    handlers::ingest(ev("ingest/eventbridge-good.json"), &p, &sink)
+    Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/eventbridge-good.json"))
         .await
         .unwrap();
     assert_eq!(sink.take()[0].events.len(), 9);
-    handlers::ingest(ev("ingest/eventbridge-single.json"), &p, &sink)
+    Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/eventbridge-single.json"))
         .await
         .unwrap();
     assert_eq!(sink.take()[0].events.len(), 1);
-    handlers::ingest(ev("ingest/eventbridge-bad.json"), &p, &sink)
+    Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/eventbridge-bad.json"))
         .await
         .unwrap();
     let v = p.validate(sink.take().remove(0));
     assert_eq!((v.events.len(), v.quarantine.len()), (0, 3));
-    handlers::ingest(ev("ingest/eventbridge-bad-detail.json"), &p, &sink)
+    Ingest::new(p.config(), &sink)
+        .handle(ev("ingest/eventbridge-bad-detail.json"))
         .await
         .unwrap();
     let b = sink.take().remove(0);
@@ -107,7 +113,8 @@ async fn ingest_eventbridge_samples() {
 async fn ingest_rejects_unknown_envelopes_with_a_stable_error_type() {
     let p = pipeline();
     let e = LambdaEvent::new(serde_json::json!({"hello": "world"}), Context::default());
-    let err = handlers::ingest(e, &p, &CollectSink::default())
+    let err = Ingest::new(p.config(), &CollectSink::default())
+        .handle(e)
         .await
         .unwrap_err();
     let d: Diagnostic = err.into();
@@ -117,11 +124,15 @@ async fn ingest_rejects_unknown_envelopes_with_a_stable_error_type() {
 #[tokio::test]
 async fn validate_samples() {
     let p = pipeline();
-    let good = handlers::validate(ev("validate/good.json"), &p)
+    let good = p
+        .validate_stage()
+        .handle(ev("validate/good.json"))
         .await
         .unwrap();
     assert_eq!((good.events.len(), good.quarantine.len()), (9, 0));
-    let bad = handlers::validate(ev("validate/bad.json"), &p)
+    let bad = p
+        .validate_stage()
+        .handle(ev("validate/bad.json"))
         .await
         .unwrap();
     conserved(&bad);
@@ -149,7 +160,9 @@ async fn validate_samples() {
 #[tokio::test]
 async fn validate_rejects_a_non_batch_as_fatal() {
     let p = pipeline();
-    let err = handlers::validate(ev("detect/bad.json"), &p)
+    let err = p
+        .validate_stage()
+        .handle(ev("detect/bad.json"))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Pipeline.Fatal.BadBatch");
@@ -158,7 +171,11 @@ async fn validate_rejects_a_non_batch_as_fatal() {
 #[tokio::test]
 async fn enrich_samples() {
     let p = pipeline();
-    let good = handlers::enrich(ev("enrich/good.json"), &p).await.unwrap();
+    let good = p
+        .enrich_stage()
+        .handle(ev("enrich/good.json"))
+        .await
+        .unwrap();
     assert_eq!((good.events.len(), good.quarantine.len()), (9, 0));
     let gbp = good
         .events
@@ -166,7 +183,11 @@ async fn enrich_samples() {
         .find(|e| e.event.currency.as_deref() == Some("GBP"))
         .unwrap();
     assert!((gbp.enrichment.base_value - 42.0 * 1.27).abs() < 1e-9);
-    let bad = handlers::enrich(ev("enrich/bad.json"), &p).await.unwrap();
+    let bad = p
+        .enrich_stage()
+        .handle(ev("enrich/bad.json"))
+        .await
+        .unwrap();
     conserved(&bad);
     assert_eq!(bad.quarantine.len(), 1);
     assert_eq!(bad.quarantine[0].reasons[0].code, "fx_rate_missing");
@@ -181,7 +202,11 @@ async fn enrich_samples() {
 #[tokio::test]
 async fn detect_samples() {
     let p = pipeline();
-    let out = handlers::detect(ev("detect/good.json"), &p).await.unwrap();
+    let out = p
+        .detect_stage()
+        .handle(ev("detect/good.json"))
+        .await
+        .unwrap();
     conserved(&out);
     let flagged: Vec<&str> = out
         .events
@@ -194,7 +219,9 @@ async fn detect_samples() {
         ["evt-demo-007"],
         "the sixth decline in ten minutes"
     );
-    let err = handlers::detect(ev("detect/bad.json"), &p)
+    let err = p
+        .detect_stage()
+        .handle(ev("detect/bad.json"))
         .await
         .unwrap_err();
     assert_eq!(Diagnostic::from(err).error_type, "Pipeline.Fatal.BadBatch");
@@ -205,13 +232,17 @@ async fn detect_samples() {
 #[tokio::test]
 async fn persist_samples() {
     let p = pipeline();
-    let r = handlers::persist(ev("persist/good.json"), &p)
+    let r = p
+        .persist_stage()
+        .handle(ev("persist/good.json"))
         .await
         .unwrap();
     assert_eq!(r.counts.persisted, 9);
     assert_eq!(r.counts.anomalies, 1);
     assert_eq!(r.new_anomalies().count(), 1);
-    let again = handlers::persist(ev("persist/good.json"), &p)
+    let again = p
+        .persist_stage()
+        .handle(ev("persist/good.json"))
         .await
         .unwrap();
     assert_eq!(again.counts.duplicate, 9);
@@ -221,7 +252,11 @@ async fn persist_samples() {
         "a redelivery announces nothing"
     );
 
-    let bad = handlers::persist(ev("persist/bad.json"), &p).await.unwrap();
+    let bad = p
+        .persist_stage()
+        .handle(ev("persist/bad.json"))
+        .await
+        .unwrap();
     assert_eq!(bad.counts.input, bad.counts.accounted());
     assert_eq!(bad.counts.conflict, 1);
     assert_eq!(bad.counts.quarantined, 5);
@@ -232,7 +267,7 @@ async fn persist_samples() {
         .unwrap();
     assert_eq!(conflict.event_id.as_deref(), Some("evt-demo-001"));
     use pipeline_core::store::Store;
-    let dump = p.store.dump().await.unwrap();
+    let dump = p.store().dump().await.unwrap();
     assert_eq!(
         dump.quarantine.len(),
         6,
@@ -260,14 +295,16 @@ async fn persist_quarantines_a_failed_batch_whole() {
     let mut doc = sample("enrich/good.json");
     doc["error"] = serde_json::json!({"Error": "Pipeline.Retryable.InjectedFault", "Cause": "{\"errorMessage\":\"boom\"}"});
     doc["failed_stage"] = "enrich".into();
-    let r = handlers::persist(LambdaEvent::new(doc, Context::default()), &p)
+    let r = p
+        .persist_stage()
+        .handle(LambdaEvent::new(doc, Context::default()))
         .await
         .unwrap();
     assert_eq!(r.counts.input, 9);
     assert_eq!(r.counts.quarantined, 9);
     assert_eq!(r.quarantined_by_reason.get("stage_failed"), Some(&9));
     use pipeline_core::store::Store;
-    let dump = p.store.dump().await.unwrap();
+    let dump = p.store().dump().await.unwrap();
     assert_eq!(dump.quarantine.len(), 9);
     assert!(dump.events.is_empty());
     let q = &dump.quarantine[0].item;
@@ -291,17 +328,25 @@ async fn fault_injection_only_when_enabled() {
     doc["events"][0]["event"]["attributes"]["fault_inject"] = "enrich".into();
     let off = pipeline();
     assert!(
-        handlers::enrich(LambdaEvent::new(doc.clone(), Context::default()), &off)
+        off.enrich_stage()
+            .handle(LambdaEvent::new(doc.clone(), Context::default()))
             .await
             .is_ok()
     );
     let mut config = Config::defaults().unwrap();
     config.fault_injection = true;
     let on = Pipeline::new(config, SqliteStore::in_memory().unwrap()).unwrap();
-    let err = handlers::enrich(LambdaEvent::new(doc.clone(), Context::default()), &on)
+    let err = on
+        .enrich_stage()
+        .handle(LambdaEvent::new(doc.clone(), Context::default()))
         .await
         .unwrap_err();
     assert_eq!(err.error_type(), "Pipeline.Retryable.InjectedFault");
     // Other stages are not affected by a fault aimed at enrich.
-    assert!(handlers::detect(ev("detect/good.json"), &on).await.is_ok());
+    assert!(
+        on.detect_stage()
+            .handle(ev("detect/good.json"))
+            .await
+            .is_ok()
+    );
 }

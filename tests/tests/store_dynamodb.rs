@@ -41,15 +41,12 @@ fn emulator() -> bool {
         println!("skipped: {why}");
         false
     };
-    let Some(url) = std::env::var("AWS_ENDPOINT_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
+    let config = pipeline_handlers::Config::from_env().unwrap();
+    let Some(url) = config.endpoint_override.as_deref() else {
         return skip("AWS_ENDPOINT_URL not set (run via scripts/test)".into());
     };
     // These tests create and delete tables: never against anything but a local server.
-    let host = url.split("://").nth(1).unwrap_or_default();
-    if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")) {
+    if config.loopback_endpoint().is_none() {
         return skip(format!(
             "AWS_ENDPOINT_URL={url} is not a loopback address (start a server with scripts/moto)"
         ));
@@ -209,13 +206,13 @@ async fn anomaly_listings_match_the_sqlite_store() {
             Some("acct-0"),
             Some("nobody"),
         ] {
-            let d = ids(dynamo.store.list_anomalies(entity, limit).await.unwrap());
-            let s = ids(sqlite.store.list_anomalies(entity, limit).await.unwrap());
+            let d = ids(dynamo.store().list_anomalies(entity, limit).await.unwrap());
+            let s = ids(sqlite.store().list_anomalies(entity, limit).await.unwrap());
             assert_eq!(d, s, "list_anomalies({entity:?}, {limit})");
         }
     }
     // The index is sparse: it holds the anomalies and nothing else.
-    let all = dynamo.store.list_anomalies(None, 1000).await.unwrap();
+    let all = dynamo.store().list_anomalies(None, 1000).await.unwrap();
     assert_eq!(all.len(), r.counts.anomalies);
     assert!(all.iter().all(|r| r.detection.is_anomaly));
     t.delete().await;
@@ -230,7 +227,7 @@ async fn metrics_count_writes_and_capacity() {
     let p = contract::pipeline(store);
     let r = contract::run_retrying(&p, &raw_batch("m1", payments(20, 2, 4))).await;
     assert_eq!(r.counts.persisted, 20);
-    let m = p.store.metrics();
+    let m = p.store().metrics();
     // One conditional put per record and one per entity (two entities in one batch).
     assert_eq!(m.events.requests, 20);
     assert_eq!(m.entities.requests, 2);
@@ -364,7 +361,7 @@ async fn sdk_retries_absorb_throttling() {
         .expect("the SDK's retries absorb the throttles");
     assert_eq!(inject.injected(), 5);
     assert!(r.outcomes.iter().all(|o| o.status == Status::Persisted));
-    assert_eq!(p.store.dump().await.unwrap().events.len(), 30);
+    assert_eq!(p.store().dump().await.unwrap().events.len(), 30);
 
     // A request throttled on every attempt: a retryable StoreThrottled after MAX_ATTEMPTS.
     inject.throttle(1000);
@@ -373,7 +370,7 @@ async fn sdk_retries_absorb_throttling() {
         version: 1,
         ..EntityState::new("e-throttled")
     };
-    let err = p.store.put_entity(&state).await.unwrap_err();
+    let err = p.store().put_entity(&state).await.unwrap_err();
     assert_eq!(
         err.error_type(),
         "Pipeline.Retryable.StoreThrottled",
@@ -386,7 +383,7 @@ async fn sdk_retries_absorb_throttling() {
     // Nothing was applied: the same write succeeds once the throttling stops.
     inject.throttle(0);
     assert_eq!(
-        p.store.put_entity(&state).await.unwrap(),
+        p.store().put_entity(&state).await.unwrap(),
         EntityWrite::Written
     );
     t.delete().await;
@@ -405,10 +402,10 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         .await
         .unwrap();
     let report =
-        pipeline_core::persist::persist(&p.store, scored.clone(), &p.config.persist, now())
+        pipeline_core::persist::persist(p.store(), scored.clone(), &p.config().persist, now())
             .await
             .unwrap();
-    let mut records: Vec<_> = p.store.dump().await.unwrap().events;
+    let mut records: Vec<_> = p.store().dump().await.unwrap().events;
 
     // Each write lands, its response is lost, the SDK retries it, and the retry fails its own
     // condition: the store must still say Written, not report a conflict with itself.
@@ -420,13 +417,13 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         condition: WriteCondition::Absent,
     };
     assert_eq!(
-        p.store.write_events(vec![w]).await.unwrap(),
+        p.store().write_events(vec![w]).await.unwrap(),
         vec![WriteResult::Written]
     );
     assert_eq!(inject.injected(), 1);
 
     let mut state = p
-        .store
+        .store()
         .get_entities(&["acct-0".into()])
         .await
         .unwrap()
@@ -435,7 +432,7 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
     state.version += 1;
     inject.lose_responses(1);
     assert_eq!(
-        p.store.put_entity(&state).await.unwrap(),
+        p.store().put_entity(&state).await.unwrap(),
         EntityWrite::Written
     );
     assert_eq!(inject.injected(), 2);
@@ -446,11 +443,11 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         condition: WriteCondition::Absent,
     };
     assert!(matches!(
-        p.store.write_events(vec![w]).await.unwrap()[..],
+        p.store().write_events(vec![w]).await.unwrap()[..],
         [WriteResult::ConditionFailed { current: Some(_) }]
     ));
     assert_eq!(
-        p.store.put_entity(&state).await.unwrap(),
+        p.store().put_entity(&state).await.unwrap(),
         EntityWrite::VersionConflict
     );
     assert_eq!(report.counts.persisted, 2);

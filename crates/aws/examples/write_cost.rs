@@ -132,11 +132,9 @@ fn report(pass: &str, n: usize, m: &StoreMetrics, secs: f64) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    if std::env::var("AWS_ENDPOINT_URL").is_err()
-        && std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_err()
-    {
+    if Config::from_env()?.loopback_endpoint().is_none() {
         eprintln!(
-            "write_cost creates tables: point it at an emulator first: eval \"$(scripts/moto start)\""
+            "write_cost creates tables: point AWS_ENDPOINT_URL at an emulator on this machine first: eval \"$(scripts/moto start)\""
         );
         std::process::exit(2);
     }
@@ -155,7 +153,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
 
     for pass in ["first delivery", "redelivery (all duplicates)"] {
-        pipeline.store.reset_metrics();
+        pipeline.store().reset_metrics();
         let started = Instant::now();
         for (i, chunk) in stream.chunks(batch_size).enumerate() {
             let report = pipeline
@@ -170,12 +168,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         report(
             pass,
             n,
-            &pipeline.store.metrics(),
+            &pipeline.store().metrics(),
             started.elapsed().as_secs_f64(),
         );
     }
 
-    let client = pipeline.store.client();
+    let client = pipeline.store().client();
     for t in [&tables.events, &tables.entities, &tables.quarantine] {
         client.delete_table().table_name(t).send().await?;
     }

@@ -6,6 +6,7 @@
 //! with exponential backoff and jitter (the `backon` crate) before the batch fails with
 //! `Pipeline.Retryable.AnnounceFailed`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use pipeline_core::Error as CoreError;
-use pipeline_core::persist::{Announcement, Announcer};
+use pipeline_core::persist::{Announcement, Announcer, NoAnnouncer};
 
 /// `source` of every announcement.
 pub const SOURCE: &str = "event-pipeline";
@@ -38,12 +39,13 @@ impl EventBridgeAnnouncer {
         }
     }
 
-    /// Reads `ANOMALY_BUS_NAME`; `None` when it is not set (announcements off).
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Option<Self> {
-        std::env::var("ANOMALY_BUS_NAME")
-            .ok()
-            .filter(|b| !b.is_empty())
-            .map(|b| Self::new(sdk, b))
+    /// The announcer persist uses: on `bus` when one is configured, otherwise none
+    /// (anomalies are stored but not announced).
+    pub fn for_bus(sdk: &aws_config::SdkConfig, bus: Option<&str>) -> Arc<dyn Announcer> {
+        match bus {
+            Some(bus) => Arc::new(Self::new(sdk, bus.to_owned())),
+            None => Arc::new(NoAnnouncer),
+        }
     }
 
     fn entry(&self, a: &Announcement) -> Result<PutEventsRequestEntry, CoreError> {

@@ -6,8 +6,8 @@
 //!   standard environment (region, credentials, `AWS_ENDPOINT_URL` /
 //!   `AWS_ENDPOINT_URL_DYNAMODB` for emulators), plus the store's retry and timeout settings.
 //! - [`store`]: [`DynamoStore`], the store itself (reads, conditional writes, listings).
-//! - [`tables`]: [`Tables`] (the three table names, from `EVENTS_TABLE`, `ENTITIES_TABLE`,
-//!   `QUARANTINE_TABLE`) and the table definitions behind [`DynamoStore::create_tables`].
+//! - [`tables`]: the three table names ([`Tables`], set by `pipeline_handlers::config`)
+//!   and the table definitions behind [`DynamoStore::create_tables`].
 //! - `item` (private): records ↔ DynamoDB items, and item sizes for capacity estimates.
 //! - [`sfn`]: [`SfnSink`], ingest's sink: one Step Functions execution per batch.
 //! - [`announce`]: [`EventBridgeAnnouncer`], persist's anomaly announcements.
@@ -34,7 +34,8 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 pub use announce::EventBridgeAnnouncer;
 pub use error::Error;
 pub use metrics::{StoreMetrics, TableWrites};
-pub use sfn::{MachineType, SfnSink};
+pub use pipeline_core::ingest::MachineType;
+pub use sfn::SfnSink;
 pub use store::DynamoStore;
 pub use tables::Tables;
 

@@ -10,7 +10,6 @@
 //! provenance and content (topic, partition, offsets for Kafka), so a redelivered batch shows
 //! up in the history as a second execution with the same prefix.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,29 +17,7 @@ use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::{ExecutionStatus, SyncExecutionStatus};
 use pipeline_core::Error as CoreError;
 use pipeline_core::batch::{Batch, RawEvent};
-use pipeline_core::ingest::BatchSink;
-
-/// The state machine's type, which decides how executions are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MachineType {
-    /// Synchronous Express executions.
-    Express,
-    /// Standard executions, started then polled.
-    Standard,
-}
-
-impl FromStr for MachineType {
-    type Err = CoreError;
-    fn from_str(s: &str) -> Result<Self, CoreError> {
-        match s.to_ascii_uppercase().as_str() {
-            "EXPRESS" => Ok(MachineType::Express),
-            "STANDARD" => Ok(MachineType::Standard),
-            other => Err(CoreError::Config(format!(
-                "STATE_MACHINE_TYPE must be EXPRESS or STANDARD, not {other:?}"
-            ))),
-        }
-    }
-}
+use pipeline_core::ingest::{BatchSink, MachineType};
 
 /// Runs each batch as a state machine execution.
 #[derive(Debug, Clone)]
@@ -61,16 +38,6 @@ impl SfnSink {
             kind,
             max_wait: Duration::from_secs(14 * 60),
         }
-    }
-
-    /// Reads `STATE_MACHINE_ARN` and `STATE_MACHINE_TYPE` (default `EXPRESS`).
-    pub fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, CoreError> {
-        let arn = std::env::var("STATE_MACHINE_ARN")
-            .map_err(|_| CoreError::Config("STATE_MACHINE_ARN is not set".into()))?;
-        let kind = std::env::var("STATE_MACHINE_TYPE")
-            .unwrap_or_else(|_| "EXPRESS".into())
-            .parse()?;
-        Ok(Self::new(sdk, arn, kind))
     }
 
     fn failed(name: &str, status: &str, detail: impl Into<String>) -> CoreError {
@@ -183,23 +150,5 @@ impl BatchSink for SfnSink {
             MachineType::Express => self.run_express(&name, input).await,
             MachineType::Standard => self.run_standard(&name, input).await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn machine_types_parse() {
-        assert_eq!(
-            "standard".parse::<MachineType>().ok(),
-            Some(MachineType::Standard)
-        );
-        assert_eq!(
-            "EXPRESS".parse::<MachineType>().ok(),
-            Some(MachineType::Express)
-        );
-        assert!("sync".parse::<MachineType>().is_err());
     }
 }

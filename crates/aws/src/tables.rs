@@ -21,55 +21,10 @@ use crate::error::Error;
 use crate::item::{
     ANOMALY_ENTITY, ANOMALY_INDEX, ENTITY_KEY, EVENT_KEY, OCCURRED_AT, QUARANTINE_KEY,
 };
+pub use pipeline_core::store::Tables;
 
 /// How long [`create`] waits for a new table to become ACTIVE.
 const ACTIVE_WAIT: Duration = Duration::from_secs(120);
-
-/// The names of the store's tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tables {
-    /// Event records, keyed by `event_id`.
-    pub events: String,
-    /// Entity state, keyed by `entity_id`.
-    pub entities: String,
-    /// Quarantine records, keyed by `quarantine_id`.
-    pub quarantine: String,
-}
-
-impl Default for Tables {
-    /// `pipeline-events`, `pipeline-entities`, `pipeline-quarantine`.
-    fn default() -> Self {
-        Tables::with_prefix("pipeline")
-    }
-}
-
-impl Tables {
-    /// `<prefix>-events`, `<prefix>-entities`, `<prefix>-quarantine`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        Tables {
-            events: format!("{prefix}-events"),
-            entities: format!("{prefix}-entities"),
-            quarantine: format!("{prefix}-quarantine"),
-        }
-    }
-
-    /// Reads `EVENTS_TABLE`, `ENTITIES_TABLE` and `QUARANTINE_TABLE`, each defaulting to its
-    /// name in [`Tables::default`].
-    pub fn from_env() -> Self {
-        let d = Tables::default();
-        let var = |name: &str, default: String| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or(default)
-        };
-        Tables {
-            events: var("EVENTS_TABLE", d.events),
-            entities: var("ENTITIES_TABLE", d.entities),
-            quarantine: var("QUARANTINE_TABLE", d.quarantine),
-        }
-    }
-}
 
 fn build<T>(
     what: &'static str,

@@ -146,7 +146,9 @@ fn main() -> ExitCode {
             for cause in &causes {
                 eprintln!("  caused by: {cause}");
             }
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+            let endpoint = pipeline_handlers::Config::from_env()
+                .ok()
+                .and_then(|c| c.endpoint_override);
             if let Some(h) = hint(&e.to_string(), &causes, endpoint.as_deref()) {
                 eprintln!("hint: {h}");
             }

@@ -155,13 +155,10 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
             run_with(Pipeline::new(config, store)?, args, db).await
         }
         StoreKind::Dynamodb => {
-            let endpoint_override = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|x| !x.is_empty()));
-            if args.create_tables && !endpoint_override && !args.yes_real_aws {
+            if args.create_tables && config.loopback_endpoint().is_none() && !args.yes_real_aws {
                 return Err(CliError::Input {
                     path: "--create-tables".into(),
-                    message: "no AWS_ENDPOINT_URL is set, so this would create tables in your real AWS account; \
+                    message: "AWS_ENDPOINT_URL does not point at this machine (127.0.0.1, localhost), so this could create tables in your real AWS account; \
                               deploy the SAM template for that, or add --yes-real-aws if you really mean it"
                         .into(),
                 });
@@ -188,15 +185,15 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_with<S: Store>(
-    mut pipeline: Pipeline<S>,
+    pipeline: Pipeline<S>,
     args: RunArgs,
     db: String,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
-    pipeline.limits = SplitLimits {
+    let pipeline = pipeline.with_limits(SplitLimits {
         max_events: args.batch_size.max(1),
         ..SplitLimits::default()
-    };
+    });
 
     let mut jobs = Vec::new();
     for input in &args.inputs {

@@ -31,6 +31,14 @@ pub trait BatchSink: Send + Sync {
     async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), Error>;
 }
 
+// A borrowed sink is a sink: a caller can keep the sink and still hand it to ingest.
+#[async_trait::async_trait]
+impl<T: BatchSink + ?Sized> BatchSink for &T {
+    async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), Error> {
+        (**self).submit(batch).await
+    }
+}
+
 /// One decoded input item: an event to validate, or a quarantine entry. Not a `Result`: an
 /// undecodable record is an expected outcome that travels on in the batch, not an error.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,6 +332,28 @@ fn seal(
     }
 }
 
+/// The state machine's type, which decides how executions are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineType {
+    /// Synchronous Express executions.
+    Express,
+    /// Standard executions, started then polled.
+    Standard,
+}
+
+impl std::str::FromStr for MachineType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_uppercase().as_str() {
+            "EXPRESS" => Ok(MachineType::Express),
+            "STANDARD" => Ok(MachineType::Standard),
+            other => Err(Error::Config(format!(
+                "STATE_MACHINE_TYPE must be EXPRESS or STANDARD, not {other:?}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +409,18 @@ mod tests {
             .map(|i| decode_line("f", i + 1, &format!(r#"{{"p":"{}"}}"#, "x".repeat(70_000))))
             .collect();
         assert_eq!(split(big, now, SplitLimits::default()).len(), 3);
+    }
+
+    #[test]
+    fn machine_types_parse() {
+        assert_eq!(
+            "standard".parse::<MachineType>().ok(),
+            Some(MachineType::Standard)
+        );
+        assert_eq!(
+            "EXPRESS".parse::<MachineType>().ok(),
+            Some(MachineType::Express)
+        );
+        assert!("sync".parse::<MachineType>().is_err());
     }
 }

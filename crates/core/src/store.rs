@@ -20,6 +20,36 @@ use crate::detect::{Detection, EntityState};
 use crate::enrich::Enrichment;
 use crate::event::{Event, Provenance};
 
+/// The names of the DynamoDB store's three tables (the embedded store keeps all three in one file
+/// and ignores them). Plain names, so that configuration can carry them without the AWS SDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Event records, keyed by `event_id`.
+    pub events: String,
+    /// Entity state, keyed by `entity_id`.
+    pub entities: String,
+    /// Quarantine records, keyed by `quarantine_id`.
+    pub quarantine: String,
+}
+
+impl Default for Tables {
+    /// `pipeline-events`, `pipeline-entities`, `pipeline-quarantine`.
+    fn default() -> Self {
+        Tables::with_prefix("pipeline")
+    }
+}
+
+impl Tables {
+    /// `<prefix>-events`, `<prefix>-entities`, `<prefix>-quarantine`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Tables {
+            events: format!("{prefix}-events"),
+            entities: format!("{prefix}-entities"),
+            quarantine: format!("{prefix}-quarantine"),
+        }
+    }
+}
+
 /// How the current version of a stored record came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,4 +1,7 @@
-//! Settings, read once at cold start from the environment.
+//! The one place settings come from: the environment, read once per process into [`Config`].
+//! Nothing else in the workspace reads environment variables (the AWS SDK reads its own:
+//! region, credentials, `AWS_ENDPOINT_URL*`). A bad value is an error naming the variable; an
+//! unset one takes the default below.
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
@@ -12,6 +15,15 @@
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
+//! | `EVENTS_TABLE`, `ENTITIES_TABLE`, `QUARANTINE_TABLE` | DynamoDB table names | `pipeline-events`, `pipeline-entities`, `pipeline-quarantine` |
+//! | `STATE_MACHINE_ARN` | the state machine ingest starts (ingest requires it) | none |
+//! | `STATE_MACHINE_TYPE` | `EXPRESS` (synchronous executions) or `STANDARD` (start, then poll) | `EXPRESS` |
+//! | `ANOMALY_BUS_NAME` | EventBridge bus persist announces anomalies on | none: not announced |
+//! | `METRICS_NAMESPACE` | CloudWatch namespace of the EMF metrics | `EventPipeline` |
+//! | `AWS_LAMBDA_LOG_FORMAT` | `Text` for plain log lines, otherwise JSON | JSON |
+//! | `AWS_LAMBDA_LOG_LEVEL` | log level | `INFO` |
+//! | `RUST_LOG` | a full `tracing` filter, overriding the level | none |
+//! | `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB` | read here only to know whether an emulator is targeted (the SDK applies them) | none |
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -20,10 +32,15 @@ use chrono::Duration;
 use pipeline_core::Error;
 use pipeline_core::detect::DetectConfig;
 use pipeline_core::enrich::FxTable;
+use pipeline_core::ingest::MachineType;
 use pipeline_core::persist::PersistConfig;
+use pipeline_core::store::Tables;
 use pipeline_core::validate::ValidateConfig;
 
-/// Everything the stages are configured with.
+/// The metric namespace used when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
+
+/// Everything a process is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Validate settings.
@@ -38,6 +55,36 @@ pub struct Config {
     pub fault_injection: bool,
     /// How many batches of one ingest invocation run at once.
     pub ingest_concurrency: usize,
+    /// DynamoDB table names.
+    pub tables: Tables,
+    /// The state machine ingest hands batches to, when set.
+    pub state_machine: Option<StateMachine>,
+    /// The EventBridge bus anomalies are announced on, when set.
+    pub anomaly_bus: Option<String>,
+    /// Logs and metrics.
+    pub telemetry: TelemetryConfig,
+    /// The endpoint override the SDK will use for DynamoDB, when one is set (an emulator).
+    pub endpoint_override: Option<String>,
+}
+
+/// Ingest's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateMachine {
+    /// Its ARN.
+    pub arn: String,
+    /// How executions are run.
+    pub kind: MachineType,
+}
+
+/// Log and metric settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The CloudWatch namespace of the EMF metrics.
+    pub namespace: String,
+    /// A `tracing` filter: `RUST_LOG` when set, otherwise the Lambda log level.
+    pub filter: String,
+    /// Plain text lines instead of JSON.
+    pub text: bool,
 }
 
 impl Config {
@@ -46,13 +93,19 @@ impl Config {
         Self::from_vars(&HashMap::new())
     }
 
-    /// Reads the process environment.
+    /// Reads the process environment: the only place the workspace does.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(&std::env::vars().collect())
     }
 
     /// Reads settings from a map of variables (testable without touching the environment).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
+        let text = |key: &str| {
+            vars.get(key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         let mut validate = ValidateConfig::default();
         let mut detect = DetectConfig::default();
         if let Some(v) = num::<i64>(vars, "PIPELINE_MAX_FUTURE_SKEW_SECS")? {
@@ -102,6 +155,32 @@ impl Config {
             .get("PIPELINE_FAULT_INJECTION")
             .is_some_and(|v| v == "1");
         let ingest_concurrency = num::<usize>(vars, "INGEST_MAX_CONCURRENCY")?.unwrap_or(4);
+        let defaults = Tables::default();
+        let tables = Tables {
+            events: text("EVENTS_TABLE").unwrap_or(defaults.events),
+            entities: text("ENTITIES_TABLE").unwrap_or(defaults.entities),
+            quarantine: text("QUARANTINE_TABLE").unwrap_or(defaults.quarantine),
+        };
+        let state_machine = match text("STATE_MACHINE_ARN") {
+            Some(arn) => Some(StateMachine {
+                arn,
+                kind: text("STATE_MACHINE_TYPE")
+                    .as_deref()
+                    .unwrap_or("EXPRESS")
+                    .parse()?,
+            }),
+            None => None,
+        };
+        let filter = text("RUST_LOG").unwrap_or_else(|| {
+            text("AWS_LAMBDA_LOG_LEVEL")
+                .unwrap_or_else(|| "INFO".into())
+                .to_lowercase()
+        });
+        let telemetry = TelemetryConfig {
+            namespace: text("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            filter,
+            text: text("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("text")),
+        };
         Ok(Config {
             validate,
             fx,
@@ -109,7 +188,38 @@ impl Config {
             persist,
             fault_injection,
             ingest_concurrency,
+            tables,
+            state_machine,
+            anomaly_bus: text("ANOMALY_BUS_NAME"),
+            telemetry,
+            endpoint_override: text("AWS_ENDPOINT_URL_DYNAMODB")
+                .or_else(|| text("AWS_ENDPOINT_URL")),
         })
+    }
+
+    /// The endpoint override when it points at this machine (127.0.0.0/8, `localhost`, `[::1]`):
+    /// the one test of "is this an emulator?" that anything creating or deleting tables asks
+    /// before it does so.
+    pub fn loopback_endpoint(&self) -> Option<&str> {
+        let url = self.endpoint_override.as_deref()?;
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        loopback.then_some(url)
+    }
+
+    /// The state machine, or the error ingest fails to start with when none is configured.
+    pub fn require_state_machine(&self) -> Result<&StateMachine, Error> {
+        self.state_machine
+            .as_ref()
+            .ok_or_else(|| Error::Config("STATE_MACHINE_ARN is not set".into()))
     }
 }
 
@@ -130,6 +240,13 @@ where
 mod tests {
     use super::*;
 
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn reads_overrides_and_rejects_garbage() {
         let vars: HashMap<String, String> = [
@@ -147,5 +264,69 @@ mod tests {
         let bad: HashMap<String, String> =
             [("PIPELINE_WINDOW_SECS".to_owned(), "ten".to_owned())].into();
         assert!(Config::from_vars(&bad).is_err());
+    }
+
+    #[test]
+    fn aws_settings_have_documented_defaults() {
+        let c = Config::defaults().expect("config");
+        assert_eq!(c.tables, Tables::default());
+        assert_eq!(c.state_machine, None);
+        assert!(c.require_state_machine().is_err());
+        assert_eq!(c.anomaly_bus, None);
+        assert_eq!(c.telemetry.namespace, DEFAULT_NAMESPACE);
+        assert_eq!(c.telemetry.filter, "info");
+        assert!(!c.telemetry.text);
+        assert_eq!(c.endpoint_override, None);
+    }
+
+    #[test]
+    fn aws_settings_are_read_and_checked() {
+        let c = Config::from_vars(&vars(&[
+            ("EVENTS_TABLE", "e"),
+            ("ENTITIES_TABLE", ""),
+            ("STATE_MACHINE_ARN", "arn:sm"),
+            ("STATE_MACHINE_TYPE", "standard"),
+            ("ANOMALY_BUS_NAME", "bus"),
+            ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]))
+        .expect("config");
+        assert_eq!(c.tables.events, "e");
+        // An empty value is unset, not an empty table name.
+        assert_eq!(c.tables.entities, Tables::default().entities);
+        let sm = c.require_state_machine().expect("state machine");
+        assert_eq!(
+            (sm.arn.as_str(), sm.kind),
+            ("arn:sm", MachineType::Standard)
+        );
+        assert_eq!(c.anomaly_bus.as_deref(), Some("bus"));
+        assert_eq!(c.telemetry.filter, "debug");
+        assert!(c.telemetry.text);
+        assert_eq!(
+            c.endpoint_override.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(c.loopback_endpoint(), Some("http://127.0.0.1:5000"));
+        let err = Config::from_vars(&vars(&[
+            ("STATE_MACHINE_ARN", "arn:sm"),
+            ("STATE_MACHINE_TYPE", "sync"),
+        ]))
+        .expect_err("bad machine type");
+        assert!(err.to_string().contains("STATE_MACHINE_TYPE"));
+        for (url, local) in [
+            ("http://localhost:4566", true),
+            ("http://[::1]:8000", true),
+            ("https://dynamodb.eu-west-1.amazonaws.com", false),
+            ("http://127.example.com", false),
+            ("http://127.0.0.1", true),
+            ("http://10.0.0.5:8000", false),
+        ] {
+            let c =
+                Config::from_vars(&vars(&[("AWS_ENDPOINT_URL_DYNAMODB", url)])).expect("config");
+            assert_eq!(c.loopback_endpoint().is_some(), local, "{url}");
+        }
+        let c = Config::from_vars(&vars(&[("RUST_LOG", "pipeline=trace")])).expect("config");
+        assert_eq!(c.telemetry.filter, "pipeline=trace");
     }
 }

@@ -1,15 +1,18 @@
-//! The Lambda handlers, as library functions.
-//!
-//! Each function binary in `functions/` is a few lines that build a [`Pipeline`] once and hand
-//! one of these handlers to `lambda_runtime::run`. The CLI and the tests call the same
-//! handlers (or the typed [`Pipeline`] methods under them) with fixtures from `events/`.
+//! The Lambda functions' application layer: configuration, one handler per stage, and
+//! [`serve`], which runs a handler as a Lambda function. AWS-free: the function binaries pass
+//! in the DynamoDB store, the Step Functions sink and the EventBridge announcer from
+//! `pipeline-aws`; the CLI and the tests pass in the embedded store and in-memory sinks.
 //!
 //! # Layout
-//! - [`config`]: settings read once from the environment.
+//! - [`config`]: [`Config`], every setting, read once from the environment (the only module
+//!   that reads it).
+//! - [`handlers`]: one type per stage ([`Ingest`], [`Validate`], [`Enrich`], [`Detect`],
+//!   [`Persist`]) holding only what that stage needs, the [`Handler`] trait and [`serve`].
+//!   A function binary is `serve(Stage::new(&config, …), &config.telemetry)`.
+//! - [`pipeline`]: [`Pipeline`], the stages after ingest chained in process over one shared
+//!   store (the CLI's local runner), and [`CollectSink`].
 //! - [`error`]: [`FunctionError`], which reports the core's stable `error_type` names.
-//! - [`pipeline`]: [`Pipeline`], the stages bound to their settings and a store.
-//! - [`handlers`]: one `async fn` per Lambda: `ingest`, `validate`, `enrich`, `detect`, `persist`.
-//! - [`telemetry`]: tracing set-up for Lambda (JSON or text, level from the environment).
+//! - [`telemetry`]: tracing and EMF metrics set-up, the metric names, the invocation span.
 
 pub mod config;
 pub mod error;
@@ -19,6 +22,7 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use error::FunctionError;
+pub use handlers::{Detect, Enrich, Handler, Ingest, Persist, Validate, serve};
 pub use pipeline::{CollectSink, Pipeline};
 pub use pipeline_core::batch::Stage;
 pub use pipeline_core::ingest::BatchSink;

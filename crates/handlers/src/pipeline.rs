@@ -1,53 +1,90 @@
-//! [`Pipeline`]: the stages bound to their configuration and a store, plus the [`BatchSink`]
-//! that ingest hands its batches to.
+//! [`Pipeline`]: the local runner's composition of the stages over one shared store, plus
+//! [`CollectSink`], a [`BatchSink`] that keeps what ingest hands it.
+//!
+//! The Lambda functions do not use it: each runs one stage type from [`crate::handlers`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
-use pipeline_core::contract::Contract;
-use pipeline_core::detect::{EntityState, ScoredEvent};
+use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::ingest::{self, BatchSink, Item, SplitLimits};
-use pipeline_core::persist::{Announcer, FailedBatch, NoAnnouncer, PersistReport};
+use pipeline_core::persist::{Announcer, FailedBatch, PersistReport};
 use pipeline_core::store::Store;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::handlers::{Detect, Enrich, Persist, Validate};
 
-/// The stages with everything they need, built once per process.
+/// Every stage after ingest, bound to one configuration and one store, built once per process.
 pub struct Pipeline<S> {
-    /// Settings.
-    pub config: Config,
-    /// The compiled contract.
-    pub contract: Contract,
-    /// Where records and entity state live.
-    pub store: S,
-    /// Batch size limits for ingest.
-    pub limits: SplitLimits,
-    /// Where persist announces new anomalies.
-    pub announcer: Arc<dyn Announcer>,
+    config: Config,
+    store: Arc<S>,
+    limits: SplitLimits,
+    validate: Validate,
+    enrich: Enrich<Arc<S>>,
+    detect: Detect<Arc<S>>,
+    persist: Persist<Arc<S>>,
 }
 
 impl<S: Store> Pipeline<S> {
     /// Binds a store to a configuration.
     pub fn new(config: Config, store: S) -> Result<Self, Error> {
+        let store = Arc::new(store);
         Ok(Pipeline {
-            config,
-            contract: Contract::v1()?,
-            store,
+            validate: Validate::new(&config)?,
+            enrich: Enrich::new(&config, Arc::clone(&store)),
+            detect: Detect::new(&config, Arc::clone(&store)),
+            persist: Persist::new(&config, Arc::clone(&store)),
             limits: SplitLimits::default(),
-            announcer: Arc::new(NoAnnouncer),
+            store,
+            config,
         })
     }
 
-    /// Announces new anomalies through `announcer` (EventBridge in the Lambda).
+    /// Announces new anomalies through `announcer`.
     pub fn with_announcer(mut self, announcer: Arc<dyn Announcer>) -> Self {
-        self.announcer = announcer;
+        self.persist = self.persist.with_announcer(announcer);
         self
+    }
+
+    /// Cuts batches with `limits` instead of the Lambda's defaults.
+    pub fn with_limits(mut self, limits: SplitLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The validate stage (its Lambda handler included).
+    pub fn validate_stage(&self) -> &Validate {
+        &self.validate
+    }
+
+    /// The enrich stage.
+    pub fn enrich_stage(&self) -> &Enrich<Arc<S>> {
+        &self.enrich
+    }
+
+    /// The detect stage.
+    pub fn detect_stage(&self) -> &Detect<Arc<S>> {
+        &self.detect
+    }
+
+    /// The persist stage.
+    pub fn persist_stage(&self) -> &Persist<Arc<S>> {
+        &self.persist
     }
 
     /// Ingest: decodes a Kafka or EventBridge payload and cuts it into batch documents.
@@ -66,31 +103,17 @@ impl<S: Store> Pipeline<S> {
 
     /// Validate.
     pub fn validate(&self, batch: Batch<RawEvent>) -> Batch<ValidEvent> {
-        pipeline_core::validate::validate(batch, &self.contract, &self.config.validate)
+        self.validate.run(batch)
     }
 
     /// Enrich, reading entity profiles from the store.
     pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
-        let states = self
-            .entities(batch.events.iter().map(|e| e.event.entity_id.as_str()))
-            .await?;
-        Ok(pipeline_core::enrich::enrich(
-            batch,
-            &self.config.fx,
-            &states,
-        ))
+        self.enrich.run(batch).await
     }
 
     /// Detect, reading entity state from the store.
     pub async fn detect(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
-        let states = self
-            .entities(batch.events.iter().map(|e| e.event.entity_id.as_str()))
-            .await?;
-        Ok(pipeline_core::detect::detect(
-            batch,
-            &states,
-            &self.config.detect,
-        ))
+        self.detect.run(batch).await
     }
 
     /// Persist at time `now`.
@@ -99,14 +122,7 @@ impl<S: Store> Pipeline<S> {
         batch: Batch<ScoredEvent>,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
-        pipeline_core::persist::persist_and_announce(
-            &self.store,
-            batch,
-            &self.config.persist,
-            now,
-            &*self.announcer,
-        )
-        .await
+        self.persist.run(batch, now).await
     }
 
     /// The quarantine path for a batch that failed a stage for good.
@@ -115,7 +131,7 @@ impl<S: Store> Pipeline<S> {
         failed: FailedBatch,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
-        pipeline_core::persist::quarantine_failed_batch(&self.store, failed, now).await
+        self.persist.quarantine_failed(failed, now).await
     }
 
     /// All four stages after ingest, in process.
@@ -128,19 +144,6 @@ impl<S: Store> Pipeline<S> {
         let enriched = self.enrich(valid).await?;
         let scored = self.detect(enriched).await?;
         self.persist(scored, now).await
-    }
-
-    async fn entities<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a str>,
-    ) -> Result<HashMap<String, EntityState>, Error> {
-        let mut ids: Vec<String> = ids.map(str::to_owned).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        self.store.get_entities(&ids).await
     }
 }
 

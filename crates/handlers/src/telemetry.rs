@@ -2,7 +2,7 @@
 //!
 //! **Logs**: JSON lines through `tracing` (Lambda's advanced logging controls set
 //! `AWS_LAMBDA_LOG_FORMAT` = `JSON`|`Text` and `AWS_LAMBDA_LOG_LEVEL`; `RUST_LOG` overrides
-//! the level with a full filter). Every line carries the current span's correlation fields,
+//! the level with a full filter; all read by [`crate::config`]). Every line carries the current span's correlation fields,
 //! set by [`invocation_span`]: `function`, `request_id`, `xray_trace_id`, `execution` (the
 //! Step Functions execution name) and `batch_id`; per-event lines add `event_id`. Event
 //! payloads are never logged at INFO.
@@ -22,8 +22,9 @@ use pipeline_core::batch::Stage;
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
 
-/// The metric namespace used when `METRICS_NAMESPACE` is not set.
-pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
+use crate::config::TelemetryConfig;
+
+pub use crate::config::DEFAULT_NAMESPACE;
 
 /// The metric names the functions write and `pipeline watch` and the dashboard read: one
 /// place, so that a rename cannot leave a reader behind.
@@ -56,13 +57,10 @@ pub mod metric {
     pub const FUNCTION_DIMENSION: &str = "Function";
 }
 
-/// Installs the global log subscriber; call once at cold start.
-pub fn init() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .unwrap_or_else(|_| "INFO".into())
-        .to_lowercase();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+/// Installs the global log subscriber; call once at cold start ([`crate::serve`] does).
+pub fn init(config: &TelemetryConfig) {
+    let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let text = config.text;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -81,14 +79,15 @@ pub fn init() {
     };
 }
 
-/// Installs the EMF metrics recorder for `function` (the stage name); call once at cold start
-/// and hand the result to `metrics_cloudwatch_embedded::lambda::service::run`, which writes the
+/// Installs the EMF metrics recorder for `stage`; call once at cold start ([`crate::serve`]
+/// does) and hand the result to `metrics_cloudwatch_embedded::lambda::service::run`, which writes the
 /// metric document after every invocation.
 pub fn init_metrics(
     stage: Stage,
+    config: &TelemetryConfig,
 ) -> Result<&'static metrics_cloudwatch_embedded::Collector, Error> {
     let function = stage.as_str();
-    let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| DEFAULT_NAMESPACE.into());
+    let namespace = config.namespace.clone();
     metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace)
         .with_dimension(metric::FUNCTION_DIMENSION, function)

@@ -1,26 +1,12 @@
-//! The `detect` Lambda function: enriched batch → anomaly scores from the entity state in DynamoDB
-//! → scored batch.
-//!
-//! Everything is built once at cold start; the handler itself is
-//! [`pipeline_handlers::handlers::detect`].
+//! The `detect` Lambda function: enriched batch → anomaly scores from the entity state in
+//! DynamoDB → scored batch. The stage is [`pipeline_handlers::Detect`].
 
-use lambda_runtime::service_fn;
-use pipeline_aws::{DynamoStore, Tables};
-use pipeline_handlers::{Config, Pipeline};
+use pipeline_aws::{DynamoStore, sdk_config};
+use pipeline_handlers::{Config, Detect, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    pipeline_handlers::telemetry::init();
-    let metrics = pipeline_handlers::telemetry::init_metrics(pipeline_handlers::Stage::Detect)?;
     let config = Config::from_env()?;
-    let store = DynamoStore::new(&pipeline_aws::sdk_config().await, Tables::from_env());
-    let pipeline = Pipeline::new(config, store)?;
-    let pipeline = &pipeline;
-    metrics_cloudwatch_embedded::lambda::service::run(
-        metrics,
-        service_fn(
-            |event| async move { pipeline_handlers::handlers::detect(event, pipeline).await },
-        ),
-    )
-    .await
+    let store = DynamoStore::new(&sdk_config().await, config.tables.clone());
+    serve(Detect::new(&config, store), &config.telemetry).await
 }

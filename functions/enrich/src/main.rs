@@ -1,26 +1,12 @@
-//! The `enrich` Lambda function: validated batch → FX normalisation and entity profiles read from
-//! DynamoDB → enriched batch.
-//!
-//! Everything is built once at cold start; the handler itself is
-//! [`pipeline_handlers::handlers::enrich`].
+//! The `enrich` Lambda function: validated batch → FX normalisation and entity profiles read
+//! from DynamoDB → enriched batch. The stage is [`pipeline_handlers::Enrich`].
 
-use lambda_runtime::service_fn;
-use pipeline_aws::{DynamoStore, Tables};
-use pipeline_handlers::{Config, Pipeline};
+use pipeline_aws::{DynamoStore, sdk_config};
+use pipeline_handlers::{Config, Enrich, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    pipeline_handlers::telemetry::init();
-    let metrics = pipeline_handlers::telemetry::init_metrics(pipeline_handlers::Stage::Enrich)?;
     let config = Config::from_env()?;
-    let store = DynamoStore::new(&pipeline_aws::sdk_config().await, Tables::from_env());
-    let pipeline = Pipeline::new(config, store)?;
-    let pipeline = &pipeline;
-    metrics_cloudwatch_embedded::lambda::service::run(
-        metrics,
-        service_fn(
-            |event| async move { pipeline_handlers::handlers::enrich(event, pipeline).await },
-        ),
-    )
-    .await
+    let store = DynamoStore::new(&sdk_config().await, config.tables.clone());
+    serve(Enrich::new(&config, store), &config.telemetry).await
 }

@@ -1,0 +1,58 @@
+//! The detect stage: enriched batch → anomaly scores from the entity state in the store →
+//! scored batch.
+
+use lambda_runtime::LambdaEvent;
+use pipeline_core::Error;
+use pipeline_core::batch::{Batch, Stage};
+use pipeline_core::detect::{DetectConfig, ScoredEvent};
+use pipeline_core::enrich::EnrichedEvent;
+use pipeline_core::store::Store;
+use serde_json::Value;
+use tracing::info;
+
+use super::{Handler, entities, run_stage};
+use crate::config::Config;
+use crate::error::FunctionError;
+
+/// The detect stage: detection settings and the store holding entity state.
+#[derive(Debug)]
+pub struct Detect<S> {
+    config: DetectConfig,
+    store: S,
+    fault_injection: bool,
+}
+
+impl<S: Store> Detect<S> {
+    /// Binds the detection settings to a store.
+    pub fn new(config: &Config, store: S) -> Self {
+        Detect {
+            config: config.detect.clone(),
+            store,
+            fault_injection: config.fault_injection,
+        }
+    }
+
+    /// Scores a batch against its entities' state.
+    pub async fn run(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
+        let ids = batch.events.iter().map(|e| e.event.entity_id.as_str());
+        let states = entities(&self.store, ids).await?;
+        Ok(pipeline_core::detect::detect(batch, &states, &self.config))
+    }
+}
+
+impl<S: Store> Handler for Detect<S> {
+    const STAGE: Stage = Stage::Detect;
+    type Output = Batch<ScoredEvent>;
+
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Self::Output, FunctionError> {
+        run_stage(Self::STAGE, "enriched batch (enrich output)", event, self.fault_injection, |b: Batch<EnrichedEvent>| async move {
+            let out = self.run(b).await?;
+            for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
+                let codes: Vec<&str> = e.detection.reasons.iter().map(|r| r.code()).collect();
+                info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons = ?codes, "anomaly scored");
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

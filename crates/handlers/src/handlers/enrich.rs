@@ -1,0 +1,55 @@
+//! The enrich stage: validated batch → FX normalisation and entity profiles read from the store
+//! → enriched batch.
+
+use lambda_runtime::LambdaEvent;
+use pipeline_core::Error;
+use pipeline_core::batch::{Batch, Stage, ValidEvent};
+use pipeline_core::enrich::{EnrichedEvent, FxTable};
+use pipeline_core::store::Store;
+use serde_json::Value;
+
+use super::{Handler, entities, run_stage};
+use crate::config::Config;
+use crate::error::FunctionError;
+
+/// The enrich stage: the FX table and the store holding entity profiles.
+#[derive(Debug)]
+pub struct Enrich<S> {
+    fx: FxTable,
+    store: S,
+    fault_injection: bool,
+}
+
+impl<S: Store> Enrich<S> {
+    /// Binds the FX table to a store.
+    pub fn new(config: &Config, store: S) -> Self {
+        Enrich {
+            fx: config.fx.clone(),
+            store,
+            fault_injection: config.fault_injection,
+        }
+    }
+
+    /// Enriches a batch, reading its entities' profiles.
+    pub async fn run(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
+        let ids = batch.events.iter().map(|e| e.event.entity_id.as_str());
+        let states = entities(&self.store, ids).await?;
+        Ok(pipeline_core::enrich::enrich(batch, &self.fx, &states))
+    }
+}
+
+impl<S: Store> Handler for Enrich<S> {
+    const STAGE: Stage = Stage::Enrich;
+    type Output = Batch<EnrichedEvent>;
+
+    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Self::Output, FunctionError> {
+        run_stage(
+            Self::STAGE,
+            "validated batch (validate output)",
+            event,
+            self.fault_injection,
+            |b: Batch<ValidEvent>| self.run(b),
+        )
+        .await
+    }
+}
