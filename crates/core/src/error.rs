@@ -102,6 +102,27 @@ pub enum Error {
         /// The last error codes seen.
         detail: String,
     },
+    /// An AWS service other than the store (Step Functions, EventBridge) refused a request for a
+    /// reason retrying will not fix: access denied, validation, a missing resource.
+    #[error("{service} rejected the request: {message}")]
+    ServiceRejected {
+        /// The service.
+        service: &'static str,
+        /// What was being done, and the service's error code and message.
+        message: String,
+        /// The SDK error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Another writer kept changing an event's record between our read and our conditional
+    /// write.
+    #[error("record {event_id} changed concurrently in {rounds} write rounds in a row; try again")]
+    RecordContended {
+        /// The contended event.
+        event_id: String,
+        /// How many write rounds were made.
+        rounds: u32,
+    },
     /// Optimistic concurrency on an entity's state kept failing.
     #[error("entity {entity_id} state changed concurrently {attempts} times in a row; try again")]
     EntityContended {
@@ -112,62 +133,113 @@ pub enum Error {
     },
 }
 
+/// Declares [`ErrorKind`], its [`ErrorKind::ALL`] and its names from one list, so that a kind
+/// cannot be added without a name or be left out of the list.
+macro_rules! error_kinds {
+    ($($kind:ident => $name:literal,)*) => {
+        /// Every kind of [`Error`], without its data: the one place each kind's stable name
+        /// (and, through its prefix, its class) is written down.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $(
+                #[doc = concat!("[`Error::", stringify!($kind), "`]: `", $name, "`.")]
+                $kind,
+            )*
+        }
+
+        impl ErrorKind {
+            /// Every kind, retryable first.
+            pub const ALL: [ErrorKind; [$(stringify!($kind)),*].len()] = [$(ErrorKind::$kind),*];
+
+            /// The stable `error_type` reported to Lambda and matched by the state machine:
+            /// retryable names start with `Pipeline.Retryable.`, fatal ones with
+            /// `Pipeline.Fatal.`; the full list is in `docs/errors.md`.
+            pub const fn error_type(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    StoreThrottled => "Pipeline.Retryable.StoreThrottled",
+    StoreUnavailable => "Pipeline.Retryable.StoreUnavailable",
+    EntityContended => "Pipeline.Retryable.EntityContended",
+    RecordContended => "Pipeline.Retryable.RecordContended",
+    InjectedFault => "Pipeline.Retryable.InjectedFault",
+    ExecutionFailed => "Pipeline.Retryable.ExecutionFailed",
+    AnnounceFailed => "Pipeline.Retryable.AnnounceFailed",
+    BadBatch => "Pipeline.Fatal.BadBatch",
+    UnrecognisedInput => "Pipeline.Fatal.UnrecognisedInput",
+    Config => "Pipeline.Fatal.Config",
+    StoreRejected => "Pipeline.Fatal.StoreRejected",
+    StoreCorrupt => "Pipeline.Fatal.StoreCorrupt",
+    ServiceRejected => "Pipeline.Fatal.ServiceRejected",
+}
+
+impl ErrorKind {
+    /// Whether retrying the same batch may help: read off the name, so the two cannot disagree.
+    pub const fn class(self) -> ErrorClass {
+        let name = self.error_type().as_bytes();
+        let prefix = b"Pipeline.Retryable.";
+        let mut i = 0;
+        while i < prefix.len() {
+            if i >= name.len() || name[i] != prefix[i] {
+                return ErrorClass::Fatal;
+            }
+            i += 1;
+        }
+        ErrorClass::Retryable
+    }
+}
+
 impl Error {
+    /// The kind of error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::BadBatch { .. } => ErrorKind::BadBatch,
+            Error::UnrecognisedInput(_) => ErrorKind::UnrecognisedInput,
+            Error::Config(_) => ErrorKind::Config,
+            Error::StoreThrottled { .. } => ErrorKind::StoreThrottled,
+            Error::StoreUnavailable { .. } => ErrorKind::StoreUnavailable,
+            Error::StoreRejected { .. } => ErrorKind::StoreRejected,
+            Error::StoreCorrupt { .. } => ErrorKind::StoreCorrupt,
+            Error::InjectedFault { .. } => ErrorKind::InjectedFault,
+            Error::ExecutionFailed { .. } => ErrorKind::ExecutionFailed,
+            Error::AnnounceFailed { .. } => ErrorKind::AnnounceFailed,
+            Error::ServiceRejected { .. } => ErrorKind::ServiceRejected,
+            Error::RecordContended { .. } => ErrorKind::RecordContended,
+            Error::EntityContended { .. } => ErrorKind::EntityContended,
+        }
+    }
+
     /// Whether retrying the same batch may help.
     pub fn class(&self) -> ErrorClass {
-        match self {
-            Error::StoreThrottled { .. }
-            | Error::StoreUnavailable { .. }
-            | Error::EntityContended { .. }
-            | Error::InjectedFault { .. }
-            | Error::ExecutionFailed { .. }
-            | Error::AnnounceFailed { .. } => ErrorClass::Retryable,
-            Error::BadBatch { .. }
-            | Error::UnrecognisedInput(_)
-            | Error::Config(_)
-            | Error::StoreRejected { .. }
-            | Error::StoreCorrupt { .. } => ErrorClass::Fatal,
-        }
+        self.kind().class()
     }
 
     /// The stable `error_type` reported to Lambda and matched by the state machine.
-    ///
-    /// Retryable names start with `Pipeline.Retryable.`, fatal ones with `Pipeline.Fatal.`;
-    /// the full list is in `docs/errors.md`.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Error::BadBatch { .. } => "Pipeline.Fatal.BadBatch",
-            Error::UnrecognisedInput(_) => "Pipeline.Fatal.UnrecognisedInput",
-            Error::Config(_) => "Pipeline.Fatal.Config",
-            Error::StoreThrottled { .. } => "Pipeline.Retryable.StoreThrottled",
-            Error::StoreUnavailable { .. } => "Pipeline.Retryable.StoreUnavailable",
-            Error::StoreRejected { .. } => "Pipeline.Fatal.StoreRejected",
-            Error::StoreCorrupt { .. } => "Pipeline.Fatal.StoreCorrupt",
-            Error::EntityContended { .. } => "Pipeline.Retryable.EntityContended",
-            Error::InjectedFault { .. } => "Pipeline.Retryable.InjectedFault",
-            Error::ExecutionFailed { .. } => "Pipeline.Retryable.ExecutionFailed",
-            Error::AnnounceFailed { .. } => "Pipeline.Retryable.AnnounceFailed",
-        }
+        self.kind().error_type()
     }
 
-    /// Every `error_type` name, retryable first; the docs and the state machine are checked
-    /// against this list by the tests.
-    pub const ALL_ERROR_TYPES: &'static [(&'static str, ErrorClass)] = &[
-        ("Pipeline.Retryable.StoreThrottled", ErrorClass::Retryable),
-        ("Pipeline.Retryable.StoreUnavailable", ErrorClass::Retryable),
-        ("Pipeline.Retryable.EntityContended", ErrorClass::Retryable),
-        ("Pipeline.Retryable.InjectedFault", ErrorClass::Retryable),
-        ("Pipeline.Retryable.ExecutionFailed", ErrorClass::Retryable),
-        ("Pipeline.Retryable.AnnounceFailed", ErrorClass::Retryable),
-        ("Pipeline.Fatal.BadBatch", ErrorClass::Fatal),
-        ("Pipeline.Fatal.UnrecognisedInput", ErrorClass::Fatal),
-        ("Pipeline.Fatal.Config", ErrorClass::Fatal),
-        ("Pipeline.Fatal.StoreRejected", ErrorClass::Fatal),
-        ("Pipeline.Fatal.StoreCorrupt", ErrorClass::Fatal),
-    ];
+    /// Every `error_type` name with its class, retryable first; the docs and the state machine
+    /// are checked against this list by the tests.
+    pub const ALL_ERROR_TYPES: [(&'static str, ErrorClass); ErrorKind::ALL.len()] = {
+        let mut out = [("", ErrorClass::Fatal); ErrorKind::ALL.len()];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = (ErrorKind::ALL[i].error_type(), ErrorKind::ALL[i].class());
+            i += 1;
+        }
+        out
+    };
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -200,5 +272,96 @@ mod tests {
                     .any(|(n, c)| *n == e.error_type() && *c == e.class())
             );
         }
+    }
+
+    /// One error of each kind. The match has no wildcard: a new kind does not compile until
+    /// it is added here; [`Error::kind`] likewise for a new variant.
+    fn sample(kind: ErrorKind) -> Error {
+        let source = || serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        match kind {
+            ErrorKind::BadBatch => Error::BadBatch {
+                expected: "batch",
+                source: source(),
+            },
+            ErrorKind::UnrecognisedInput => Error::UnrecognisedInput("x".into()),
+            ErrorKind::Config => Error::Config("x".into()),
+            ErrorKind::StoreThrottled => Error::StoreThrottled {
+                message: "x".into(),
+                source: None,
+            },
+            ErrorKind::StoreUnavailable => Error::StoreUnavailable {
+                message: "x".into(),
+                source: None,
+            },
+            ErrorKind::StoreRejected => Error::StoreRejected {
+                message: "x".into(),
+                source: None,
+            },
+            ErrorKind::StoreCorrupt => Error::StoreCorrupt {
+                key: "k".into(),
+                message: "m".into(),
+            },
+            ErrorKind::InjectedFault => Error::InjectedFault {
+                stage: "enrich",
+                event_id: "e".into(),
+            },
+            ErrorKind::ExecutionFailed => Error::ExecutionFailed {
+                execution: "x".into(),
+                status: "FAILED".into(),
+                detail: "d".into(),
+            },
+            ErrorKind::AnnounceFailed => Error::AnnounceFailed {
+                failed: 1,
+                detail: "d".into(),
+            },
+            ErrorKind::ServiceRejected => Error::ServiceRejected {
+                service: "eventbridge",
+                message: "m".into(),
+                source: None,
+            },
+            ErrorKind::RecordContended => Error::RecordContended {
+                event_id: "e".into(),
+                rounds: 3,
+            },
+            ErrorKind::EntityContended => Error::EntityContended {
+                entity_id: "e".into(),
+                attempts: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_with_a_name_that_matches_its_class() {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in ErrorKind::ALL {
+            let e = sample(kind);
+            assert_eq!(e.kind(), kind);
+            assert!(names.insert(e.error_type()), "{} twice", e.error_type());
+            let prefix = match e.class() {
+                ErrorClass::Retryable => "Pipeline.Retryable.",
+                ErrorClass::Fatal => "Pipeline.Fatal.",
+            };
+            assert!(e.error_type().starts_with(prefix), "{}", e.error_type());
+        }
+        // Retryable first, as the docs list them.
+        let first_fatal = Error::ALL_ERROR_TYPES
+            .iter()
+            .position(|(_, c)| *c == ErrorClass::Fatal)
+            .unwrap_or(Error::ALL_ERROR_TYPES.len());
+        assert!(
+            Error::ALL_ERROR_TYPES[first_fatal..]
+                .iter()
+                .all(|(_, c)| *c == ErrorClass::Fatal)
+        );
+        assert!(
+            ErrorKind::ALL
+                .iter()
+                .any(|k| k.class() == ErrorClass::Retryable)
+        );
+        assert!(
+            ErrorKind::ALL
+                .iter()
+                .any(|k| k.class() == ErrorClass::Fatal)
+        );
     }
 }

@@ -32,7 +32,7 @@ pub mod persist;
 pub mod store;
 pub mod validate;
 
-pub use error::{Error, ErrorClass};
+pub use error::{Error, ErrorClass, ErrorKind};
 
 /// Stable 64-bit hash used for event-id sets and content hashes (xxh3, seed 0).
 pub(crate) fn hash64(bytes: &[u8]) -> u64 {

@@ -1,0 +1,170 @@
+//! The decision table: what to do with an incoming event given the stored record of the same
+//! `event_id` (see the table in [`super`]).
+
+use super::Status;
+use crate::store::EventRecord;
+
+/// The decision for one event against what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Write it new.
+    Insert,
+    /// Replace the stored version.
+    Replace {
+        /// The stored version the write is conditional on.
+        stored_version: u32,
+    },
+    /// Nothing to write.
+    Skip(Skip),
+}
+
+/// Why nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The same version with the same content is stored.
+    Duplicate,
+    /// A higher version is stored.
+    Stale,
+    /// The same version with other content is stored: the event is quarantined.
+    Conflict,
+}
+
+impl From<Skip> for Status {
+    fn from(s: Skip) -> Status {
+        match s {
+            Skip::Duplicate => Status::Duplicate,
+            Skip::Stale => Status::Stale,
+            Skip::Conflict => Status::Conflict,
+        }
+    }
+}
+
+/// Decides what to do with an event of `version` and `content_hash` given the stored record.
+pub fn decide(stored: Option<&EventRecord>, version: u32, content_hash: &str) -> Decision {
+    match stored {
+        None => Decision::Insert,
+        Some(s) if s.version < version => Decision::Replace {
+            stored_version: s.version,
+        },
+        Some(s) if s.version > version => Decision::Skip(Skip::Stale),
+        Some(s) if s.content_hash == content_hash => Decision::Skip(Skip::Duplicate),
+        Some(_) => Decision::Skip(Skip::Conflict),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RecordStatus;
+    use chrono::Utc;
+
+    #[test]
+    fn decision_table() {
+        let e: crate::event::Event = serde_json::from_str(
+            r#"{"event_id":"e","event_type":"a.b","source":"s","entity_id":"x","occurred_at":"2026-11-01T00:00:00Z","value":1,"version":2}"#,
+        )
+        .expect("event");
+        let rec = EventRecord {
+            event_id: "e".into(),
+            entity_id: "x".into(),
+            version: 2,
+            content_hash: "aa".into(),
+            status: RecordStatus::Persisted,
+            occurred_at: String::new(),
+            event: e,
+            enrichment: crate::enrich::Enrichment {
+                enrichment_version: 1,
+                base_value: 1.0,
+                base_currency: "USD".into(),
+                fx_rate: None,
+                day_of_week: 0,
+                hour_of_day: 0,
+                hour_of_week: 0,
+                ingestion_lag_ms: 0,
+                entity: Default::default(),
+            },
+            detection: Default::default(),
+            provenance: Default::default(),
+            first_persisted_at: Utc::now(),
+            last_persisted_at: Utc::now(),
+        };
+        assert_eq!(decide(None, 1, "aa"), Decision::Insert);
+        assert_eq!(decide(Some(&rec), 2, "aa"), Decision::Skip(Skip::Duplicate));
+        assert_eq!(decide(Some(&rec), 2, "bb"), Decision::Skip(Skip::Conflict));
+        assert_eq!(decide(Some(&rec), 1, "bb"), Decision::Skip(Skip::Stale));
+        assert_eq!(
+            decide(Some(&rec), 3, "bb"),
+            Decision::Replace { stored_version: 2 }
+        );
+    }
+
+    #[test]
+    fn every_combination_of_version_and_content_follows_the_table() {
+        let base: EventRecord = {
+            let mut r = sample_record();
+            r.content_hash = "same".into();
+            r
+        };
+        for stored_version in 1..=3u32 {
+            for version in 1..=3u32 {
+                for hash in ["same", "other"] {
+                    let mut rec = base.clone();
+                    rec.version = stored_version;
+                    let want = if version > stored_version {
+                        Decision::Replace { stored_version }
+                    } else if version < stored_version {
+                        Decision::Skip(Skip::Stale)
+                    } else if hash == "same" {
+                        Decision::Skip(Skip::Duplicate)
+                    } else {
+                        Decision::Skip(Skip::Conflict)
+                    };
+                    assert_eq!(
+                        decide(Some(&rec), version, hash),
+                        want,
+                        "stored v{stored_version}, got v{version} {hash}"
+                    );
+                }
+            }
+            assert_eq!(decide(None, stored_version, "same"), Decision::Insert);
+        }
+        let statuses: Vec<Status> = [Skip::Duplicate, Skip::Stale, Skip::Conflict]
+            .map(Status::from)
+            .to_vec();
+        assert_eq!(
+            statuses,
+            [Status::Duplicate, Status::Stale, Status::Conflict]
+        );
+    }
+
+    fn sample_record() -> EventRecord {
+        let e: crate::event::Event = serde_json::from_str(
+            r#"{"event_id":"e","event_type":"a.b","source":"s","entity_id":"x","occurred_at":"2026-11-01T00:00:00Z","value":1,"version":1}"#,
+        )
+        .expect("event");
+        EventRecord {
+            event_id: "e".into(),
+            entity_id: "x".into(),
+            version: 1,
+            content_hash: String::new(),
+            status: RecordStatus::Persisted,
+            occurred_at: String::new(),
+            event: e,
+            enrichment: crate::enrich::Enrichment {
+                enrichment_version: 1,
+                base_value: 1.0,
+                base_currency: "USD".into(),
+                fx_rate: None,
+                day_of_week: 0,
+                hour_of_day: 0,
+                hour_of_week: 0,
+                ingestion_lag_ms: 0,
+                entity: Default::default(),
+            },
+            detection: Default::default(),
+            provenance: Default::default(),
+            first_persisted_at: Utc::now(),
+            last_persisted_at: Utc::now(),
+        }
+    }
+}

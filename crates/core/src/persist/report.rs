@@ -1,0 +1,295 @@
+//! What persist reports: one [`Outcome`] per input event, [`Counts`] that reconcile with the
+//! input, and quarantine counts per reason; [`Tally`] builds them as the events' fates are
+//! known, along with the quarantine records to write.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::batch::{Quarantined, Reason, Stage};
+use crate::detect::ScoredEvent;
+use crate::store::{EventRecord, QuarantineRecord};
+
+/// The outcome of one event, as reported per event and counted in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A new record was written.
+    Persisted,
+    /// The same event was already stored: nothing written.
+    Duplicate,
+    /// A higher version replaced the stored record.
+    Updated,
+    /// A higher version is already stored: nothing written.
+    Stale,
+    /// Same version, different content: quarantined, nothing overwritten.
+    Conflict,
+    /// Failed a stage: quarantined.
+    Quarantined,
+}
+
+impl Status {
+    /// All statuses, in report order.
+    pub const ALL: [Status; 6] = [
+        Status::Persisted,
+        Status::Duplicate,
+        Status::Updated,
+        Status::Stale,
+        Status::Conflict,
+        Status::Quarantined,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Persisted => "persisted",
+            Status::Duplicate => "duplicate",
+            Status::Updated => "updated",
+            Status::Stale => "stale",
+            Status::Conflict => "conflict",
+            Status::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// One event's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The event id (absent for payloads too broken to carry one).
+    pub event_id: Option<String>,
+    /// The entity, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// What happened.
+    pub status: Status,
+    /// The stored (or, for conflicts, computed) score.
+    pub score: Option<f64>,
+    /// Whether the stored record is an anomaly.
+    pub is_anomaly: bool,
+    /// Detection reasons, or quarantine reasons for `quarantined` and `conflict`.
+    pub reasons: Vec<Value>,
+}
+
+/// Counts that reconcile: `input = persisted + duplicate + updated + stale + conflict + quarantined`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Events that entered at ingest.
+    pub input: usize,
+    /// New records.
+    pub persisted: usize,
+    /// Already stored, unchanged.
+    pub duplicate: usize,
+    /// Replaced by a higher version.
+    pub updated: usize,
+    /// Older than what is stored.
+    pub stale: usize,
+    /// Same version, other content.
+    pub conflict: usize,
+    /// Failed a stage.
+    pub quarantined: usize,
+    /// Anomalies among persisted and updated events.
+    pub anomalies: usize,
+}
+
+impl Counts {
+    /// Adds one outcome.
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Persisted => self.persisted += 1,
+            Status::Duplicate => self.duplicate += 1,
+            Status::Updated => self.updated += 1,
+            Status::Stale => self.stale += 1,
+            Status::Conflict => self.conflict += 1,
+            Status::Quarantined => self.quarantined += 1,
+        }
+    }
+
+    /// The sum of all outcomes.
+    pub fn accounted(&self) -> usize {
+        self.persisted
+            + self.duplicate
+            + self.updated
+            + self.stale
+            + self.conflict
+            + self.quarantined
+    }
+
+    /// Adds another batch's counts.
+    pub fn merge(&mut self, o: &Counts) {
+        self.input += o.input;
+        self.persisted += o.persisted;
+        self.duplicate += o.duplicate;
+        self.updated += o.updated;
+        self.stale += o.stale;
+        self.conflict += o.conflict;
+        self.quarantined += o.quarantined;
+        self.anomalies += o.anomalies;
+    }
+}
+
+/// What persist did with a batch: the state machine's final output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistReport {
+    /// The batch.
+    pub batch_id: String,
+    /// Totals.
+    pub counts: Counts,
+    /// Quarantined (and conflicting) events per reason code.
+    pub quarantined_by_reason: BTreeMap<String, usize>,
+    /// One outcome per input event: scored events first (input order), then quarantined ones.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl PersistReport {
+    /// Outcomes to announce: anomalies whose record was newly written or updated.
+    pub fn new_anomalies(&self) -> impl Iterator<Item = &Outcome> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.is_anomaly && matches!(o.status, Status::Persisted | Status::Updated))
+    }
+}
+
+fn reasons_json<T: Serialize>(reasons: &[T]) -> Vec<Value> {
+    reasons
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect()
+}
+
+/// Builds a batch's report and its quarantine records, one event at a time.
+pub(super) struct Tally {
+    batch_id: String,
+    now: DateTime<Utc>,
+    counts: Counts,
+    by_reason: BTreeMap<String, usize>,
+    outcomes: Vec<Outcome>,
+    quarantine: Vec<QuarantineRecord>,
+}
+
+impl Tally {
+    pub(super) fn new(batch_id: &str, input_count: usize, now: DateTime<Utc>) -> Self {
+        Tally {
+            batch_id: batch_id.to_owned(),
+            now,
+            counts: Counts {
+                input: input_count,
+                ..Counts::default()
+            },
+            by_reason: BTreeMap::new(),
+            outcomes: Vec::with_capacity(input_count),
+            quarantine: Vec::new(),
+        }
+    }
+
+    /// The event's record was written (`persisted` or `updated`).
+    pub(super) fn written(&mut self, ev: &ScoredEvent, updated: bool) {
+        let status = if updated {
+            Status::Updated
+        } else {
+            Status::Persisted
+        };
+        self.counts.add(status);
+        if ev.detection.is_anomaly {
+            self.counts.anomalies += 1;
+        }
+        self.outcomes.push(Outcome {
+            event_id: Some(ev.event.event_id.clone()),
+            entity_id: Some(ev.event.entity_id.clone()),
+            status,
+            score: Some(ev.detection.score),
+            is_anomaly: ev.detection.is_anomaly,
+            reasons: reasons_json(&ev.detection.reasons),
+        });
+    }
+
+    /// Nothing was written because the stored record wins (`duplicate` or `stale`); the
+    /// outcome reports what is stored.
+    pub(super) fn kept(&mut self, status: Status, stored: &EventRecord) {
+        self.counts.add(status);
+        self.outcomes.push(Outcome {
+            event_id: Some(stored.event_id.clone()),
+            entity_id: Some(stored.entity_id.clone()),
+            status,
+            score: Some(stored.detection.score),
+            is_anomaly: stored.detection.is_anomaly,
+            reasons: reasons_json(&stored.detection.reasons),
+        });
+    }
+
+    /// The same version is stored with other content: the event is quarantined, the stored
+    /// record is left alone.
+    pub(super) fn conflict(&mut self, ev: &ScoredEvent, hash: &str, stored: Option<&EventRecord>) {
+        let stored_hash = stored.map(|r| r.content_hash.as_str()).unwrap_or_default();
+        let reason = Reason::at(
+            "conflict",
+            "/event_id",
+            format!(
+                "event_id {:?} version {} is already stored with different content (stored {stored_hash}, received {hash}); not overwritten",
+                ev.event.event_id, ev.event.version
+            ),
+        );
+        self.counts.add(Status::Conflict);
+        *self.by_reason.entry("conflict".into()).or_default() += 1;
+        let q = Quarantined::typed(
+            &ev.event,
+            ev.provenance.clone(),
+            Stage::Persist,
+            vec![reason.clone()],
+        );
+        self.push_quarantine(q);
+        self.outcomes.push(Outcome {
+            event_id: Some(ev.event.event_id.clone()),
+            entity_id: Some(ev.event.entity_id.clone()),
+            status: Status::Conflict,
+            score: Some(ev.detection.score),
+            is_anomaly: false,
+            reasons: reasons_json(&[reason]),
+        });
+    }
+
+    /// An event an earlier stage quarantined.
+    pub(super) fn quarantined(&mut self, q: &Quarantined) {
+        self.counts.add(Status::Quarantined);
+        let mut codes: Vec<&str> = q.reasons.iter().map(|r| r.code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            *self.by_reason.entry(c.to_owned()).or_default() += 1;
+        }
+        self.outcomes.push(Outcome {
+            event_id: q.event_id.clone(),
+            entity_id: q
+                .payload
+                .get("entity_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            status: Status::Quarantined,
+            score: None,
+            is_anomaly: false,
+            reasons: reasons_json(&q.reasons),
+        });
+        self.push_quarantine(q.clone());
+    }
+
+    fn push_quarantine(&mut self, item: Quarantined) {
+        self.quarantine.push(QuarantineRecord {
+            quarantine_id: item.quarantine_id(),
+            batch_id: self.batch_id.clone(),
+            quarantined_at: self.now,
+            item,
+        });
+    }
+
+    /// The report, and the quarantine records still to be written.
+    pub(super) fn finish(self) -> (PersistReport, Vec<QuarantineRecord>) {
+        let report = PersistReport {
+            batch_id: self.batch_id,
+            counts: self.counts,
+            quarantined_by_reason: self.by_reason,
+            outcomes: self.outcomes,
+        };
+        (report, self.quarantine)
+    }
+}
