@@ -3,8 +3,9 @@
 //! One entry per anomaly (`source` = `event-pipeline`, `detail-type` = `pipeline.anomaly`,
 //! the detail carries `event_id` so consumers can de-duplicate). `PutEvents` takes at most 10
 //! entries per call and can fail per entry: failed entries, and only those, are sent again
-//! with exponential backoff and jitter (the `backon` crate) before the batch fails with
-//! `Pipeline.Retryable.AnnounceFailed`.
+//! ([`crate::eventbridge::put_with_resend`]) before the batch fails with
+//! `Pipeline.Retryable.AnnounceFailed`; a refused call (missing bus, access denied) fails it
+//! with the fatal `Pipeline.Fatal.ServiceRejected`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +13,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::Client;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use pipeline_core::Error as CoreError;
 use pipeline_core::persist::{Announcement, Announcer, NoAnnouncer};
+
+use crate::eventbridge::{MAX_ENTRIES_PER_CALL, PutEventsSdkError, backoff, put_with_resend};
+use crate::fault;
 
 /// `source` of every announcement.
 pub const SOURCE: &str = "event-pipeline";
 /// `detail-type` of every announcement.
 pub const DETAIL_TYPE: &str = "pipeline.anomaly";
-/// Entries per `PutEvents` call (the API's limit).
-const MAX_ENTRIES: usize = 10;
 
 /// Publishes anomalies on one event bus.
 #[derive(Debug, Clone)]
@@ -61,36 +62,12 @@ impl EventBridgeAnnouncer {
             .build())
     }
 
-    /// Sends `entries` once; returns the ones that failed, with their error codes.
-    async fn put(
-        &self,
-        entries: Vec<PutEventsRequestEntry>,
-    ) -> Result<(), (Vec<PutEventsRequestEntry>, String)> {
-        let out = self
-            .client
-            .put_events()
-            .set_entries(Some(entries.clone()))
-            .send()
-            .await
-            .map_err(|e| {
-                (
-                    entries.clone(),
-                    aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
-                )
-            })?;
-        if out.failed_entry_count() == 0 {
-            return Ok(());
+    fn rejected(&self, e: PutEventsSdkError) -> CoreError {
+        CoreError::ServiceRejected {
+            service: "eventbridge",
+            message: format!("PutEvents on bus {}: {}", self.bus, fault::detail(&e)),
+            source: Some(Box::new(e)),
         }
-        // Results are positional: result i belongs to entry i.
-        let mut failed = Vec::new();
-        let mut codes = Vec::new();
-        for (entry, result) in entries.into_iter().zip(out.entries()) {
-            if let Some(code) = result.error_code() {
-                codes.push(code.to_owned());
-                failed.push(entry);
-            }
-        }
-        Err((failed, codes.join(", ")))
     }
 }
 
@@ -101,31 +78,21 @@ impl Announcer for EventBridgeAnnouncer {
             .iter()
             .map(|a| self.entry(a))
             .collect::<Result<_, _>>()?;
-        for chunk in entries.chunks(MAX_ENTRIES) {
-            let mut pending = chunk.to_vec();
-            let backoff = ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(3))
-                .with_max_times(5)
-                .with_jitter();
-            let mut delays = backoff.build();
-            loop {
-                match self.put(pending).await {
-                    Ok(()) => break,
-                    Err((failed, detail)) => {
-                        tracing::warn!(failed = failed.len(), %detail, "some anomaly announcements failed; retrying those");
-                        pending = failed;
-                        match delays.next() {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => {
-                                return Err(CoreError::AnnounceFailed {
-                                    failed: pending.len(),
-                                    detail,
-                                });
-                            }
-                        }
-                    }
-                }
+        let policy = backoff(Duration::from_millis(100), Duration::from_secs(3), 5);
+        for chunk in entries.chunks(MAX_ENTRIES_PER_CALL) {
+            let outcome = put_with_resend(&self.client, chunk.to_vec(), Clone::clone, &policy)
+                .await
+                .map_err(|e| self.rejected(e))?;
+            if !outcome.refused.is_empty() {
+                let codes: Vec<&str> = outcome
+                    .refused
+                    .iter()
+                    .map(|(_, f)| f.code.as_str())
+                    .collect();
+                return Err(CoreError::AnnounceFailed {
+                    failed: outcome.refused.len(),
+                    detail: codes.join(", "),
+                });
             }
         }
         Ok(())

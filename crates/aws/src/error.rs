@@ -8,8 +8,10 @@
 //! the core reports them as retryable and the state machine retries the batch later.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use pipeline_core::Error as CoreError;
+
+use crate::fault::{self, Fault};
 
 /// What can go wrong talking to DynamoDB or decoding what it holds.
 #[derive(Debug, thiserror::Error)]
@@ -120,25 +122,6 @@ pub enum Error {
     },
 }
 
-/// Service error codes that mean "slow down".
-const THROTTLING_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    // Too many concurrent control-plane operations (CreateTable): also transient.
-    "LimitExceededException",
-];
-
-/// Service error codes that mean "our side failed, try again".
-const SERVER_CODES: &[&str] = &["InternalServerError", "ServiceUnavailable"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    Throttled,
-    Unavailable,
-    Rejected,
-}
-
 impl Error {
     /// Classifies an SDK error of `operation` on `table`, keeping it as the source.
     pub(crate) fn sdk<E>(
@@ -149,30 +132,8 @@ impl Error {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let fault = match &err {
-            SdkError::ServiceError(se) => {
-                let code = se.err().code().unwrap_or_default();
-                if THROTTLING_CODES.contains(&code) {
-                    Fault::Throttled
-                } else if SERVER_CODES.contains(&code) || se.raw().status().is_server_error() {
-                    Fault::Unavailable
-                } else {
-                    Fault::Rejected
-                }
-            }
-            // Built but not sendable: the same request fails the same way again.
-            SdkError::ConstructionFailure(_) => Fault::Rejected,
-            // Timeouts, connection failures and unparseable responses are transient.
-            _ => Fault::Unavailable,
-        };
-        let detail = match &err {
-            SdkError::ServiceError(se) => format!(
-                "{}: {}",
-                se.err().code().unwrap_or("unknown error"),
-                se.err().message().unwrap_or("no message")
-            ),
-            other => DisplayErrorContext(other).to_string(),
-        };
+        let fault = Fault::of(&err);
+        let detail = fault::detail(&err);
         let table = table.to_owned();
         let source: BoxError = Box::new(err);
         match fault {

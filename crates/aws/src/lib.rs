@@ -11,6 +11,10 @@
 //! - `item` (private): records ↔ DynamoDB items, and item sizes for capacity estimates.
 //! - [`sfn`]: [`SfnSink`], ingest's sink: one Step Functions execution per batch.
 //! - [`announce`]: [`EventBridgeAnnouncer`], persist's anomaly announcements.
+//! - [`eventbridge`]: `PutEvents` with resends of the refused entries (the announcer and
+//!   `pipeline send`).
+//! - [`fault`]: [`fault::Fault`], every SDK error of every service classified as throttled,
+//!   unavailable or rejected.
 //! - [`metrics`]: [`StoreMetrics`], requests and write capacity used, for cost benchmarks.
 //! - [`error`]: [`Error`], every failure classified as throttled, unavailable, rejected or
 //!   corrupt, and its mapping onto the core's retryable and fatal errors.
@@ -19,6 +23,8 @@
 
 pub mod announce;
 pub mod error;
+pub mod eventbridge;
+pub mod fault;
 mod item;
 pub mod metrics;
 pub mod sfn;

@@ -13,11 +13,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_sfn::Client;
+use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, SyncExecutionStatus};
 use pipeline_core::Error as CoreError;
 use pipeline_core::batch::{Batch, RawEvent};
 use pipeline_core::ingest::{BatchSink, MachineType};
+
+use crate::fault::{self, Fault};
 
 /// Runs each batch as a state machine execution.
 #[derive(Debug, Clone)]
@@ -40,6 +44,24 @@ impl SfnSink {
         }
     }
 
+    /// A failed API call: rejected requests (access denied, a missing state machine) are not
+    /// worth retrying; everything else fails the execution retryably.
+    fn call_failed<E>(name: &str, status: &str, err: SdkError<E, HttpResponse>) -> CoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match Fault::of(&err) {
+            Fault::Rejected => CoreError::ServiceRejected {
+                service: "stepfunctions",
+                message: format!("execution {name}: {}", fault::detail(&err)),
+                source: Some(Box::new(err)),
+            },
+            Fault::Throttled | Fault::Unavailable => {
+                Self::failed(name, status, DisplayErrorContext(err).to_string())
+            }
+        }
+    }
+
     fn failed(name: &str, status: &str, detail: impl Into<String>) -> CoreError {
         CoreError::ExecutionFailed {
             execution: name.to_owned(),
@@ -57,13 +79,7 @@ impl SfnSink {
             .input(input)
             .send()
             .await
-            .map_err(|e| {
-                Self::failed(
-                    name,
-                    "NOT_STARTED",
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })?;
+            .map_err(|e| Self::call_failed(name, "NOT_STARTED", e))?;
         match out.status() {
             SyncExecutionStatus::Succeeded => Ok(()),
             other => Err(Self::failed(
@@ -87,13 +103,7 @@ impl SfnSink {
             .input(input)
             .send()
             .await
-            .map_err(|e| {
-                Self::failed(
-                    name,
-                    "NOT_STARTED",
-                    aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                )
-            })?;
+            .map_err(|e| Self::call_failed(name, "NOT_STARTED", e))?;
         let arn = started.execution_arn().to_owned();
         let deadline = tokio::time::Instant::now() + self.max_wait;
         let mut pause = Duration::from_millis(200);
@@ -106,13 +116,7 @@ impl SfnSink {
                 .execution_arn(&arn)
                 .send()
                 .await
-                .map_err(|e| {
-                    Self::failed(
-                        name,
-                        "UNKNOWN",
-                        aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
+                .map_err(|e| Self::call_failed(name, "UNKNOWN", e))?;
             match d.status() {
                 ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {}
                 ExecutionStatus::Succeeded => return Ok(()),

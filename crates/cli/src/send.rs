@@ -7,8 +7,8 @@
 //! carries at most 10 entries and 256 KB (the API's limits); a few calls are in flight at once.
 //!
 //! `PutEvents` can accept some entries of a call and refuse others. Only the refused entries
-//! are sent again, with exponential backoff and jitter (`backon`), at most [`MAX_RETRIES`]
-//! times; entries that still fail are listed with their error code and make the exit code 3.
+//! are sent again ([`pipeline_aws::eventbridge::put_with_resend`], also used by persist's
+//! announcer), at most [`MAX_RETRIES`] times; entries that still fail are listed with their error code and make the exit code 3.
 //! Nothing is dropped silently: a line that is not JSON is sent as a JSON string holding its
 //! text, so the pipeline quarantines it with the original text instead of it vanishing here.
 
@@ -17,13 +17,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use aws_sdk_eventbridge::Client;
-use aws_sdk_eventbridge::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_eventbridge::operation::put_events::PutEventsError;
-use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutEventsResultEntry};
-use backon::{BackoffBuilder, ExponentialBuilder};
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use backon::ExponentialBuilder;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+pub use pipeline_aws::eventbridge::{Failure, MAX_ENTRIES_PER_CALL};
+use pipeline_aws::eventbridge::{backoff, put_with_resend};
 use pipeline_core::ingest::{self, Item};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -35,8 +36,6 @@ pub const DEFAULT_BUS: &str = "pipeline-ingest";
 pub const DEFAULT_SOURCE: &str = "com.example.events";
 /// `detail-type` of every entry unless `--detail-type` says otherwise.
 pub const DEFAULT_DETAIL_TYPE: &str = "business.events";
-/// Entries per `PutEvents` call (the API's limit).
-pub const MAX_ENTRIES_PER_CALL: usize = 10;
 /// EventBridge's size limit, both for one entry and for all entries of one call. An entry's
 /// size is the UTF-8 length of its source, detail-type and detail (no `Time`, no `Resources`
 /// are set here), as EventBridge counts it.
@@ -97,15 +96,6 @@ pub struct Entry {
     pub detail: String,
     /// The labels of the events in the detail, in order.
     pub labels: Vec<String>,
-}
-
-/// Why an entry was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// EventBridge's error code (e.g. `ThrottlingException`), or ours (`TooLarge`).
-    pub code: String,
-    /// What it said.
-    pub message: String,
 }
 
 /// An entry that was still refused after the last retry, or an event that could not be sent.
@@ -453,63 +443,6 @@ pub fn pack_calls(entries: Vec<Entry>, overhead: usize) -> Vec<Vec<Entry>> {
     calls
 }
 
-/// The entries of one call that were not accepted, with why, given the call's per-entry
-/// results in request order (`None` = accepted). These, and only these, are sent again.
-///
-/// Results are positional: result `i` belongs to entry `i`. An entry without a result (a
-/// response shorter than the request, which the API promises never to send) counts as
-/// failed: resending an event is harmless because ingest is idempotent on `event_id`, while
-/// counting it as sent could lose it.
-pub fn to_resend(sent: Vec<Entry>, results: &[Option<Failure>]) -> Vec<(Entry, Failure)> {
-    sent.into_iter()
-        .enumerate()
-        .filter_map(|(i, entry)| match results.get(i) {
-            Some(None) => None,
-            Some(Some(f)) => Some((entry, f.clone())),
-            None => Some((
-                entry,
-                Failure {
-                    code: "MissingResult".into(),
-                    message: "PutEvents returned fewer results than entries".into(),
-                },
-            )),
-        })
-        .collect()
-}
-
-/// The outcome of one result entry: accepted (`None`) when it has an event id and no error.
-fn result_of(r: &PutEventsResultEntry) -> Option<Failure> {
-    match (r.error_code(), r.event_id()) {
-        (None, Some(_)) => None,
-        (Some(code), _) => Some(Failure {
-            code: code.to_owned(),
-            message: r.error_message().unwrap_or_default().to_owned(),
-        }),
-        (None, None) => Some(Failure {
-            code: "NoEventId".into(),
-            message: "the result has neither an event id nor an error code".into(),
-        }),
-    }
-}
-
-/// Whether a failed call is worth repeating: throttling, server errors, timeouts and broken
-/// connections are; a missing bus, missing permissions or a malformed request are not, and
-/// stop the command at once instead of failing every remaining call the same way.
-fn transient(e: &SdkError<PutEventsError>) -> bool {
-    match e {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
-        SdkError::ServiceError(ctx) => {
-            ctx.raw().status().is_server_error()
-                || matches!(
-                    ctx.err().code(),
-                    Some("ThrottlingException" | "InternalException" | "InternalFailure")
-                )
-        }
-        _ => false,
-    }
-}
-
 /// What became of one call's entries, retries included.
 struct CallOutcome {
     sent_entries: usize,
@@ -523,11 +456,11 @@ struct CallOutcome {
 /// that throttled senders do not come back in step, at most [`MAX_RETRIES`] times (about 6 s
 /// of waiting at most per call, more with jitter).
 fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(MAX_RETRIES)
-        .with_jitter()
+    backoff(
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+        MAX_RETRIES,
+    )
 }
 
 /// Sends calls to one bus.
@@ -543,74 +476,24 @@ impl Sender {
     /// Sends one call's entries, then resends the refused ones until all are accepted or the
     /// retries are used up. `Err` only for a call failure that retrying cannot fix.
     async fn send(&self, entries: Vec<Entry>) -> Result<CallOutcome, CliError> {
-        let mut outcome = CallOutcome {
-            sent_entries: 0,
-            sent_events: 0,
-            failed: Vec::new(),
-            retried: 0,
-            calls: 0,
+        let entry = |e: &Entry| {
+            PutEventsRequestEntry::builder()
+                .event_bus_name(&self.bus)
+                .source(&self.source)
+                .detail_type(&self.detail_type)
+                .detail(&e.detail)
+                .build()
         };
-        let mut delays = self.retry.build();
-        let mut pending = entries;
-        loop {
-            let entries = pending.len();
-            let events: usize = pending.iter().map(|e| e.labels.len()).sum();
-            let refused = self.put(pending).await?;
-            outcome.calls += 1;
-            let refused_events: usize = refused.iter().map(|(e, _)| e.labels.len()).sum();
-            outcome.sent_entries += entries - refused.len();
-            outcome.sent_events += events - refused_events;
-            if refused.is_empty() {
-                return Ok(outcome);
-            }
-            match delays.next() {
-                Some(delay) => {
-                    outcome.retried += refused.len();
-                    tokio::time::sleep(delay).await;
-                    pending = refused.into_iter().map(|(e, _)| e).collect();
-                }
-                None => {
-                    outcome.failed = refused;
-                    return Ok(outcome);
-                }
-            }
-        }
-    }
-
-    /// One `PutEvents` call; returns the refused entries. A transient failure of the whole
-    /// call refuses every entry (they are retried like refused entries).
-    async fn put(&self, entries: Vec<Entry>) -> Result<Vec<(Entry, Failure)>, CliError> {
-        let request: Vec<PutEventsRequestEntry> = entries
-            .iter()
-            .map(|e| {
-                PutEventsRequestEntry::builder()
-                    .event_bus_name(&self.bus)
-                    .source(&self.source)
-                    .detail_type(&self.detail_type)
-                    .detail(&e.detail)
-                    .build()
-            })
-            .collect();
-        match self
-            .client
-            .put_events()
-            .set_entries(Some(request))
-            .send()
+        let out = put_with_resend(&self.client, entries, entry, &self.retry)
             .await
-        {
-            Ok(out) => {
-                let results: Vec<Option<Failure>> = out.entries().iter().map(result_of).collect();
-                Ok(to_resend(entries, &results))
-            }
-            Err(e) if transient(&e) => {
-                let failure = Failure {
-                    code: e.code().unwrap_or("CallFailed").to_owned(),
-                    message: DisplayErrorContext(&e).to_string(),
-                };
-                Ok(entries.into_iter().map(|x| (x, failure.clone())).collect())
-            }
-            Err(e) => Err(CliError::aws(format!("PutEvents on bus {}", self.bus), e)),
-        }
+            .map_err(|e| CliError::aws(format!("PutEvents on bus {}", self.bus), e))?;
+        Ok(CallOutcome {
+            sent_entries: out.accepted.len(),
+            sent_events: out.accepted.iter().map(|e| e.labels.len()).sum(),
+            failed: out.refused,
+            retried: out.resent,
+            calls: out.calls,
+        })
     }
 }
 
@@ -622,6 +505,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    use pipeline_aws::eventbridge::{result_of, to_resend};
 
     fn ev(label: &str, bytes: usize) -> OutEvent {
         // A JSON string of `bytes` bytes in total (quotes included).

@@ -410,7 +410,9 @@ mod tests {
             current: stored(&mine),
         }]);
         let store = Scripted::new(answers);
-        let fates = run(&store, std::slice::from_ref(&mine), vec![None]).await.unwrap();
+        let fates = run(&store, std::slice::from_ref(&mine), vec![None])
+            .await
+            .unwrap();
         assert_eq!(fates, [Some(Fate::Skipped(Skip::Duplicate))]);
     }
 

@@ -1,0 +1,211 @@
+//! Who is at fault when an AWS call fails, decided once for every service the pipeline calls
+//! (DynamoDB, Step Functions, EventBridge), from the SDK error's kind and the service's error
+//! code: throttled and unavailable are worth retrying, rejected is not.
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Service error codes that mean "slow down".
+const THROTTLING_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    // Too many concurrent control-plane operations (CreateTable): also transient.
+    "LimitExceededException",
+];
+
+/// Service error codes that mean "the service failed, try again", whatever the HTTP status.
+const SERVER_CODES: &[&str] = &[
+    "InternalServerError",
+    "InternalException",
+    "InternalFailure",
+    "ServiceUnavailable",
+];
+
+/// Whether a failed call is worth repeating, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The service shed load: retry with backoff.
+    Throttled,
+    /// The service could not be reached, timed out or failed internally: retry with backoff.
+    Unavailable,
+    /// The request itself is refused (access denied, validation, a missing resource, a
+    /// request that cannot be built or sent): the same request fails the same way again.
+    Rejected,
+}
+
+impl Fault {
+    /// Classifies an SDK error.
+    pub fn of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Fault {
+        match err {
+            SdkError::ServiceError(se) => {
+                let code = se.err().code().unwrap_or_default();
+                if THROTTLING_CODES.contains(&code) {
+                    Fault::Throttled
+                } else if SERVER_CODES.contains(&code) || se.raw().status().is_server_error() {
+                    Fault::Unavailable
+                } else {
+                    Fault::Rejected
+                }
+            }
+            // Built but not sendable: the same request fails the same way again.
+            SdkError::ConstructionFailure(_) => Fault::Rejected,
+            // A misconfigured client (no credentials, a bad endpoint) is the caller's to fix;
+            // broken connections, timeouts and anything unclassified are transient.
+            SdkError::DispatchFailure(d) if d.is_user() => Fault::Rejected,
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => Fault::Unavailable,
+            // SdkError is non-exhaustive: a kind added later is assumed transient, like the
+            // unclassified ones above.
+            _ => Fault::Unavailable,
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, Fault::Rejected)
+    }
+}
+
+/// The service's error code and message, or the whole error chain for a failure without a
+/// service response.
+pub fn detail<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, HttpResponse>,
+) -> String {
+    match err {
+        SdkError::ServiceError(se) => format!(
+            "{}: {}",
+            se.err().code().unwrap_or("unknown error"),
+            se.err().message().unwrap_or("no message")
+        ),
+        other => DisplayErrorContext(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use aws_sdk_dynamodb::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+
+    use super::*;
+
+    type Err = SdkError<PutItemError, HttpResponse>;
+
+    fn service(code: &str, status: u16) -> Err {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let raw = HttpResponse::new(status.try_into().expect("status"), "".into());
+        SdkError::service_error(PutItemError::generic(meta), raw)
+    }
+
+    fn raw() -> HttpResponse {
+        HttpResponse::new(200u16.try_into().expect("status"), "".into())
+    }
+
+    /// One error of every kind the SDK has, with the fault each must get.
+    fn every_kind() -> Vec<(&'static str, Err, Fault)> {
+        vec![
+            (
+                "construction",
+                SdkError::construction_failure("no region"),
+                Fault::Rejected,
+            ),
+            (
+                "timeout",
+                SdkError::timeout_error("slow"),
+                Fault::Unavailable,
+            ),
+            (
+                "dispatch io",
+                SdkError::dispatch_failure(ConnectorError::io("reset".into())),
+                Fault::Unavailable,
+            ),
+            (
+                "dispatch timeout",
+                SdkError::dispatch_failure(ConnectorError::timeout("slow".into())),
+                Fault::Unavailable,
+            ),
+            (
+                "dispatch user",
+                SdkError::dispatch_failure(ConnectorError::user("bad endpoint".into())),
+                Fault::Rejected,
+            ),
+            (
+                "dispatch other",
+                SdkError::dispatch_failure(ConnectorError::other("?".into(), None)),
+                Fault::Unavailable,
+            ),
+            (
+                "response",
+                SdkError::response_error("garbled", raw()),
+                Fault::Unavailable,
+            ),
+            (
+                "throttled",
+                service("ThrottlingException", 400),
+                Fault::Throttled,
+            ),
+            (
+                "capacity",
+                service("ProvisionedThroughputExceededException", 400),
+                Fault::Throttled,
+            ),
+            (
+                "eventbridge internal",
+                service("InternalException", 400),
+                Fault::Unavailable,
+            ),
+            ("5xx", service("Whatever", 503), Fault::Unavailable),
+            (
+                "access",
+                service("AccessDeniedException", 400),
+                Fault::Rejected,
+            ),
+            (
+                "validation",
+                service("ValidationException", 400),
+                Fault::Rejected,
+            ),
+            (
+                "not found",
+                service("ResourceNotFoundException", 400),
+                Fault::Rejected,
+            ),
+            (
+                "sfn missing machine",
+                service("StateMachineDoesNotExist", 400),
+                Fault::Rejected,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_sdk_error_kind_gets_its_fault() {
+        for (what, err, want) in every_kind() {
+            assert_eq!(Fault::of(&err), want, "{what}");
+            assert_eq!(
+                Fault::of(&err).is_transient(),
+                want != Fault::Rejected,
+                "{what}"
+            );
+            assert!(!detail(&err).is_empty(), "{what}");
+        }
+        // The cases cover every variant SdkError has today (the wildcard is the one its
+        // non-exhaustive declaration requires; a new variant would land there).
+        let kinds: std::collections::BTreeSet<usize> = every_kind()
+            .into_iter()
+            .map(|(_, err, _)| match err {
+                SdkError::ConstructionFailure(_) => 0,
+                SdkError::TimeoutError(_) => 1,
+                SdkError::DispatchFailure(_) => 2,
+                SdkError::ResponseError(_) => 3,
+                SdkError::ServiceError(_) => 4,
+                _ => 5,
+            })
+            .collect();
+        assert_eq!(kinds, (0..5).collect());
+    }
+}
