@@ -21,6 +21,10 @@
 //! Unlike SQLite's, a `write_events` call is not one transaction: a failure part way leaves
 //! some records written. That is safe because persist writes entity state first and every
 //! write is conditional: the retried batch finds those records and skips them.
+//!
+//! (About 550 lines: one `Store` implementation, whose batching, pagination and conditional
+//! writes mirror each other and read best side by side; the item encoding and the errors
+//! already live in `item` and `error`.)
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -8,9 +8,13 @@
 //!
 //! `PutEvents` can accept some entries of a call and refuse others. Only the refused entries
 //! are sent again ([`pipeline_aws::eventbridge::put_with_resend`], also used by persist's
-//! announcer), at most [`MAX_RETRIES`] times; entries that still fail are listed with their error code and make the exit code 3.
+//! announcer), at most [`MAX_RETRIES`] times; entries that still fail are listed with their
+//! error code and make the exit code 3.
 //! Nothing is dropped silently: a line that is not JSON is sent as a JSON string holding its
 //! text, so the pipeline quarantines it with the original text instead of it vanishing here.
+//!
+//! (About 780 lines, of which 280 are tests: packing entries and calls under the API's limits
+//! and the tests that pin those limits belong together.)
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -23,6 +23,9 @@
 //!   `100 · (raw − null) / (perfect − null)`, where `null = −A_fn · W` (flag nothing) and
 //!   `perfect = A_tp · σ(−1) · W` (flag exactly the first event of every window), `W` the
 //!   number of windows. It is undefined when there is no window.
+//!
+//! (About 520 lines of code before the tests: labels, point and window metrics, the windowed
+//! score and the sweep share their types and read as one definition of the scoring.)
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -10,10 +10,14 @@
 //! - [`ingest`]: decoders for MSK `KafkaEvent`s, EventBridge events and JSON Lines, and the
 //!   splitter that keeps batch documents under the Step Functions state limit.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
-//!   [`detect::value`] is the per-entity value model (detector v2, see `docs/detection.md`).
+//!   [`detect::value`] is the per-entity value model (detector v2, see `docs/detection.md`);
+//!   [`persist`] is split into the decision table, the write loop, entity state, the report,
+//!   announcing and the failed-batch path.
 //! - [`evaluate`]: backtest scoring of detection against labels (`pipeline evaluate`).
-//! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through.
-//! - [`error`]: the crate's error enum and the stable `error_type` names the state machine matches.
+//! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through,
+//!   and the DynamoDB table names ([`store::Tables`]).
+//! - [`error`]: the crate's error enum, its [`ErrorKind`]s and the stable `error_type` names the
+//!   state machine matches (declared once, in one list).
 //!
 //! Stage order and types: `Batch<RawEvent>` → [`validate::validate`] → `Batch<ValidEvent>` →
 //! [`enrich::enrich`] → `Batch<EnrichedEvent>` → [`detect::detect`] → `Batch<ScoredEvent>` →

@@ -27,6 +27,9 @@
 //! **Redelivery.** The state remembers the ids (hashed) of the last [`RECENT_IDS`] events it
 //! absorbed. An event found there is scored without being counted again, which is also what
 //! makes persistence's state update exactly-once (see [`crate::persist`]).
+//!
+//! (About 520 lines of code before the tests: the rule detectors, the state they share and the
+//! one function that folds an event into it; the value model has its own module, `value`.)
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! entity state exactly once.
 //!
 //! # What is written
-//! [`decide`] compares an incoming event with the stored record of the same `event_id`:
+//! [`decide()`] compares an incoming event with the stored record of the same `event_id`:
 //!
 //! | stored                         | outcome      | write                         |
 //! |--------------------------------|--------------|-------------------------------|

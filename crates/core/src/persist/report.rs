@@ -1,5 +1,5 @@
 //! What persist reports: one [`Outcome`] per input event, [`Counts`] that reconcile with the
-//! input, and quarantine counts per reason; [`Tally`] builds them as the events' fates are
+//! input, and quarantine counts per reason; `Tally` builds them as the events' fates are
 //! known, along with the quarantine records to write.
 
 use std::collections::BTreeMap;
