@@ -36,8 +36,9 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,10 +197,10 @@ def render(node: Any) -> list[str]:
         if isinstance(v, str):
             out.append(v)
         elif isinstance(v, dict) and "Ref" in v:
-            out.append("${%s}" % v["Ref"])
+            out.append(f"${{{v['Ref']}}}")
         elif isinstance(v, dict) and "Fn::GetAtt" in v:
             ga = v["Fn::GetAtt"]
-            out.append("${%s}" % (".".join(ga) if isinstance(ga, list) else ga))
+            out.append(f"${{{'.'.join(ga) if isinstance(ga, list) else ga}}}")
         elif isinstance(v, dict) and "Fn::Sub" in v:
             sub = v["Fn::Sub"]
             out.append(sub[0] if isinstance(sub, list) else sub)
@@ -208,7 +209,7 @@ def render(node: Any) -> list[str]:
             rendered = [render(p) for p in (parts if isinstance(parts, list) else [parts])]
             out.append(delim.join(r[0] if r else "" for r in rendered))
         else:
-            out.append("${%s}" % json.dumps(v, sort_keys=True))
+            out.append(f"${{{json.dumps(v, sort_keys=True)}}}")
     return out
 
 
@@ -380,9 +381,11 @@ def check(sam: dict[str, Any], allow: dict[str, dict[str, str]]) -> tuple[list[s
                 pr = st.get("Principal")
                 if pr == "*" or (isinstance(pr, dict) and "*" in list(elements(pr.get("AWS", [])))):
                     errors.append(f"{lid}: resource policy allows any principal")
-        elif rtype == "AWS::Lambda::Permission":
-            if props.get("Principal") == "*" or (not props.get("SourceArn") and str(props.get("Principal", "")).endswith(".amazonaws.com")):
-                errors.append(f"{lid}: Lambda permission for {props.get('Principal')!r} without a SourceArn lets any such resource invoke the function")
+        elif rtype == "AWS::Lambda::Permission" and (
+            props.get("Principal") == "*"
+            or (not props.get("SourceArn") and str(props.get("Principal", "")).endswith(".amazonaws.com"))
+        ):
+            errors.append(f"{lid}: Lambda permission for {props.get('Principal')!r} without a SourceArn lets any such resource invoke the function")
 
     return errors, summary
 

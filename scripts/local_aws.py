@@ -33,22 +33,19 @@ def configure_moto():
 
 
 def create_tables():
+    """The three tables as deploy/tables.json defines them (the file the template is checked
+    against and `pipeline run --create-tables` reads), under the names the environment sets."""
     ddb = client("dynamodb")
-    s = lambda n: {"AttributeName": n, "AttributeType": "S"}
-    h = lambda n: {"AttributeName": n, "KeyType": "HASH"}
     existing = set(ddb.list_tables()["TableNames"])
-    specs = {
-        os.environ["EVENTS_TABLE"]: dict(
-            AttributeDefinitions=[s("event_id"), s("anomaly_entity"), s("occurred_at")],
-            KeySchema=[h("event_id")],
-            GlobalSecondaryIndexes=[{
-                "IndexName": "anomalies-by-entity",
-                "KeySchema": [h("anomaly_entity"), {"AttributeName": "occurred_at", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"}}]),
-        os.environ["ENTITIES_TABLE"]: dict(AttributeDefinitions=[s("entity_id")], KeySchema=[h("entity_id")]),
-        os.environ["QUARANTINE_TABLE"]: dict(AttributeDefinitions=[s("quarantine_id")], KeySchema=[h("quarantine_id")]),
+    with open(os.path.join(ROOT, "deploy", "tables.json")) as fh:
+        definitions = json.load(fh)
+    names = {
+        "events": os.environ["EVENTS_TABLE"],
+        "entities": os.environ["ENTITIES_TABLE"],
+        "quarantine": os.environ["QUARANTINE_TABLE"],
     }
-    for name, spec in specs.items():
+    for role, name in names.items():
+        spec = {k: v for k, v in definitions[role].items() if k != "LogicalId" and v}
         if name not in existing:
             ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **spec)
 
@@ -99,7 +96,7 @@ def create_state_machine(role, arns):
     with open(os.path.join(ROOT, "statemachines", "pipeline.asl.json")) as fh:
         definition = fh.read()
     for f, arn in arns.items():
-        definition = definition.replace("${%sFunctionArn}" % f.capitalize(), arn)
+        definition = definition.replace(f"${{{f.capitalize()}FunctionArn}}", arn)
     name = os.environ["STATE_MACHINE_NAME"]
     for sm in sfn.list_state_machines()["stateMachines"]:
         if sm["name"] == name:

@@ -11,6 +11,12 @@
 //! that cannot be decoded is quarantined at stage `ingest` with its raw text; it never fails
 //! the batch. [`split`] then cuts the decoded events into batches that stay under the Step
 //! Functions state limit.
+//!
+//! The envelopes are read as `serde_json::Value`, not through the `aws_lambda_events` types:
+//! those require every field of every Kafka record (`partition`, `offset`, `timestamp`,
+//! `headers`), so one malformed record would fail the whole invocation, while ingest must
+//! quarantine that record alone and pass the others on; and a record's `value` is base64 text
+//! there too, which leaves the decoding to do here anyway.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
