@@ -235,3 +235,30 @@ pub async fn quarantine_is_stored_and_counts_reconcile<S: Store>(store: S) {
     );
     assert_eq!(bad.item.payload["value"], "x", "original payload kept");
 }
+
+/// A store finds an event's quarantine entries by `event_id`, every stage's, oldest first,
+/// and nothing for an id that was never quarantined (what `pipeline show` prints).
+pub async fn quarantine_is_found_by_event_id<S: Store>(store: S) {
+    let p = pipeline(store);
+    let mut events = payments(3, 1, 7);
+    events.push(serde_json::json!({"event_id": "bad 2", "value": "x"}));
+    run_retrying(&p, &raw_batch("q2", events)).await;
+    let found = p.store().quarantine_of("bad 2").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].item.event_id.as_deref(), Some("bad 2"));
+    assert_eq!(found[0].batch_id, "q2");
+    let dump = p.store().dump().await.unwrap();
+    let stored: Vec<_> = dump
+        .quarantine
+        .iter()
+        .filter(|q| q.item.event_id.as_deref() == Some("bad 2"))
+        .collect();
+    assert_eq!(found.iter().collect::<Vec<_>>(), stored);
+    assert!(
+        p.store()
+            .quarantine_of("never-seen")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

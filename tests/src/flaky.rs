@@ -78,6 +78,10 @@ impl<S: Store> Store for FlakyStore<S> {
         self.gate("put_quarantine")?;
         self.inner.put_quarantine(items).await
     }
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        self.gate("quarantine_of")?;
+        self.inner.quarantine_of(event_id).await
+    }
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,

@@ -155,6 +155,16 @@ async fn quarantine_is_stored_and_counts_reconcile() {
     t.delete().await;
 }
 
+#[tokio::test]
+async fn quarantine_is_found_by_event_id() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("quarantine-by-id").await;
+    contract::quarantine_is_found_by_event_id(store).await;
+    t.delete().await;
+}
+
 /// Bursts of declined payments (anomalies by failure velocity), several at the same instant,
 /// so listings have anomalies, ties on the index's sort key, and several entities.
 fn anomalous_events() -> Vec<Value> {

@@ -38,3 +38,8 @@ async fn throttled_batches_lose_nothing() {
 async fn quarantine_is_stored_and_counts_reconcile() {
     contract::quarantine_is_stored_and_counts_reconcile(mem()).await;
 }
+
+#[tokio::test]
+async fn quarantine_is_found_by_event_id() {
+    contract::quarantine_is_found_by_event_id(mem()).await;
+}

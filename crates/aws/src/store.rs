@@ -347,22 +347,33 @@ impl DynamoStore {
         table: &str,
         decode: fn(&str, &Item) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
-        self.scan_all(table, None)
+        self.scan_all(table, None, None)
             .await?
             .iter()
             .map(|i| decode(table, i))
             .collect()
     }
 
-    async fn scan_all(&self, table: &str, index: Option<&str>) -> Result<Vec<Item>, Error> {
+    /// Every item of a table or index, or only those whose string attribute `filter.0` equals
+    /// `filter.1` (filtered by DynamoDB, which still reads the whole table: inspection only).
+    async fn scan_all(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        filter: Option<(&str, &str)>,
+    ) -> Result<Vec<Item>, Error> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             self.counters.read();
-            let out = self
-                .client
-                .scan()
-                .table_name(table)
+            let mut req = self.client.scan().table_name(table);
+            if let Some((attribute, value)) = filter {
+                req = req
+                    .filter_expression("#f = :f")
+                    .expression_attribute_names("#f", attribute)
+                    .expression_attribute_values(":f", AttributeValue::S(value.to_owned()));
+            }
+            let out = req
                 .set_index_name(index.map(str::to_owned))
                 // Global secondary indexes only support eventually consistent reads.
                 .consistent_read(index.is_none())
@@ -508,6 +519,20 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
+        let table = self.tables.quarantine.as_str();
+        let mut records = self
+            .scan_all(table, None, Some((EVENT_KEY, event_id)))
+            .await?
+            .iter()
+            .map(|i| item::quarantine_of(table, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| {
+            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+        });
+        Ok(records)
+    }
+
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,
@@ -521,7 +546,7 @@ impl Store for DynamoStore {
             Some(e) => self.query_anomalies(e, limit).await?,
             // Across entities the index has no single order: read it all (it holds anomalies
             // only) and sort here. Fine for inspection; not a hot path.
-            None => self.scan_all(table, Some(ANOMALY_INDEX)).await?,
+            None => self.scan_all(table, Some(ANOMALY_INDEX), None).await?,
         };
         let records = items
             .iter()

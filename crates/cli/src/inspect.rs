@@ -1,37 +1,32 @@
-//! `pipeline show` and `pipeline anomalies`: read back what the embedded store holds, so
-//! nobody needs SQL to check a run.
+//! `pipeline show` and `pipeline anomalies`: read back what a store holds (the embedded
+//! file, or with `--store dynamodb` the local stack's or a deployment's tables), so nobody
+//! needs SQL or boto3 to check a run.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use pipeline_core::store::{EventRecord, Store};
-use pipeline_sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
+use crate::stores::{StoreArgs, StoreKind};
 
-fn open(db: &Path) -> Result<SqliteStore, CliError> {
-    if !db.exists() {
-        return Err(CliError::NotFound(format!(
-            "no database at {} (run `pipeline run INPUT` first, or pass --db)",
-            db.display()
-        )));
-    }
-    SqliteStore::open(db).map_err(|source| CliError::Db {
-        path: db.display().to_string(),
-        source,
+/// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.
+pub fn show(target: &StoreArgs, event_id: &str) -> Result<ExitCode, CliError> {
+    let runtime = crate::input::runtime()?;
+    runtime.block_on(async {
+        match target.store {
+            StoreKind::Embedded => show_in(&target.existing_sqlite()?, event_id).await,
+            StoreKind::Dynamodb => show_in(&target.dynamodb().await, event_id).await,
+        }
     })
 }
 
-/// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.
-pub fn show(db: &Path, event_id: &str) -> Result<ExitCode, CliError> {
-    let store = open(db)?;
-    let dberr = |source| CliError::Db {
-        path: db.display().to_string(),
-        source,
-    };
-    let record = store.get_event(event_id).map_err(dberr)?;
-    let quarantine = store.quarantine_of(event_id).map_err(dberr)?;
+async fn show_in<S: Store>(store: &S, event_id: &str) -> Result<ExitCode, CliError> {
+    let record = store
+        .get_events(&[event_id.to_owned()])
+        .await?
+        .remove(event_id);
+    let quarantine = store.quarantine_of(event_id).await?;
     if record.is_none() && quarantine.is_empty() {
         return Err(CliError::NotFound(format!(
             "no record and no quarantine entry for event_id {event_id:?}"
@@ -61,14 +56,29 @@ fn summary(r: &EventRecord) -> Value {
 
 /// Lists anomalies, newest first.
 pub fn anomalies(
-    db: &Path,
+    target: &StoreArgs,
     entity: Option<&str>,
     limit: usize,
     as_json: bool,
 ) -> Result<ExitCode, CliError> {
-    let store = open(db)?;
     let runtime = crate::input::runtime()?;
-    let records = runtime.block_on(store.list_anomalies(entity, limit))?;
+    let records = runtime.block_on(async {
+        Ok::<_, CliError>(match target.store {
+            StoreKind::Embedded => {
+                target
+                    .existing_sqlite()?
+                    .list_anomalies(entity, limit)
+                    .await?
+            }
+            StoreKind::Dynamodb => {
+                target
+                    .dynamodb()
+                    .await
+                    .list_anomalies(entity, limit)
+                    .await?
+            }
+        })
+    })?;
     if as_json {
         for r in &records {
             let mut v = summary(r);

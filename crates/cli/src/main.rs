@@ -14,6 +14,7 @@ mod input;
 mod inspect;
 mod run;
 mod send;
+mod stores;
 mod watch;
 
 use std::path::PathBuf;
@@ -56,9 +57,9 @@ enum Command {
     Show {
         /// The event id.
         event_id: String,
-        /// The embedded database.
-        #[arg(long, default_value = run::DEFAULT_DB, env = "PIPELINE_DB")]
-        db: PathBuf,
+        /// Which store to read.
+        #[command(flatten)]
+        target: stores::StoreArgs,
     },
     /// List stored anomalies, newest event time first.
     Anomalies {
@@ -71,9 +72,9 @@ enum Command {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
-        /// The embedded database.
-        #[arg(long, default_value = run::DEFAULT_DB, env = "PIPELINE_DB")]
-        db: PathBuf,
+        /// Which store to read.
+        #[command(flatten)]
+        target: stores::StoreArgs,
     },
     /// Write a realistic, deterministic transaction stream as JSON Lines.
     Generate {
@@ -118,13 +119,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Stage { stage, input, db } => run::stage(&stage, &input, &db),
-        Command::Show { event_id, db } => inspect::show(&db, &event_id),
+        Command::Show { event_id, target } => inspect::show(&target, &event_id),
         Command::Anomalies {
             entity,
             limit,
             json,
-            db,
-        } => inspect::anomalies(&db, entity.as_deref(), limit, json),
+            target,
+        } => inspect::anomalies(&target, entity.as_deref(), limit, json),
         Command::Generate {
             events,
             entities,

@@ -22,9 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
-
-/// The embedded database used when `--db` is not given.
-pub const DEFAULT_DB: &str = "pipeline.db";
+pub use crate::stores::DEFAULT_DB;
+use crate::stores::{StoreArgs, StoreKind};
 
 /// Arguments of `pipeline run`.
 #[derive(Debug, clap::Args)]
@@ -32,9 +31,9 @@ pub struct RunArgs {
     /// Input files (`-` for stdin).
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<String>,
-    /// The embedded database (created if missing).
-    #[arg(long, default_value = DEFAULT_DB, env = "PIPELINE_DB")]
-    db: PathBuf,
+    /// Where records go.
+    #[command(flatten)]
+    target: StoreArgs,
     /// Write one JSON line per input event: event_id, status, score, is_anomaly, reasons.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -44,26 +43,12 @@ pub struct RunArgs {
     /// Events per batch document (ingest's default keeps documents under 256 KB).
     #[arg(long, default_value_t = pipeline_core::batch::MAX_BATCH_EVENTS)]
     batch_size: usize,
-    /// Where records go: the embedded SQLite file, or DynamoDB (tables from the flags below;
-    /// endpoint, region and credentials from the standard AWS environment, so
-    /// `AWS_ENDPOINT_URL` reaches DynamoDB Local or an emulator).
-    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
-    store: StoreKind,
     /// With `--store dynamodb`: create missing tables (same keys as the SAM template).
     #[arg(long)]
     create_tables: bool,
     /// Allow `--create-tables` against real AWS (no endpoint override set).
     #[arg(long)]
     yes_real_aws: bool,
-    /// DynamoDB events table.
-    #[arg(long, env = "EVENTS_TABLE", default_value = "pipeline-events")]
-    events_table: String,
-    /// DynamoDB entities table.
-    #[arg(long, env = "ENTITIES_TABLE", default_value = "pipeline-entities")]
-    entities_table: String,
-    /// DynamoDB quarantine table.
-    #[arg(long, env = "QUARANTINE_TABLE", default_value = "pipeline-quarantine")]
-    quarantine_table: String,
     /// Refuse an input (exit code 4, nothing written) when more than this share of its
     /// lines are not JSON at all: it is probably not a JSON Lines file of events. `1` turns
     /// the check off; ordinary bad lines are quarantined as always.
@@ -73,15 +58,6 @@ pub struct RunArgs {
 
 /// Exit code of `pipeline run` when an input is mostly not JSON.
 pub const EXIT_NOT_JSON_LINES: u8 = 4;
-
-/// Which store `pipeline run` writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
-    /// SQLite file (`--db`).
-    Embedded,
-    /// DynamoDB tables.
-    Dynamodb,
-}
 
 /// A batch document entering the chain at some stage.
 pub(crate) enum Job {
@@ -145,14 +121,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
 
 async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
     let config = Config::from_env()?;
-    match args.store {
+    let label = args.target.label();
+    match args.target.store {
         StoreKind::Embedded => {
-            let db = args.db.display().to_string();
-            let store = SqliteStore::open(&args.db).map_err(|source| CliError::Db {
-                path: db.clone(),
-                source,
-            })?;
-            run_with(Pipeline::new(config, store)?, args, db).await
+            let store = args.target.sqlite()?;
+            run_with(Pipeline::new(config, store)?, args, label).await
         }
         StoreKind::Dynamodb => {
             if args.create_tables && config.loopback_endpoint().is_none() && !args.yes_real_aws {
@@ -163,16 +136,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
                         .into(),
                 });
             }
-            let tables = pipeline_aws::Tables {
-                events: args.events_table.clone(),
-                entities: args.entities_table.clone(),
-                quarantine: args.quarantine_table.clone(),
-            };
-            let label = format!(
-                "dynamodb tables {}, {}, {}",
-                tables.events, tables.entities, tables.quarantine
-            );
-            let store = pipeline_aws::DynamoStore::new(&pipeline_aws::sdk_config().await, tables);
+            let store = args.target.dynamodb().await;
             if args.create_tables {
                 store
                     .create_tables()

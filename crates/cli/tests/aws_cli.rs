@@ -429,3 +429,91 @@ fn watch_without_a_state_machine_says_which_flag_to_set() {
         "{stderr}"
     );
 }
+
+/// A moto server of this test's own, on a free 127.0.0.1 port, stopped when dropped. The
+/// shared server cannot stand for "an emulator without metric data": other tests put metrics
+/// into it, and moto ignores the namespace of a query with dimensions.
+struct OwnMoto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnMoto {
+    fn start() -> Self {
+        let bin = repo().join(".venv/bin/moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/moto start once)", bin.display()));
+        let moto = OwnMoto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return moto;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("moto_server on port {port} did not come up in 30 s");
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_on_an_emulator_without_metrics_says_so_instead_of_printing_zeros() {
+    if endpoint().is_none() {
+        eprintln!("skipped: AWS_ENDPOINT_URL not set");
+        return;
+    }
+    let moto = OwnMoto::start();
+    let arn = python(
+        r#"
+import json, sys
+import boto3
+sfn = boto3.client("stepfunctions", endpoint_url=sys.argv[1],
+                   aws_access_key_id="test", aws_secret_access_key="test")
+definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+arn = sfn.create_state_machine(name="quiet", definition=json.dumps(definition),
+                               roleArn="arn:aws:iam::123456789012:role/x", type="STANDARD")["stateMachineArn"]
+print(json.dumps(arn))
+"#,
+        &[&moto.url],
+    );
+    let arn = arn.as_str().unwrap();
+    let watch = |json: bool| {
+        let mut args = vec!["watch", "--once", "--state-machine-arn", arn];
+        if json {
+            args.push("--json");
+        }
+        Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let view = json_of(&watch(true));
+    let note = view["metrics_note"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no metrics_note: {view}"));
+    assert!(note.contains("no metric data"), "{note}");
+    assert!(note.contains("unknown, not zero"), "{note}");
+    let text = watch(false);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("no metric data"), "{text}");
+}

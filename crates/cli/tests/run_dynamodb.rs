@@ -110,3 +110,79 @@ fn create_tables_refuses_real_aws_without_consent() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `pipeline` with the store flags, in the repository, asserting success; stdout.
+fn pipeline(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pipeline {args:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `show` and `anomalies` read DynamoDB with `--store dynamodb` and print what they print for
+/// the embedded store after the same run: same anomalies, same record summary, same
+/// quarantine reasons.
+#[tokio::test]
+async fn show_and_anomalies_read_dynamodb_like_the_embedded_store() {
+    if endpoint().is_none() {
+        eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tables = pipeline_aws::Tables::with_prefix(&format!("inspect{nanos}"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let db = db.to_str().unwrap();
+    let inputs = [
+        "events/source/payments-good.jsonl",
+        "events/source/payments-bad.jsonl",
+    ];
+    let dynamo: Vec<&str> = vec![
+        "--store",
+        "dynamodb",
+        "--events-table",
+        &tables.events,
+        "--entities-table",
+        &tables.entities,
+        "--quarantine-table",
+        &tables.quarantine,
+    ];
+    let embedded = ["--db", db];
+    pipeline(&[&["run"][..], &inputs, &dynamo, &["--create-tables"]].concat());
+    pipeline(&[&["run"][..], &inputs, &embedded].concat());
+
+    let from_dynamo = pipeline(&[&["anomalies", "--json"][..], &dynamo].concat());
+    let from_sqlite = pipeline(&[&["anomalies", "--json"][..], &embedded].concat());
+    assert!(!from_dynamo.trim().is_empty(), "the sample has an anomaly");
+    assert_eq!(from_dynamo, from_sqlite);
+
+    let show = |args: &[&str]| -> Value { serde_json::from_str(&pipeline(args)).unwrap() };
+    for id in ["evt-demo-001", "evt-bad-001"] {
+        let d = show(&[&["show", id][..], &dynamo].concat());
+        let s = show(&[&["show", id][..], &embedded].concat());
+        assert_eq!(d["record"], s["record"], "{id}");
+        let reasons = |v: &Value| -> Vec<Value> {
+            v["quarantine"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| q["item"]["reasons"].clone())
+                .collect()
+        };
+        assert_eq!(reasons(&d), reasons(&s), "{id}");
+    }
+    let bad = show(&[&["show", "evt-bad-001"][..], &dynamo].concat());
+    assert_eq!(bad["quarantine"].as_array().unwrap().len(), 1, "{bad}");
+    assert!(bad["record"].is_null());
+}

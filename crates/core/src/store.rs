@@ -190,6 +190,9 @@ pub trait Store: Send + Sync {
     /// Stores quarantine records (idempotent by `quarantine_id`).
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
 
+    /// The quarantine entries carrying this `event_id`, oldest first (then by id).
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
+
     /// Anomalous records, newest event time first, optionally of one entity.
     async fn list_anomalies(
         &self,
@@ -218,6 +221,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         (**self).put_quarantine(items).await
+    }
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        (**self).quarantine_of(event_id).await
     }
     async fn list_anomalies(
         &self,

@@ -360,6 +360,14 @@ impl Store for SqliteStore {
         Ok(self.put_quarantine_sync(items)?)
     }
 
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
+        let mut records = SqliteStore::quarantine_of(self, event_id)?;
+        records.sort_by(|a, b| {
+            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+        });
+        Ok(records)
+    }
+
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,

@@ -220,6 +220,9 @@ mod tests {
         async fn put_quarantine(&self, _: &[QuarantineRecord]) -> Result<(), Error> {
             Ok(())
         }
+        async fn quarantine_of(&self, _: &str) -> Result<Vec<QuarantineRecord>, Error> {
+            Ok(Vec::new())
+        }
         async fn list_anomalies(
             &self,
             _: Option<&str>,

@@ -1,0 +1,90 @@
+//! Which store a command reads or writes: the embedded SQLite file (the default) or the
+//! DynamoDB tables of the local AWS stack or of a deployment. `run`, `show` and `anomalies`
+//! take the same flags ([`StoreArgs`]).
+
+use std::path::PathBuf;
+
+use pipeline_aws::{DynamoStore, Tables};
+use pipeline_sqlite::SqliteStore;
+
+use crate::error::CliError;
+
+/// The embedded database used when `--db` is not given.
+pub const DEFAULT_DB: &str = "pipeline.db";
+
+/// Which store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// SQLite file (`--db`).
+    Embedded,
+    /// DynamoDB tables.
+    Dynamodb,
+}
+
+/// The store flags shared by `run`, `show` and `anomalies`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The embedded SQLite file or DynamoDB (tables from the flags below; endpoint, region and
+    /// credentials from the standard AWS environment, so `AWS_ENDPOINT_URL` reaches the local
+    /// stack or an emulator).
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// The embedded database (`run` creates it if missing).
+    #[arg(long, default_value = DEFAULT_DB, env = "PIPELINE_DB")]
+    pub db: PathBuf,
+    /// DynamoDB events table.
+    #[arg(long, env = "EVENTS_TABLE", default_value = "pipeline-events")]
+    pub events_table: String,
+    /// DynamoDB entities table.
+    #[arg(long, env = "ENTITIES_TABLE", default_value = "pipeline-entities")]
+    pub entities_table: String,
+    /// DynamoDB quarantine table.
+    #[arg(long, env = "QUARANTINE_TABLE", default_value = "pipeline-quarantine")]
+    pub quarantine_table: String,
+}
+
+impl StoreArgs {
+    /// The DynamoDB table names.
+    pub fn tables(&self) -> Tables {
+        Tables {
+            events: self.events_table.clone(),
+            entities: self.entities_table.clone(),
+            quarantine: self.quarantine_table.clone(),
+        }
+    }
+
+    /// What the store is, for messages.
+    pub fn label(&self) -> String {
+        match self.store {
+            StoreKind::Embedded => self.db.display().to_string(),
+            StoreKind::Dynamodb => format!(
+                "dynamodb tables {}, {}, {}",
+                self.events_table, self.entities_table, self.quarantine_table
+            ),
+        }
+    }
+
+    /// Opens (or creates) the embedded database.
+    pub fn sqlite(&self) -> Result<SqliteStore, CliError> {
+        SqliteStore::open(&self.db).map_err(|source| CliError::Db {
+            path: self.db.display().to_string(),
+            source,
+        })
+    }
+
+    /// Opens the embedded database, which must exist (commands that only read).
+    pub fn existing_sqlite(&self) -> Result<SqliteStore, CliError> {
+        if !self.db.exists() {
+            return Err(CliError::NotFound(format!(
+                "no database at {} (run `pipeline run INPUT` first, pass --db, or --store dynamodb)",
+                self.db.display()
+            )));
+        }
+        self.sqlite()
+    }
+
+    /// The DynamoDB store (no request is sent until it is used).
+    pub async fn dynamodb(&self) -> DynamoStore {
+        DynamoStore::new(&pipeline_aws::sdk_config().await, self.tables())
+    }
+}
