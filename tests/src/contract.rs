@@ -262,3 +262,34 @@ pub async fn quarantine_is_found_by_event_id<S: Store>(store: S) {
             .is_empty()
     );
 }
+
+/// A 1 MB event (issue 9, case 9) ends as a bounded quarantine record the store accepts
+/// (DynamoDB refuses items over 400 KB), and the other events of its batch are persisted.
+pub async fn oversized_events_are_quarantined_within_item_limits<S: Store>(store: S) {
+    let p = pipeline(store);
+    let huge = "x".repeat(1024 * 1024);
+    let mut lines: Vec<String> = payments(3, 1, 11).iter().map(Value::to_string).collect();
+    lines.push(format!(
+        r#"{{"event_id":"huge-1","event_type":"payment.authorized","source":"s","entity_id":"a","occurred_at":"2026-11-01T00:00:00Z","value":1,"attributes":{{"note":"{huge}"}}}}"#
+    ));
+    let items = pipeline_core::ingest::decode_lines(
+        "big.jsonl",
+        lines.iter().enumerate().map(|(i, l)| (i + 1, l.as_str())),
+    );
+    let mut persisted = 0;
+    for batch in p.split(items, now()) {
+        let r = run_retrying(&p, &batch).await;
+        assert_eq!(r.counts.accounted(), r.counts.input);
+        persisted += r.counts.persisted;
+    }
+    assert_eq!(persisted, 3);
+    let found = p.store().quarantine_of("huge-1").await.unwrap();
+    assert_eq!(found.len(), 1);
+    let q = &found[0].item;
+    assert_eq!(
+        q.payload["bytes"].as_u64().unwrap() as usize,
+        lines[3].len()
+    );
+    assert_eq!(q.payload["sha256"].as_str().unwrap().len(), 64);
+    assert!(q.reasons.iter().any(|r| r.code == "too_large"));
+}

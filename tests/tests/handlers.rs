@@ -350,3 +350,65 @@ async fn fault_injection_only_when_enabled() {
             .is_ok()
     );
 }
+
+/// Issue 9, case 7: a stage's input is a trust boundary. A batch document whose typed events
+/// break the contract (id with a space, empty entity, version 0, far-future time, control
+/// characters) is not processed on trust by enrich, detect or persist: those events are
+/// quarantined at that stage, the others go on, nothing is lost.
+#[tokio::test]
+async fn stage_documents_are_checked_again_at_every_stage() {
+    let broken = |path: &str| {
+        let mut doc = sample(path);
+        doc["events"][0]["event"]["event_id"] = "has space".into();
+        doc["events"][1]["event"]["entity_id"] = "".into();
+        doc["events"][2]["event"]["version"] = 0.into();
+        doc["events"][3]["event"]["occurred_at"] = "2099-01-01T00:00:00Z".into();
+        doc["events"][4]["event"]["entity_id"] = "acct-\u{1b}[31m".into();
+        LambdaEvent::new(doc, Context::default())
+    };
+    let p = pipeline();
+    let quarantined_at = |out: Value, stage: &str| -> usize {
+        conserved(&serde_json::from_value::<Batch<Value>>(out.clone()).unwrap());
+        out["quarantine"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["stage"] == stage)
+            .count()
+    };
+    let enriched = p
+        .enrich_stage()
+        .handle(broken("enrich/good.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        quarantined_at(serde_json::to_value(&enriched).unwrap(), "enrich"),
+        5
+    );
+    assert_eq!(enriched.events.len(), 4);
+    let scored = p
+        .detect_stage()
+        .handle(broken("detect/good.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        quarantined_at(serde_json::to_value(&scored).unwrap(), "detect"),
+        5
+    );
+    let report = p
+        .persist_stage()
+        .handle(broken("persist/good.json"))
+        .await
+        .unwrap();
+    assert_eq!(report.counts.input, report.counts.accounted());
+    assert_eq!(report.counts.quarantined, 5, "{:?}", report.counts);
+    assert_eq!(report.counts.persisted, 4);
+    use pipeline_core::store::Store;
+    let dump = p.store().dump().await.unwrap();
+    assert_eq!(dump.events.len(), 4);
+    assert!(
+        dump.events
+            .iter()
+            .all(|r| r.event_id != "has space" && !r.entity_id.is_empty())
+    );
+}

@@ -526,3 +526,13 @@ async fn batch_reads_retry_unprocessed_keys() {
     inject.answer_with(Vec::new());
     t.delete().await;
 }
+
+#[tokio::test]
+async fn oversized_events_are_quarantined_within_item_limits() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("oversized").await;
+    contract::oversized_events_are_quarantined_within_item_limits(store).await;
+    t.delete().await;
+}

@@ -43,3 +43,8 @@ async fn quarantine_is_stored_and_counts_reconcile() {
 async fn quarantine_is_found_by_event_id() {
     contract::quarantine_is_found_by_event_id(mem()).await;
 }
+
+#[tokio::test]
+async fn oversized_events_are_quarantined_within_item_limits() {
+    contract::oversized_events_are_quarantined_within_item_limits(mem()).await;
+}

@@ -7,16 +7,28 @@ use crate::error::CliError;
 
 /// The whole text of `input`: a file path, or `-` for standard input.
 pub fn read_text(input: &str) -> Result<String, CliError> {
+    let bytes = read_bytes(input)?;
+    String::from_utf8(bytes).map_err(|e| CliError::Input {
+        path: input.to_owned(),
+        message: format!(
+            "not valid UTF-8 (first bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ),
+    })
+}
+
+/// Reads a file, or stdin for `-`, as bytes.
+pub fn read_bytes(input: &str) -> Result<Vec<u8>, CliError> {
+    let mut out = Vec::new();
     if input == "-" {
-        let mut s = String::new();
         std::io::stdin()
             .lock()
-            .read_to_string(&mut s)
+            .read_to_end(&mut out)
             .map_err(|e| CliError::io("stdin", e))?;
-        Ok(s)
     } else {
-        std::fs::read_to_string(input).map_err(|e| CliError::io(input, e))
+        out = std::fs::read(input).map_err(|e| CliError::io(input, e))?;
     }
+    Ok(out)
 }
 
 /// A current-thread runtime: the CLI does one thing at a time, and the stores it drives are

@@ -4,6 +4,17 @@
 //!
 //! The commands call the same stage code as the Lambda functions (`pipeline_handlers`), so a
 //! local run is the product, not a simulation of it.
+//!
+//! # Layout
+//! - `run`: `pipeline run` and `pipeline stage`; `input` reads what they read.
+//! - `stores`: the store flags shared by `run`, `show` and `anomalies` (embedded or DynamoDB).
+//! - `inspect`: `show` and `anomalies`.
+//! - `generate` and `benchmark`: streams and the labelled detection corpus.
+//! - `evaluate`: `pipeline evaluate`, scoring detection against labels.
+//! - `bench`: stage throughput.
+//! - `send`: `PutEvents` to the ingest bus; `watch` (fetching and rendering): the deployed
+//!   pipeline's executions and metrics.
+//! - `error`: the CLI's error type and exit codes.
 
 mod bench;
 mod benchmark;

@@ -261,7 +261,11 @@ fn undecodable(jobs: &[Job]) -> (usize, usize) {
             _ => None,
         })
         .flatten()
-        .filter(|q| q.reasons.iter().any(|r| r.code == "malformed_json"))
+        .filter(|q| {
+            q.reasons
+                .iter()
+                .any(|r| r.code == "malformed_json" || r.code == "invalid_utf8")
+        })
         .count();
     (items, bad)
 }
@@ -415,7 +419,18 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 
 /// Reads one input into batch documents.
 pub(crate) fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
-    load_text(input, &crate::input::read_text(input)?, p)
+    match String::from_utf8(crate::input::read_bytes(input)?) {
+        Ok(text) => load_text(input, &text, p),
+        // Not UTF-8 as a whole, so not one JSON document: JSON Lines with some lines that are
+        // not text, each quarantined on its own while the others are processed.
+        Err(e) => {
+            let items = ingest::decode_byte_lines(input, e.as_bytes());
+            Ok(p.split(items, Utc::now())
+                .into_iter()
+                .map(Job::Raw)
+                .collect())
+        }
+    }
 }
 
 /// Cuts an input already read (`input` names it) into batch documents.

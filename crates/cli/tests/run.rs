@@ -284,12 +284,13 @@ async fn a_file_that_is_mostly_not_json_is_refused_before_anything_is_written() 
 #[test]
 fn huge_values_and_control_characters_break_neither_the_store_nor_the_terminal() {
     // Issue 9, cases 1 (a 1e307 value once stored a null and corrupted the store) and 8
-    // (escape sequences in an entity id reached the terminal raw).
+    // (escape sequences in an entity id were stored and reached the terminal raw; the
+    // contract now refuses control characters in identifiers, and output escapes them).
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("p.db");
     let db_s = db.to_str().unwrap();
     let input = tmp.path().join("in.jsonl");
-    let entity = "acct-\u{1b}[31mred\u{7}";
+    let hostile = "acct-\u{1b}[31mred\u{7}";
     let mut lines = Vec::new();
     for i in 0..15 {
         let (value, country) = match i {
@@ -300,12 +301,19 @@ fn huge_values_and_control_characters_break_neither_the_store_nor_the_terminal()
         lines.push(
             serde_json::json!({
                 "event_id": format!("h-{i}"), "event_type": "payment.authorized", "source": "t",
-                "entity_id": entity, "occurred_at": format!("2026-06-01T{i:02}:00:00Z"),
+                "entity_id": "acct-huge", "occurred_at": format!("2026-06-01T{i:02}:00:00Z"),
                 "value": value, "attributes": {"country": country},
             })
             .to_string(),
         );
     }
+    lines.push(
+        serde_json::json!({
+            "event_id": "h-esc", "event_type": "payment.authorized", "source": "t",
+            "entity_id": hostile, "occurred_at": "2026-06-01T16:00:00Z", "value": 1.0,
+        })
+        .to_string(),
+    );
     std::fs::write(&input, lines.join("\n")).unwrap();
     let first = summary(&pipeline(&[
         "run",
@@ -315,6 +323,7 @@ fn huge_values_and_control_characters_break_neither_the_store_nor_the_terminal()
         "--json",
     ]));
     assert_eq!(n(&first, "persisted"), 15, "{first}");
+    assert_eq!(n(&first, "quarantined"), 1, "{first}");
     assert!(n(&first, "anomalies") >= 2, "{first}");
     let again = summary(&pipeline(&[
         "run",
@@ -333,12 +342,21 @@ fn huge_values_and_control_characters_break_neither_the_store_nor_the_terminal()
         "{reasons}"
     );
 
+    let refused = pipeline(&["show", "h-esc", "--db", db_s]).stdout;
+    assert!(
+        !refused.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw control bytes printed"
+    );
+    let refused: Value = serde_json::from_slice(&refused).unwrap();
+    assert!(refused["record"].is_null(), "{refused}");
+    let reason = &refused["quarantine"][0]["item"]["reasons"][0];
+    assert_eq!(reason["path"], "/entity_id", "{refused}");
+
     let listed = pipeline(&["anomalies", "--db", db_s]).stdout;
     assert!(
         !listed.iter().any(|b| *b == 0x1b || *b == 0x07),
         "raw control bytes printed"
     );
-    assert!(String::from_utf8_lossy(&listed).contains(r"acct-\u{1b}[31mred\u{7}"));
 }
 
 #[test]
@@ -392,4 +410,37 @@ fn generate_is_deterministic_and_writes_labels() {
     assert_eq!(a.stdout, b.stdout);
     assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 500);
     assert!(std::fs::read_to_string(labels).unwrap().lines().count() > 0);
+}
+
+#[tokio::test]
+async fn a_line_of_invalid_utf8_is_quarantined_and_the_rest_is_processed() {
+    // Issue 9, case 2: one line of `\xff\xfe` used to fail the whole file ("stream did not
+    // contain valid UTF-8"), nothing processed, no line number.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let input = tmp.path().join("in.jsonl");
+    let good = std::fs::read(repo().join("events/source/payments-good.jsonl")).unwrap();
+    let mut bytes = b"\xff\xfe not text\n".to_vec();
+    bytes.extend_from_slice(&good);
+    std::fs::write(&input, &bytes).unwrap();
+    let good_lines = good
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+
+    let out = summary(&pipeline(&[
+        "run",
+        input.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(n(&out, "input"), good_lines + 1, "{out}");
+    assert_eq!(n(&out, "persisted"), good_lines, "{out}");
+    assert_eq!(n(&out, "quarantined"), 1, "{out}");
+    assert!(out["reconciled"].as_bool().unwrap());
+    let dump = dump(&db).await;
+    let q = &dump.quarantine[0].item;
+    assert_eq!(q.reasons[0].code, "invalid_utf8");
+    assert!(q.reasons[0].message.contains("line 1"), "{:?}", q.reasons);
 }

@@ -143,12 +143,29 @@ pub struct Reason {
     pub path: Option<String>,
 }
 
+/// The longest reason message and path kept, in bytes. Messages may quote the offending value,
+/// which a producer controls: unbounded, one 10 MB attribute would make a 10 MB reason, and a
+/// quarantine item DynamoDB refuses (400 KB), wedging its batch in retries.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `text` cut to at most [`MAX_REASON_BYTES`] at a character boundary, saying how long it was.
+fn bounded(text: String) -> String {
+    if text.len() <= MAX_REASON_BYTES {
+        return text;
+    }
+    let mut end = MAX_REASON_BYTES - 40;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
 impl Reason {
     /// A reason without a path.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Reason {
             code: code.to_owned(),
-            message: message.into(),
+            message: bounded(message.into()),
             path: None,
         }
     }
@@ -157,8 +174,8 @@ impl Reason {
     pub fn at(code: &str, path: impl Into<String>, message: impl Into<String>) -> Self {
         Reason {
             code: code.to_owned(),
-            message: message.into(),
-            path: Some(path.into()),
+            message: bounded(message.into()),
+            path: Some(bounded(path.into())),
         }
     }
 }

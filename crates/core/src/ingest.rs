@@ -22,12 +22,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::Error;
 use crate::batch::{
     Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Quarantined, RawEvent, Reason, Stage, serialized_len,
 };
 use crate::event::Provenance;
+use crate::json::JsonError;
 
 /// Where ingest hands each batch document: the state machine in production, a collector in
 /// tests. An error fails the ingest invocation so the trigger redelivers (idempotently).
@@ -87,17 +89,89 @@ pub fn decode(input: &Value) -> Result<Vec<Item>, Error> {
 }
 
 /// Decodes an MSK `KafkaEvent`. Records are returned in topic-partition, then offset order.
+///
+/// Nothing in the envelope vanishes: `records` should map each `topic-partition` to an array
+/// of records, and whatever else is found is recovered where it can be (an array of records in
+/// place of the map, a single record in place of an array) or quarantined as `bad_envelope`
+/// with the part that could not be read (a partition that is `null`, a number, a map of
+/// something else; a record that is not an object; a `records` that is missing or not a
+/// collection at all, which quarantines the envelope as a whole).
 pub fn decode_kafka(input: &Value) -> Vec<Item> {
     let mut items = Vec::new();
-    let Some(records) = input.get("records").and_then(Value::as_object) else {
-        return items;
+    let mut records: Vec<&Value> = Vec::new();
+    let envelope_provenance = |part: &str| Provenance::Kafka {
+        topic: part.to_owned(),
+        partition: -1,
+        offset: -1,
+        key: None,
     };
-    let mut all: Vec<&Value> = records
-        .values()
-        .filter_map(Value::as_array)
-        .flatten()
-        .collect();
-    all.sort_by_key(|r| {
+    let mut bad = |part: &str, pointer: String, value: &Value, what: String| {
+        items.push(Item::Quarantined(ingest_quarantine(
+            value.clone(),
+            envelope_provenance(part),
+            Reason::at("bad_envelope", pointer, what),
+        )));
+    };
+    match input.get("records") {
+        Some(Value::Object(partitions)) => {
+            for (name, partition) in partitions {
+                let pointer = format!("/records/{}", pointer_escape(name));
+                match partition {
+                    Value::Array(list) => {
+                        for (i, r) in list.iter().enumerate() {
+                            if r.is_object() {
+                                records.push(r);
+                            } else {
+                                bad(
+                                    name,
+                                    format!("{pointer}/{i}"),
+                                    r,
+                                    format!("record {i} of {name} is not an object"),
+                                );
+                            }
+                        }
+                    }
+                    // One record where a list of them was expected: still a record.
+                    Value::Object(o) if o.contains_key("value") => records.push(partition),
+                    other => bad(
+                        name,
+                        pointer,
+                        other,
+                        format!(
+                            "partition {name} holds {} instead of an array of records",
+                            kind_name(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        // A list of records in place of the map of partitions: the records are all there.
+        Some(Value::Array(list)) => {
+            for (i, r) in list.iter().enumerate() {
+                if r.is_object() {
+                    records.push(r);
+                } else {
+                    bad(
+                        "",
+                        format!("/records/{i}"),
+                        r,
+                        format!("record {i} is not an object"),
+                    );
+                }
+            }
+        }
+        other => {
+            let what = match other {
+                None => "the MSK event has no \"records\"".to_owned(),
+                Some(v) => format!(
+                    "\"records\" is {} instead of a map of partitions",
+                    kind_name(v)
+                ),
+            };
+            bad("", "/records".into(), input, what);
+        }
+    }
+    records.sort_by_key(|r| {
         (
             r.get("topic")
                 .and_then(Value::as_str)
@@ -109,46 +183,65 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
             r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
         )
     });
-    for r in all {
-        let provenance = Provenance::Kafka {
-            topic: r
-                .get("topic")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            partition: r
-                .get("partition")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-            offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
-            key: r.get("key").and_then(Value::as_str).map(decode_key),
-        };
-        let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
-        let item = match STANDARD.decode(raw) {
-            Err(e) => Item::Quarantined(ingest_quarantine(
-                Value::String(raw.to_owned()),
-                provenance,
-                Reason::at(
-                    "bad_base64",
-                    "/value",
-                    format!("record value is not base64: {e}"),
-                ),
-            )),
-            Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(payload) => Item::Event(RawEvent {
-                    payload,
-                    provenance,
-                }),
-                Err(e) => Item::Quarantined(ingest_quarantine(
-                    Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-                    provenance,
-                    Reason::new("malformed_json", format!("record value is not JSON: {e}")),
-                )),
-            },
-        };
-        items.push(item);
+    for r in records {
+        items.push(decode_kafka_record(r));
     }
     items
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `name` as one JSON Pointer segment (RFC 6901).
+fn pointer_escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+fn decode_kafka_record(r: &Value) -> Item {
+    let provenance = Provenance::Kafka {
+        topic: r
+            .get("topic")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        partition: r
+            .get("partition")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
+        offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
+        key: r.get("key").and_then(Value::as_str).map(decode_key),
+    };
+    let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
+    match STANDARD.decode(raw) {
+        Err(e) => Item::Quarantined(ingest_quarantine(
+            Value::String(raw.to_owned()),
+            provenance,
+            Reason::at(
+                "bad_base64",
+                "/value",
+                format!("record value is not base64: {e}"),
+            ),
+        )),
+        Ok(bytes) => match crate::json::parse(&bytes) {
+            Ok(payload) => Item::Event(RawEvent {
+                payload,
+                provenance,
+            }),
+            Err(e) => Item::Quarantined(ingest_quarantine(
+                Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                provenance,
+                json_reason("record value", &e),
+            )),
+        },
+    }
 }
 
 fn decode_key(b64: &str) -> String {
@@ -232,7 +325,7 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
         path: path.to_owned(),
         line: line_no,
     };
-    match serde_json::from_str::<Value>(line) {
+    match crate::json::parse(line.as_bytes()) {
         Ok(payload) => Item::Event(RawEvent {
             payload,
             provenance,
@@ -240,9 +333,53 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
         Err(e) => Item::Quarantined(ingest_quarantine(
             Value::String(line.to_owned()),
             provenance,
-            Reason::new("malformed_json", format!("line {line_no} is not JSON: {e}")),
+            json_reason(&format!("line {line_no}"), &e),
         )),
     }
+}
+
+/// The quarantine reason for text that [`crate::json::parse`] refused.
+fn json_reason(what: &str, e: &JsonError) -> Reason {
+    match e {
+        JsonError::Malformed(e) => {
+            Reason::new("malformed_json", format!("{what} is not JSON: {e}"))
+        }
+        JsonError::DuplicateKey(e) => Reason::new(
+            "duplicate_key",
+            format!(
+                "{what} repeats a key inside one object (which value counts would be a guess): {e}"
+            ),
+        ),
+    }
+}
+
+/// Decodes JSON Lines given as bytes: like [`decode_lines`], except that a line that is not
+/// valid UTF-8 is quarantined (`invalid_utf8`, its bytes kept as base64, with its line number)
+/// instead of failing the whole input.
+pub fn decode_byte_lines(path: &str, bytes: &[u8]) -> Vec<Item> {
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|(n, line)| match std::str::from_utf8(line) {
+            Ok(text) => decode_line(path, n, text),
+            Err(e) => Item::Quarantined(ingest_quarantine(
+                Value::String(STANDARD.encode(line)),
+                Provenance::File {
+                    path: path.to_owned(),
+                    line: n,
+                },
+                Reason::new(
+                    "invalid_utf8",
+                    format!(
+                        "line {n} is not valid UTF-8 (first bad byte at offset {}); its bytes are kept, base64-encoded",
+                        e.valid_up_to()
+                    ),
+                ),
+            )),
+        })
+        .collect()
 }
 
 fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> Box<Quarantined> {
@@ -286,6 +423,7 @@ pub fn split(
     let mut bytes = 0usize;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for item in items {
+        let item = bound_item(item);
         let size = match &item {
             Item::Event(r) => serialized_len(&r.payload),
             Item::Quarantined(q) => serialized_len(&q.payload),
@@ -311,6 +449,65 @@ pub fn split(
         batches.push(seal(cur, received_at, &mut hasher));
     }
     batches
+}
+
+/// The largest payload a batch document carries whole: [`MAX_BATCH_BYTES`], so that one item
+/// alone still fits a Step Functions document (256 KB) and a DynamoDB item (400 KB).
+pub const MAX_ITEM_BYTES: usize = MAX_BATCH_BYTES;
+/// How much of an oversized payload is kept (its serialised JSON text, cut at a character).
+pub const KEPT_HEAD_BYTES: usize = 8 * 1024;
+
+/// An item whose payload is larger than [`MAX_ITEM_BYTES`] becomes a `too_large` quarantine
+/// entry whose payload stands in for the original: its size, SHA-256 and first bytes. Without
+/// this, one 1 MB Kafka message would make a batch no Step Functions execution accepts, retried
+/// forever; with it, the rest of the batch goes on and the message is identifiable.
+fn bound_item(item: Item) -> Item {
+    let (payload, provenance, mut reasons) = match item {
+        Item::Event(r) => {
+            if serialized_len(&r.payload) <= MAX_ITEM_BYTES {
+                return Item::Event(r);
+            }
+            (r.payload, r.provenance, Vec::new())
+        }
+        Item::Quarantined(q) => {
+            if serialized_len(&q.payload) <= MAX_ITEM_BYTES {
+                return Item::Quarantined(q);
+            }
+            let q = *q;
+            (q.payload, q.provenance, q.reasons)
+        }
+    };
+    let text = serde_json::to_string(&payload).unwrap_or_default();
+    let mut end = KEPT_HEAD_BYTES.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let event_id = payload
+        .get("event_id")
+        .and_then(Value::as_str)
+        .filter(|id| id.len() <= 256)
+        .map(str::to_owned);
+    reasons.push(Reason::new(
+        "too_large",
+        format!(
+            "the payload is {} bytes, more than the {MAX_ITEM_BYTES} a batch document carries; kept: its size, SHA-256 and first {end} bytes",
+            text.len()
+        ),
+    ));
+    Item::Quarantined(Box::new(Quarantined {
+        event_id,
+        stage: Stage::Ingest,
+        reasons,
+        payload: serde_json::json!({
+            "truncated": true,
+            "bytes": text.len(),
+            "sha256": sha256,
+            "head": &text[..end],
+        }),
+        provenance,
+    }))
 }
 
 fn seal(
@@ -383,6 +580,157 @@ mod tests {
             matches!(&q.provenance, Provenance::Kafka { offset: 2, key: Some(k), .. } if k == "k1")
         );
         assert!(matches!(&items[2], Item::Quarantined(q) if q.reasons[0].code == "malformed_json"));
+    }
+
+    /// Case 3 of issue 9: no envelope shape makes records vanish.
+    #[test]
+    fn kafka_envelopes_of_unexpected_shape_lose_nothing() {
+        let rec = |offset: i64| {
+            json!({"topic":"t","partition":0,"offset":offset,
+                   "value": STANDARD.encode(format!(r#"{{"event_id":"e{offset}"}}"#))})
+        };
+        let codes = |items: &[Item]| -> Vec<String> {
+            items
+                .iter()
+                .map(|i| match i {
+                    Item::Event(r) => r.payload["event_id"].as_str().unwrap_or("?").to_owned(),
+                    Item::Quarantined(q) => q.reasons[0].code.clone(),
+                })
+                .collect()
+        };
+        // records as an array: every record recovered.
+        let array = json!({"eventSource":"aws:kafka","records":[rec(1), rec(2), 7]});
+        assert_eq!(codes(&decode_kafka(&array)), ["bad_envelope", "e1", "e2"]);
+        // partition values that are an object, a map of something else, null, a number.
+        let odd = json!({"eventSource":"aws:kafka","records":{
+            "t-0": rec(3),
+            "t-1": {"x": 1},
+            "t-2": null,
+            "t-3": 5,
+            "t-4": [rec(4), "junk"]}});
+        let items = decode_kafka(&odd);
+        let mut got = codes(&items);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "bad_envelope",
+                "bad_envelope",
+                "bad_envelope",
+                "bad_envelope",
+                "e3",
+                "e4"
+            ]
+        );
+        let pointers: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Quarantined(q) => q.reasons[0].path.as_deref(),
+                Item::Event(_) => None,
+            })
+            .collect();
+        assert!(pointers.contains(&"/records/t-2"), "{pointers:?}");
+        assert!(pointers.contains(&"/records/t-4/1"), "{pointers:?}");
+        // No records at all, or records of the wrong type: the envelope itself is quarantined.
+        for envelope in [
+            json!({"eventSource":"aws:kafka"}),
+            json!({"eventSource":"aws:kafka","records":null}),
+            json!({"eventSource":"aws:kafka","records":"t-0"}),
+        ] {
+            let items = decode_kafka(&envelope);
+            assert_eq!(codes(&items), ["bad_envelope"], "{envelope}");
+            let Item::Quarantined(q) = &items[0] else {
+                unreachable!()
+            };
+            assert_eq!(q.payload, envelope, "the envelope is kept whole");
+        }
+        // An empty map of partitions is an empty delivery, not a malformed one.
+        assert!(decode_kafka(&json!({"eventSource":"aws:kafka","records":{}})).is_empty());
+    }
+
+    /// Case 2 of issue 9: one line of invalid UTF-8 is quarantined, the rest processed.
+    #[test]
+    fn invalid_utf8_lines_are_quarantined_with_their_bytes() {
+        let mut input = b"{\"event_id\":\"a\"}\n".to_vec();
+        input.extend_from_slice(b"\xff\xfe{\"event_id\":\"b\"}\r\n\n");
+        input.extend_from_slice(b"{\"event_id\":\"c\"}");
+        let items = decode_byte_lines("f.jsonl", &input);
+        assert_eq!(items.len(), 3);
+        assert!(matches!(&items[0], Item::Event(r) if r.payload["event_id"] == "a"));
+        assert!(matches!(&items[2], Item::Event(r) if r.payload["event_id"] == "c"));
+        let Item::Quarantined(q) = &items[1] else {
+            panic!("line 2 should be quarantined")
+        };
+        assert_eq!(q.reasons[0].code, "invalid_utf8");
+        assert!(q.reasons[0].message.contains("line 2"), "{:?}", q.reasons);
+        assert!(matches!(&q.provenance, Provenance::File { line: 2, .. }));
+        let kept = STANDARD
+            .decode(q.payload.as_str().unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(kept, b"\xff\xfe{\"event_id\":\"b\"}");
+    }
+
+    /// Case 10 of issue 9: a repeated key is refused, in a line and in a Kafka record.
+    #[test]
+    fn duplicate_keys_are_quarantined_not_last_one_wins() {
+        let line = r#"{"event_id":"a","entity_id":"x","entity_id":"y"}"#;
+        let Item::Quarantined(q) = decode_line("f", 1, line) else {
+            panic!("a duplicate key must be quarantined")
+        };
+        assert_eq!(q.reasons[0].code, "duplicate_key");
+        assert_eq!(
+            q.payload,
+            Value::String(line.to_owned()),
+            "the raw line is kept"
+        );
+        let kafka = json!({"eventSource":"aws:kafka","records":{"t-0":[
+            {"topic":"t","partition":0,"offset":1,"value":STANDARD.encode(line)}]}});
+        let items = decode_kafka(&kafka);
+        assert!(matches!(&items[0], Item::Quarantined(q) if q.reasons[0].code == "duplicate_key"));
+    }
+
+    /// Case 9 of issue 9: an oversized payload cannot wedge its batch.
+    #[test]
+    fn oversized_payloads_are_quarantined_as_a_bounded_stand_in() {
+        let huge = "x".repeat(1024 * 1024);
+        let line = format!(r#"{{"event_id":"big","note":"{huge}"}}"#);
+        let items = vec![
+            decode_line("f", 1, &line),
+            decode_line("f", 2, r#"{"event_id":"small"}"#),
+            decode_line("f", 3, &format!("{{not json {huge}")),
+        ];
+        let batches = split(items, Utc::now(), SplitLimits::default());
+        let total: usize = batches.iter().map(|b| b.input_count).sum();
+        assert_eq!(total, 3, "nothing lost");
+        let quarantine: Vec<&Quarantined> = batches.iter().flat_map(|b| &b.quarantine).collect();
+        assert_eq!(quarantine.len(), 2);
+        for q in &quarantine {
+            assert!(
+                serialized_len(&q.payload) < 10 * 1024,
+                "{}",
+                serialized_len(&q.payload)
+            );
+            assert_eq!(q.payload["truncated"], true);
+            assert_eq!(q.payload["sha256"].as_str().map(str::len), Some(64));
+            assert!(q.reasons.iter().any(|r| r.code == "too_large"));
+            assert!(
+                q.reasons
+                    .iter()
+                    .all(|r| r.message.len() <= crate::batch::MAX_REASON_BYTES)
+            );
+        }
+        let big = quarantine
+            .iter()
+            .find(|q| q.event_id.as_deref() == Some("big"));
+        assert!(big.is_some(), "the event id is kept when there is one");
+        // A malformed line keeps its first reason and gains the size one.
+        assert!(
+            quarantine
+                .iter()
+                .any(|q| q.reasons[0].code == "malformed_json" && q.reasons.len() == 2)
+        );
+        let events: usize = batches.iter().map(|b| b.events.len()).sum();
+        assert_eq!(events, 1);
     }
 
     #[test]

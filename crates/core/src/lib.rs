@@ -8,7 +8,8 @@
 //! - [`contract`]: the JSON Schema file that *is* the contract, compiled once.
 //! - [`batch`]: the batch document the stages exchange, quarantine entries and reasons.
 //! - [`ingest`]: decoders for MSK `KafkaEvent`s, EventBridge events and JSON Lines, and the
-//!   splitter that keeps batch documents under the Step Functions state limit.
+//!   splitter that keeps batch documents under the Step Functions state limit; [`json`] the
+//!   parser they use, which refuses duplicate keys.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
 //!   [`detect::value`] is the per-entity value model (detector v2, see `docs/detection.md`);
 //!   [`persist`] is split into the decision table, the write loop, entity state, the report,
@@ -32,6 +33,7 @@ pub mod error;
 pub mod evaluate;
 pub mod event;
 pub mod ingest;
+pub mod json;
 pub mod persist;
 pub mod store;
 pub mod validate;

@@ -10,7 +10,9 @@
 //! - `unknown_currency`: `currency` is not an ISO 4217 code;
 //! - `bad_timestamp`: `occurred_at` is not RFC 3339 with an offset;
 //! - `future_timestamp`: `occurred_at` is later than `received_at` plus the allowed skew;
-//! - `duplicate_in_batch`: the `event_id` already occurred earlier in the same batch.
+//! - `duplicate_in_batch`: the `event_id` already occurred earlier in the same batch;
+//! - the [`invariants`] a typed event must keep (identifiers without control characters),
+//!   which every later stage checks again on its input ([`recheck`]).
 
 use std::collections::HashSet;
 
@@ -21,7 +23,7 @@ use serde_json::Value;
 use crate::batch::{Batch, Quarantined, RawEvent, Reason, Stage, ValidEvent};
 use crate::contract::{Contract, SCHEMA_VERSION};
 use crate::currency;
-use crate::event::Event;
+use crate::event::{Event, Provenance};
 
 /// Validation settings.
 #[derive(Debug, Clone)]
@@ -59,10 +61,18 @@ pub fn validate(
         }
         // Deserialising from a borrowed Value keeps the payload for the quarantine path.
         match Event::deserialize(&raw.payload) {
-            Ok(event) => valid.push(ValidEvent {
-                event,
-                provenance: raw.provenance,
-            }),
+            Ok(event) => {
+                // The rules JSON Schema cannot say well (control characters in identifiers).
+                let reasons = invariants(&event, batch.received_at, cfg);
+                if reasons.is_empty() {
+                    valid.push(ValidEvent {
+                        event,
+                        provenance: raw.provenance,
+                    });
+                } else {
+                    quarantine.push(reject(raw, reasons));
+                }
+            }
             Err(e) => quarantine.push(reject(raw, vec![Reason::new("schema", e.to_string())])),
         }
     }
@@ -166,4 +176,140 @@ pub fn check(
         }
     }
     reasons
+}
+
+/// What every later stage re-checks on the typed events it is handed: its input is a trust
+/// boundary (a batch document given to a Lambda or to `pipeline run` may come from anywhere,
+/// not only from the previous stage), and typing an event checks its shape, not the contract's
+/// rules. These are the contract's rules a typed [`Event`] can break, with the codes validate
+/// uses; an empty list means the event may go on.
+pub fn invariants(
+    e: &Event,
+    received_at: DateTime<chrono::Utc>,
+    cfg: &ValidateConfig,
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let mut rule = |ok: bool, path: &str, what: String| {
+        if !ok {
+            reasons.push(Reason::at("schema", path, what));
+        }
+    };
+    let id_ok = (1..=128).contains(&e.event_id.len())
+        && e.event_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    rule(
+        id_ok,
+        "/event_id",
+        format!(
+            "event_id {:?} must be 1-128 of A-Z a-z 0-9 . _ : -",
+            e.event_id
+        ),
+    );
+    let type_ok = (3..=128).contains(&e.event_type.len())
+        && e.event_type.split('.').count() >= 2
+        && e.event_type.split('.').all(|seg| {
+            seg.starts_with(|c: char| c.is_ascii_lowercase())
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+    rule(
+        type_ok,
+        "/event_type",
+        format!(
+            "event_type {:?} must be dotted lowercase segments",
+            e.event_type
+        ),
+    );
+    for (path, text, max) in [
+        ("/source", &e.source, 256),
+        ("/entity_id", &e.entity_id, 256),
+    ] {
+        let ok =
+            !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control);
+        rule(
+            ok,
+            path,
+            format!("{path} must be 1-{max} characters without control characters"),
+        );
+    }
+    rule(
+        e.version >= 1,
+        "/version",
+        format!("version must be at least 1, not {}", e.version),
+    );
+    if let Some(v) = e.schema_version {
+        if v != 1 {
+            reasons.push(Reason::at(
+                "unsupported_schema_version",
+                "/schema_version",
+                format!("schema_version {v} is not supported by this build"),
+            ));
+        }
+    }
+    if !e.value.is_finite() {
+        reasons.push(Reason::at(
+            "non_finite_value",
+            "/value",
+            "value must be a finite number",
+        ));
+    }
+    if let Some(c) = &e.currency {
+        if !currency::is_known(c) {
+            reasons.push(Reason::at(
+                "unknown_currency",
+                "/currency",
+                format!("{c:?} is not an ISO 4217 currency code"),
+            ));
+        }
+    }
+    if e.occurred_at > received_at + cfg.max_future_skew {
+        reasons.push(Reason::at(
+            "future_timestamp",
+            "/occurred_at",
+            format!(
+                "occurred_at {} is more than {}s after the batch was received ({})",
+                e.occurred_at.to_rfc3339(),
+                cfg.max_future_skew.num_seconds(),
+                received_at.to_rfc3339()
+            ),
+        ));
+    }
+    reasons
+}
+
+/// Moves the events of `batch` that break the [`invariants`] to its quarantine list, at
+/// `stage`, each with every reason; `parts` gives an event's typed event and provenance.
+pub fn recheck<T>(
+    mut batch: Batch<T>,
+    stage: Stage,
+    cfg: &ValidateConfig,
+    parts: impl Fn(&T) -> (&Event, &Provenance),
+) -> Batch<T> {
+    let received_at = batch.received_at;
+    if batch
+        .events
+        .iter()
+        .all(|x| invariants(parts(x).0, received_at, cfg).is_empty())
+    {
+        return batch;
+    }
+    let mut kept = Vec::with_capacity(batch.events.len());
+    let mut quarantine = Vec::new();
+    for x in std::mem::take(&mut batch.events) {
+        let (event, provenance) = parts(&x);
+        let reasons = invariants(event, received_at, cfg);
+        if reasons.is_empty() {
+            kept.push(x);
+        } else {
+            quarantine.push(Quarantined::typed(
+                event,
+                provenance.clone(),
+                stage,
+                reasons,
+            ));
+        }
+    }
+    batch.map_events(kept, quarantine)
 }

@@ -7,6 +7,7 @@ use pipeline_core::batch::{Batch, Stage};
 use pipeline_core::detect::{DetectConfig, ScoredEvent};
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::store::Store;
+use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::info;
 
@@ -19,6 +20,7 @@ use crate::error::FunctionError;
 pub struct Detect<S> {
     config: DetectConfig,
     store: S,
+    validate: ValidateConfig,
     fault_injection: bool,
 }
 
@@ -28,12 +30,16 @@ impl<S: Store> Detect<S> {
         Detect {
             config: config.detect.clone(),
             store,
+            validate: config.validate.clone(),
             fault_injection: config.fault_injection,
         }
     }
 
     /// Scores a batch against its entities' state.
     pub async fn run(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
+        let batch = recheck(batch, Stage::Detect, &self.validate, |e| {
+            (&e.event, &e.provenance)
+        });
         let ids = batch.events.iter().map(|e| e.event.entity_id.as_str());
         let states = entities(&self.store, ids).await?;
         Ok(pipeline_core::detect::detect(batch, &states, &self.config))

@@ -6,6 +6,7 @@ use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage, ValidEvent};
 use pipeline_core::enrich::{EnrichedEvent, FxTable};
 use pipeline_core::store::Store;
+use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 
 use super::{Handler, entities, run_stage};
@@ -17,6 +18,7 @@ use crate::error::FunctionError;
 pub struct Enrich<S> {
     fx: FxTable,
     store: S,
+    validate: ValidateConfig,
     fault_injection: bool,
 }
 
@@ -26,12 +28,16 @@ impl<S: Store> Enrich<S> {
         Enrich {
             fx: config.fx.clone(),
             store,
+            validate: config.validate.clone(),
             fault_injection: config.fault_injection,
         }
     }
 
     /// Enriches a batch, reading its entities' profiles.
     pub async fn run(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
+        let batch = recheck(batch, Stage::Enrich, &self.validate, |e| {
+            (&e.event, &e.provenance)
+        });
         let ids = batch.events.iter().map(|e| e.event.entity_id.as_str());
         let states = entities(&self.store, ids).await?;
         Ok(pipeline_core::enrich::enrich(batch, &self.fx, &states))

@@ -14,6 +14,7 @@ use pipeline_core::persist::{
     Announcer, FailedBatch, NoAnnouncer, PersistConfig, PersistReport, Status,
 };
 use pipeline_core::store::Store;
+use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::{Instrument, info, warn};
 
@@ -27,6 +28,7 @@ pub struct Persist<S> {
     config: PersistConfig,
     store: S,
     announcer: Arc<dyn Announcer>,
+    validate: ValidateConfig,
     fault_injection: bool,
 }
 
@@ -38,6 +40,7 @@ impl<S: Store> Persist<S> {
             config: config.persist.clone(),
             store,
             announcer: Arc::new(NoAnnouncer),
+            validate: config.validate.clone(),
             fault_injection: config.fault_injection,
         }
     }
@@ -54,6 +57,9 @@ impl<S: Store> Persist<S> {
         batch: Batch<ScoredEvent>,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
+        let batch = recheck(batch, Stage::Persist, &self.validate, |e| {
+            (&e.event, &e.provenance)
+        });
         pipeline_core::persist::persist_and_announce(
             &self.store,
             batch,
