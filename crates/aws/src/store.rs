@@ -22,7 +22,7 @@
 //! some records written. That is safe because persist writes entity state first and every
 //! write is conditional: the retried batch finds those records and skips them.
 //!
-//! (About 550 lines: one `Store` implementation, whose batching, pagination and conditional
+//! (About 570 lines: one `Store` implementation, whose batching, pagination and conditional
 //! writes mirror each other and read best side by side; the item encoding and the errors
 //! already live in `item` and `error`.)
 

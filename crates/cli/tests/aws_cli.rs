@@ -6,6 +6,9 @@
 //!
 //! SQS has no Rust SDK in the workspace, so the queue is created and read with boto3 from the
 //! Python environment scripts/moto installs (`.venv`, or `PIPELINE_PYTHON`).
+//!
+//! (A little over 500 lines: the emulator helpers these tests share — boto3 snippets, a
+//! private moto server — read best beside the tests that use them.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

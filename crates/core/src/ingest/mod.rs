@@ -17,19 +17,24 @@
 //! `headers`), so one malformed record would fail the whole invocation, while ingest must
 //! quarantine that record alone and pass the others on; and a record's `value` is base64 text
 //! there too, which leaves the decoding to do here anyway.
+//!
+//! Layout: this module dispatches and decodes EventBridge events and JSON Lines; `kafka`
+//! decodes MSK events; `split` bounds oversized items and cuts batches.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::Digest;
 
 use crate::Error;
-use crate::batch::{
-    Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Quarantined, RawEvent, Reason, Stage, serialized_len,
-};
+use crate::batch::{Batch, Quarantined, RawEvent, Reason, Stage};
 use crate::event::Provenance;
 use crate::json::JsonError;
+
+mod kafka;
+mod split;
+
+pub use kafka::decode_kafka;
+pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, split};
 
 /// Where ingest hands each batch document: the state machine in production, a collector in
 /// tests. An error fails the ingest invocation so the trigger redelivers (idempotently).
@@ -85,173 +90,6 @@ pub fn decode(input: &Value) -> Result<Vec<Item>, Error> {
         None => Err(Error::UnrecognisedInput(
             "expected an MSK event (eventSource \"aws:kafka\") or an EventBridge event (with \"detail-type\")".into(),
         )),
-    }
-}
-
-/// Decodes an MSK `KafkaEvent`. Records are returned in topic-partition, then offset order.
-///
-/// Nothing in the envelope vanishes: `records` should map each `topic-partition` to an array
-/// of records, and whatever else is found is recovered where it can be (an array of records in
-/// place of the map, a single record in place of an array) or quarantined as `bad_envelope`
-/// with the part that could not be read (a partition that is `null`, a number, a map of
-/// something else; a record that is not an object; a `records` that is missing or not a
-/// collection at all, which quarantines the envelope as a whole).
-pub fn decode_kafka(input: &Value) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut records: Vec<&Value> = Vec::new();
-    let envelope_provenance = |part: &str| Provenance::Kafka {
-        topic: part.to_owned(),
-        partition: -1,
-        offset: -1,
-        key: None,
-    };
-    let mut bad = |part: &str, pointer: String, value: &Value, what: String| {
-        items.push(Item::Quarantined(ingest_quarantine(
-            value.clone(),
-            envelope_provenance(part),
-            Reason::at("bad_envelope", pointer, what),
-        )));
-    };
-    match input.get("records") {
-        Some(Value::Object(partitions)) => {
-            for (name, partition) in partitions {
-                let pointer = format!("/records/{}", pointer_escape(name));
-                match partition {
-                    Value::Array(list) => {
-                        for (i, r) in list.iter().enumerate() {
-                            if r.is_object() {
-                                records.push(r);
-                            } else {
-                                bad(
-                                    name,
-                                    format!("{pointer}/{i}"),
-                                    r,
-                                    format!("record {i} of {name} is not an object"),
-                                );
-                            }
-                        }
-                    }
-                    // One record where a list of them was expected: still a record.
-                    Value::Object(o) if o.contains_key("value") => records.push(partition),
-                    other => bad(
-                        name,
-                        pointer,
-                        other,
-                        format!(
-                            "partition {name} holds {} instead of an array of records",
-                            kind_name(other)
-                        ),
-                    ),
-                }
-            }
-        }
-        // A list of records in place of the map of partitions: the records are all there.
-        Some(Value::Array(list)) => {
-            for (i, r) in list.iter().enumerate() {
-                if r.is_object() {
-                    records.push(r);
-                } else {
-                    bad(
-                        "",
-                        format!("/records/{i}"),
-                        r,
-                        format!("record {i} is not an object"),
-                    );
-                }
-            }
-        }
-        other => {
-            let what = match other {
-                None => "the MSK event has no \"records\"".to_owned(),
-                Some(v) => format!(
-                    "\"records\" is {} instead of a map of partitions",
-                    kind_name(v)
-                ),
-            };
-            bad("", "/records".into(), input, what);
-        }
-    }
-    records.sort_by_key(|r| {
-        (
-            r.get("topic")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            r.get("partition")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-            r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
-        )
-    });
-    for r in records {
-        items.push(decode_kafka_record(r));
-    }
-    items
-}
-
-fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// `name` as one JSON Pointer segment (RFC 6901).
-fn pointer_escape(name: &str) -> String {
-    name.replace('~', "~0").replace('/', "~1")
-}
-
-fn decode_kafka_record(r: &Value) -> Item {
-    let provenance = Provenance::Kafka {
-        topic: r
-            .get("topic")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        partition: r
-            .get("partition")
-            .and_then(Value::as_i64)
-            .unwrap_or_default(),
-        offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
-        key: r.get("key").and_then(Value::as_str).map(decode_key),
-    };
-    let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
-    match STANDARD.decode(raw) {
-        Err(e) => Item::Quarantined(ingest_quarantine(
-            Value::String(raw.to_owned()),
-            provenance,
-            Reason::at(
-                "bad_base64",
-                "/value",
-                format!("record value is not base64: {e}"),
-            ),
-        )),
-        Ok(bytes) => match crate::json::parse(&bytes) {
-            Ok(payload) => Item::Event(RawEvent {
-                payload,
-                provenance,
-            }),
-            Err(e) => Item::Quarantined(ingest_quarantine(
-                Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-                provenance,
-                json_reason("record value", &e),
-            )),
-        },
-    }
-}
-
-fn decode_key(b64: &str) -> String {
-    match STANDARD
-        .decode(b64)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-    {
-        Some(text) => text,
-        None => b64.to_owned(),
     }
 }
 
@@ -339,7 +177,7 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
 }
 
 /// The quarantine reason for text that [`crate::json::parse`] refused.
-fn json_reason(what: &str, e: &JsonError) -> Reason {
+pub(crate) fn json_reason(what: &str, e: &JsonError) -> Reason {
     match e {
         JsonError::Malformed(e) => {
             Reason::new("malformed_json", format!("{what} is not JSON: {e}"))
@@ -382,7 +220,11 @@ pub fn decode_byte_lines(path: &str, bytes: &[u8]) -> Vec<Item> {
         .collect()
 }
 
-fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> Box<Quarantined> {
+pub(crate) fn ingest_quarantine(
+    payload: Value,
+    provenance: Provenance,
+    reason: Reason,
+) -> Box<Quarantined> {
     Box::new(Quarantined {
         event_id: None,
         stage: Stage::Ingest,
@@ -390,149 +232,6 @@ fn ingest_quarantine(payload: Value, provenance: Provenance, reason: Reason) -> 
         payload,
         provenance,
     })
-}
-
-/// Limits for [`split`].
-#[derive(Debug, Clone, Copy)]
-pub struct SplitLimits {
-    /// Most items per batch.
-    pub max_events: usize,
-    /// Most payload bytes per batch.
-    pub max_bytes: usize,
-}
-
-impl Default for SplitLimits {
-    fn default() -> Self {
-        SplitLimits {
-            max_events: MAX_BATCH_EVENTS,
-            max_bytes: MAX_BATCH_BYTES,
-        }
-    }
-}
-
-/// Cuts items into batches of at most `limits` (an item larger than `max_bytes` travels alone).
-/// Batch ids are a hash of the items' provenance and content, so the same input always yields
-/// the same batches and ids.
-pub fn split(
-    items: Vec<Item>,
-    received_at: DateTime<Utc>,
-    limits: SplitLimits,
-) -> Vec<Batch<RawEvent>> {
-    let mut batches = Vec::new();
-    let mut cur: Vec<Item> = Vec::new();
-    let mut bytes = 0usize;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for item in items {
-        let item = bound_item(item);
-        let size = match &item {
-            Item::Event(r) => serialized_len(&r.payload),
-            Item::Quarantined(q) => serialized_len(&q.payload),
-        };
-        if !cur.is_empty() && (cur.len() >= limits.max_events || bytes + size > limits.max_bytes) {
-            batches.push(seal(std::mem::take(&mut cur), received_at, &mut hasher));
-            bytes = 0;
-        }
-        match &item {
-            Item::Event(r) => {
-                hasher.update(&serde_json::to_vec(&r.provenance).unwrap_or_default());
-                hasher.update(&serde_json::to_vec(&r.payload).unwrap_or_default());
-            }
-            Item::Quarantined(q) => {
-                hasher.update(&serde_json::to_vec(&q.provenance).unwrap_or_default());
-                hasher.update(&serde_json::to_vec(&q.payload).unwrap_or_default());
-            }
-        }
-        bytes += size;
-        cur.push(item);
-    }
-    if !cur.is_empty() {
-        batches.push(seal(cur, received_at, &mut hasher));
-    }
-    batches
-}
-
-/// The largest payload a batch document carries whole: [`MAX_BATCH_BYTES`], so that one item
-/// alone still fits a Step Functions document (256 KB) and a DynamoDB item (400 KB).
-pub const MAX_ITEM_BYTES: usize = MAX_BATCH_BYTES;
-/// How much of an oversized payload is kept (its serialised JSON text, cut at a character).
-pub const KEPT_HEAD_BYTES: usize = 8 * 1024;
-
-/// An item whose payload is larger than [`MAX_ITEM_BYTES`] becomes a `too_large` quarantine
-/// entry whose payload stands in for the original: its size, SHA-256 and first bytes. Without
-/// this, one 1 MB Kafka message would make a batch no Step Functions execution accepts, retried
-/// forever; with it, the rest of the batch goes on and the message is identifiable.
-fn bound_item(item: Item) -> Item {
-    let (payload, provenance, mut reasons) = match item {
-        Item::Event(r) => {
-            if serialized_len(&r.payload) <= MAX_ITEM_BYTES {
-                return Item::Event(r);
-            }
-            (r.payload, r.provenance, Vec::new())
-        }
-        Item::Quarantined(q) => {
-            if serialized_len(&q.payload) <= MAX_ITEM_BYTES {
-                return Item::Quarantined(q);
-            }
-            let q = *q;
-            (q.payload, q.provenance, q.reasons)
-        }
-    };
-    let text = serde_json::to_string(&payload).unwrap_or_default();
-    let mut end = KEPT_HEAD_BYTES.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let event_id = payload
-        .get("event_id")
-        .and_then(Value::as_str)
-        .filter(|id| id.len() <= 256)
-        .map(str::to_owned);
-    reasons.push(Reason::new(
-        "too_large",
-        format!(
-            "the payload is {} bytes, more than the {MAX_ITEM_BYTES} a batch document carries; kept: its size, SHA-256 and first {end} bytes",
-            text.len()
-        ),
-    ));
-    Item::Quarantined(Box::new(Quarantined {
-        event_id,
-        stage: Stage::Ingest,
-        reasons,
-        payload: serde_json::json!({
-            "truncated": true,
-            "bytes": text.len(),
-            "sha256": sha256,
-            "head": &text[..end],
-        }),
-        provenance,
-    }))
-}
-
-fn seal(
-    items: Vec<Item>,
-    received_at: DateTime<Utc>,
-    hasher: &mut xxhash_rust::xxh3::Xxh3,
-) -> Batch<RawEvent> {
-    let id = format!("b-{:016x}", hasher.digest());
-    hasher.reset();
-    let input_count = items.len();
-    let mut events = Vec::with_capacity(items.len());
-    let mut quarantine = Vec::new();
-    for item in items {
-        match item {
-            Item::Event(r) => events.push(r),
-            Item::Quarantined(q) => quarantine.push(*q),
-        }
-    }
-    Batch {
-        batch_id: id,
-        received_at,
-        input_count,
-        events,
-        quarantine,
-    }
 }
 
 /// The state machine's type, which decides how executions are run.
@@ -560,6 +259,8 @@ impl std::str::FromStr for MachineType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::serialized_len;
+    use chrono::Utc;
     use serde_json::json;
 
     #[test]

@@ -1,0 +1,177 @@
+//! MSK `KafkaEvent` decoding: every record, in topic-partition then offset order, and every part
+//! of the envelope that is not a record quarantined, never dropped.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+use super::{Item, ingest_quarantine, json_reason};
+use crate::batch::{RawEvent, Reason};
+use crate::event::Provenance;
+
+/// Decodes an MSK `KafkaEvent`. Records are returned in topic-partition, then offset order.
+///
+/// Nothing in the envelope vanishes: `records` should map each `topic-partition` to an array
+/// of records, and whatever else is found is recovered where it can be (an array of records in
+/// place of the map, a single record in place of an array) or quarantined as `bad_envelope`
+/// with the part that could not be read (a partition that is `null`, a number, a map of
+/// something else; a record that is not an object; a `records` that is missing or not a
+/// collection at all, which quarantines the envelope as a whole).
+pub fn decode_kafka(input: &Value) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut records: Vec<&Value> = Vec::new();
+    let envelope_provenance = |part: &str| Provenance::Kafka {
+        topic: part.to_owned(),
+        partition: -1,
+        offset: -1,
+        key: None,
+    };
+    let mut bad = |part: &str, pointer: String, value: &Value, what: String| {
+        items.push(Item::Quarantined(ingest_quarantine(
+            value.clone(),
+            envelope_provenance(part),
+            Reason::at("bad_envelope", pointer, what),
+        )));
+    };
+    match input.get("records") {
+        Some(Value::Object(partitions)) => {
+            for (name, partition) in partitions {
+                let pointer = format!("/records/{}", pointer_escape(name));
+                match partition {
+                    Value::Array(list) => {
+                        for (i, r) in list.iter().enumerate() {
+                            if r.is_object() {
+                                records.push(r);
+                            } else {
+                                bad(
+                                    name,
+                                    format!("{pointer}/{i}"),
+                                    r,
+                                    format!("record {i} of {name} is not an object"),
+                                );
+                            }
+                        }
+                    }
+                    // One record where a list of them was expected: still a record.
+                    Value::Object(o) if o.contains_key("value") => records.push(partition),
+                    other => bad(
+                        name,
+                        pointer,
+                        other,
+                        format!(
+                            "partition {name} holds {} instead of an array of records",
+                            kind_name(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        // A list of records in place of the map of partitions: the records are all there.
+        Some(Value::Array(list)) => {
+            for (i, r) in list.iter().enumerate() {
+                if r.is_object() {
+                    records.push(r);
+                } else {
+                    bad(
+                        "",
+                        format!("/records/{i}"),
+                        r,
+                        format!("record {i} is not an object"),
+                    );
+                }
+            }
+        }
+        other => {
+            let what = match other {
+                None => "the MSK event has no \"records\"".to_owned(),
+                Some(v) => format!(
+                    "\"records\" is {} instead of a map of partitions",
+                    kind_name(v)
+                ),
+            };
+            bad("", "/records".into(), input, what);
+        }
+    }
+    records.sort_by_key(|r| {
+        (
+            r.get("topic")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            r.get("partition")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
+            r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
+        )
+    });
+    for r in records {
+        items.push(decode_kafka_record(r));
+    }
+    items
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `name` as one JSON Pointer segment (RFC 6901).
+fn pointer_escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
+}
+
+fn decode_kafka_record(r: &Value) -> Item {
+    let provenance = Provenance::Kafka {
+        topic: r
+            .get("topic")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        partition: r
+            .get("partition")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
+        offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
+        key: r.get("key").and_then(Value::as_str).map(decode_key),
+    };
+    let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
+    match STANDARD.decode(raw) {
+        Err(e) => Item::Quarantined(ingest_quarantine(
+            Value::String(raw.to_owned()),
+            provenance,
+            Reason::at(
+                "bad_base64",
+                "/value",
+                format!("record value is not base64: {e}"),
+            ),
+        )),
+        Ok(bytes) => match crate::json::parse(&bytes) {
+            Ok(payload) => Item::Event(RawEvent {
+                payload,
+                provenance,
+            }),
+            Err(e) => Item::Quarantined(ingest_quarantine(
+                Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                provenance,
+                json_reason("record value", &e),
+            )),
+        },
+    }
+}
+
+fn decode_key(b64: &str) -> String {
+    match STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    {
+        Some(text) => text,
+        None => b64.to_owned(),
+    }
+}
