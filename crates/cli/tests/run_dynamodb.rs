@@ -10,6 +10,8 @@ use std::process::Command;
 use pipeline_core::store::Store;
 use serde_json::Value;
 
+mod common;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -111,20 +113,9 @@ fn create_tables_refuses_real_aws_without_consent() {
     );
 }
 
-/// `pipeline` with the store flags, in the repository, asserting success; stdout.
-fn pipeline(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pipeline {args:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `pipeline ARGS` (which must succeed), its stdout as text.
+fn stdout(args: &[&str]) -> String {
+    String::from_utf8(common::pipeline(args).stdout).unwrap()
 }
 
 /// `show` and `anomalies` read DynamoDB with `--store dynamodb` and print what they print for
@@ -159,15 +150,15 @@ async fn show_and_anomalies_read_dynamodb_like_the_embedded_store() {
         &tables.quarantine,
     ];
     let embedded = ["--db", db];
-    pipeline(&[&["run"][..], &inputs, &dynamo, &["--create-tables"]].concat());
-    pipeline(&[&["run"][..], &inputs, &embedded].concat());
+    stdout(&[&["run"][..], &inputs, &dynamo, &["--create-tables"]].concat());
+    stdout(&[&["run"][..], &inputs, &embedded].concat());
 
-    let from_dynamo = pipeline(&[&["anomalies", "--json"][..], &dynamo].concat());
-    let from_sqlite = pipeline(&[&["anomalies", "--json"][..], &embedded].concat());
+    let from_dynamo = stdout(&[&["anomalies", "--json"][..], &dynamo].concat());
+    let from_sqlite = stdout(&[&["anomalies", "--json"][..], &embedded].concat());
     assert!(!from_dynamo.trim().is_empty(), "the sample has an anomaly");
     assert_eq!(from_dynamo, from_sqlite);
 
-    let show = |args: &[&str]| -> Value { serde_json::from_str(&pipeline(args)).unwrap() };
+    let show = |args: &[&str]| -> Value { serde_json::from_str(&stdout(args)).unwrap() };
     for id in ["evt-demo-001", "evt-bad-001"] {
         let d = show(&[&["show", id][..], &dynamo].concat());
         let s = show(&[&["show", id][..], &embedded].concat());

@@ -135,13 +135,7 @@ pub fn check(
         }
     }
     if let Some(c) = payload.get("currency").and_then(Value::as_str) {
-        if !currency::is_known(c) {
-            reasons.push(Reason::at(
-                "unknown_currency",
-                "/currency",
-                format!("{c:?} is not an ISO 4217 currency code"),
-            ));
-        }
+        reasons.extend(unknown_currency(c));
     }
     if let Some(ts) = payload.get("occurred_at").and_then(Value::as_str) {
         match DateTime::parse_from_rfc3339(ts) {
@@ -176,6 +170,17 @@ pub fn check(
         }
     }
     reasons
+}
+
+/// `unknown_currency` when `c` is not an ISO 4217 code (validate and the re-checks share it).
+fn unknown_currency(c: &str) -> Option<Reason> {
+    (!currency::is_known(c)).then(|| {
+        Reason::at(
+            "unknown_currency",
+            "/currency",
+            format!("{c:?} is not an ISO 4217 currency code"),
+        )
+    })
 }
 
 /// What every later stage re-checks on the typed events it is handed: its input is a trust
@@ -256,13 +261,7 @@ pub fn invariants(
         ));
     }
     if let Some(c) = &e.currency {
-        if !currency::is_known(c) {
-            reasons.push(Reason::at(
-                "unknown_currency",
-                "/currency",
-                format!("{c:?} is not an ISO 4217 currency code"),
-            ));
-        }
+        reasons.extend(unknown_currency(c));
     }
     if e.occurred_at > received_at + cfg.max_future_skew {
         reasons.push(Reason::at(
