@@ -188,6 +188,34 @@ pub async fn concurrent_writers_lose_nothing<S: Store + 'static>(store: S) {
     assert_eq!(dump.entities[0].count, 80, "an update was lost");
 }
 
+/// Exactly-once does not depend on how many events arrive between a write and its retry: a
+/// batch whose entity commit landed but whose answer was lost, retried, then 150 newer events
+/// of the same entity in one batch (more than the state remembers ids of, and more than one
+/// DynamoDB transaction carries), then the first batch redelivered: every event counted once.
+pub async fn exactly_once_without_a_bound<S: Store>(store: S) {
+    let flaky = crate::flaky::FlakyStore::new(store, usize::MAX, 0);
+    let p = pipeline(flaky);
+    let first = payments(10, 1, 41);
+    p.store().lose_commits(1);
+    let r = run_retrying(&p, &raw_batch("x1", first.clone())).await;
+    assert_eq!(r.counts.input, 10);
+    assert_eq!(
+        r.counts.persisted + r.counts.duplicate,
+        10,
+        "{:?}",
+        statuses(&r)
+    );
+    let later = payments(150, 1, 42);
+    let r = run_retrying(&p, &raw_batch("x2", later)).await;
+    assert_eq!(r.counts.persisted, 150);
+    let r = run_retrying(&p, &raw_batch("x3", first)).await;
+    assert_eq!(r.counts.duplicate, 10, "{:?}", statuses(&r));
+    let dump = p.store().inner().dump().await.unwrap();
+    assert_eq!(dump.events.len(), 160);
+    assert_eq!(dump.entities.len(), 1);
+    assert_eq!(dump.entities[0].count, 160, "counted once each");
+}
+
 /// A store that throttles in the middle of a batch, retried until it passes, ends exactly
 /// like an undisturbed one.
 pub async fn throttled_batches_lose_nothing<S: Store>(clean: S, flaky_inner: S) {

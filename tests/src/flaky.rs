@@ -1,5 +1,7 @@
-//! A store wrapper that fails the first N calls with a throttling error, to prove that a batch
-//! retried after a partial failure ends with nothing lost and nothing counted twice.
+//! A store wrapper that fails the first N calls with a throttling error, or lets entity commits
+//! land and then reports them failed (a crash, or a response lost, right after the write), to
+//! prove that a batch retried after a partial failure ends with nothing lost and nothing
+//! counted twice.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +10,8 @@ use async_trait::async_trait;
 use pipeline_core::Error;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteResult,
+    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store,
+    StoreDump, WriteResult,
 };
 
 /// Wraps a store; every call after `pass_first` successful ones fails with
@@ -18,6 +21,7 @@ pub struct FlakyStore<S> {
     calls: AtomicUsize,
     pass_first: usize,
     fail_next: usize,
+    lose_commits: AtomicUsize,
 }
 
 impl<S> FlakyStore<S> {
@@ -28,7 +32,13 @@ impl<S> FlakyStore<S> {
             calls: AtomicUsize::new(0),
             pass_first,
             fail_next,
+            lose_commits: AtomicUsize::new(0),
         }
+    }
+
+    /// The next `n` entity commits are applied, then reported as failed (retryably).
+    pub fn lose_commits(&self, n: usize) {
+        self.lose_commits.store(n, Ordering::SeqCst);
     }
 
     /// The wrapped store.
@@ -70,9 +80,26 @@ impl<S: Store> Store for FlakyStore<S> {
         self.gate("get_entities")?;
         self.inner.get_entities(ids).await
     }
-    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error> {
-        self.gate("put_entity")?;
-        self.inner.put_entity(state).await
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
+        self.gate("commit_entity")?;
+        let written = self.inner.commit_entity(commit).await?;
+        let lose = self
+            .lose_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            return Err(Error::StoreUnavailable {
+                message: format!(
+                    "injected: commit of {} landed, answer lost",
+                    commit.state.entity_id
+                ),
+                source: None,
+            });
+        }
+        Ok(written)
+    }
+    fn commit_limits(&self) -> CommitLimits {
+        self.inner.commit_limits()
     }
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         self.gate("put_quarantine")?;

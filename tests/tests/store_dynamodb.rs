@@ -24,7 +24,9 @@ use pipeline_aws::aws_sdk_dynamodb::error::BoxError;
 use pipeline_aws::{DynamoStore, Tables};
 use pipeline_core::detect::EntityState;
 use pipeline_core::persist::Status;
-use pipeline_core::store::{EntityWrite, EventWrite, Store, WriteCondition, WriteResult};
+use pipeline_core::store::{
+    EntityCommit, EntityWrite, EventWrite, Store, WriteCondition, WriteResult,
+};
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::contract;
 use pipeline_tests::fixtures::{now, payments, raw_batch};
@@ -134,6 +136,16 @@ async fn concurrent_writers_lose_nothing() {
 }
 
 #[tokio::test]
+async fn exactly_once_without_a_bound() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("unbounded").await;
+    contract::exactly_once_without_a_bound(store).await;
+    t.delete().await;
+}
+
+#[tokio::test]
 async fn throttled_batches_lose_nothing() {
     if !emulator() {
         return;
@@ -238,11 +250,12 @@ async fn metrics_count_writes_and_capacity() {
     let r = contract::run_retrying(&p, &raw_batch("m1", payments(20, 2, 4))).await;
     assert_eq!(r.counts.persisted, 20);
     let m = p.store().metrics();
-    // One conditional put per record and one per entity (two entities in one batch).
+    // One transaction per entity (two entities in one batch), carrying its state and its
+    // records, each item at the transactional price of twice a put's units.
     assert_eq!(m.events.requests, 20);
     assert_eq!(m.entities.requests, 2);
-    assert_eq!(m.write_requests, 22);
-    assert!(m.estimated_write_capacity_units >= 22);
+    assert_eq!(m.write_requests, 2);
+    assert!(m.estimated_write_capacity_units >= 44, "{m:?}");
     assert!(
         m.read_requests >= 3,
         "entities twice (enrich, detect) and records once: {m:?}"
@@ -380,7 +393,14 @@ async fn sdk_retries_absorb_throttling() {
         version: 1,
         ..EntityState::new("e-throttled")
     };
-    let err = p.store().put_entity(&state).await.unwrap_err();
+    let err = p
+        .store()
+        .commit_entity(&EntityCommit {
+            state: state.clone(),
+            inserts: Vec::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(
         err.error_type(),
         "Pipeline.Retryable.StoreThrottled",
@@ -393,7 +413,13 @@ async fn sdk_retries_absorb_throttling() {
     // Nothing was applied: the same write succeeds once the throttling stops.
     inject.throttle(0);
     assert_eq!(
-        p.store().put_entity(&state).await.unwrap(),
+        p.store()
+            .commit_entity(&EntityCommit {
+                state: state.clone(),
+                inserts: Vec::new()
+            })
+            .await
+            .unwrap(),
         EntityWrite::Written
     );
     t.delete().await;
@@ -442,7 +468,13 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
     state.version += 1;
     inject.lose_responses(1);
     assert_eq!(
-        p.store().put_entity(&state).await.unwrap(),
+        p.store()
+            .commit_entity(&EntityCommit {
+                state: state.clone(),
+                inserts: Vec::new()
+            })
+            .await
+            .unwrap(),
         EntityWrite::Written
     );
     assert_eq!(inject.injected(), 2);
@@ -457,8 +489,14 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         [WriteResult::ConditionFailed { current: Some(_) }]
     ));
     assert_eq!(
-        p.store().put_entity(&state).await.unwrap(),
-        EntityWrite::VersionConflict
+        p.store()
+            .commit_entity(&EntityCommit {
+                state: state.clone(),
+                inserts: Vec::new()
+            })
+            .await
+            .unwrap(),
+        EntityWrite::Conflict
     );
     assert_eq!(report.counts.persisted, 2);
     t.delete().await;
@@ -499,7 +537,13 @@ async fn batch_reads_retry_unprocessed_keys() {
             ..EntityState::new(id)
         };
         assert_eq!(
-            store.put_entity(&state).await.unwrap(),
+            store
+                .commit_entity(&EntityCommit {
+                    state: state.clone(),
+                    inserts: Vec::new()
+                })
+                .await
+                .unwrap(),
             EntityWrite::Written
         );
     }

@@ -30,6 +30,11 @@ async fn concurrent_writers_lose_nothing() {
 }
 
 #[tokio::test]
+async fn exactly_once_without_a_bound() {
+    contract::exactly_once_without_a_bound(mem()).await;
+}
+
+#[tokio::test]
 async fn throttled_batches_lose_nothing() {
     contract::throttled_batches_lose_nothing(mem(), mem()).await;
 }

@@ -15,8 +15,8 @@ use crate::item::{self, Item};
 /// Counts of one table's writes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TableWrites {
-    /// Write requests sent (`PutItem`), failed conditions included; SDK retries of one request
-    /// are not counted again.
+    /// Items sent (one per `PutItem`, one per item of a `TransactWriteItems`), failed
+    /// conditions included; SDK retries of one request are not counted again.
     pub requests: u64,
     /// Write capacity units the service reported.
     pub capacity_units: f64,
@@ -51,6 +51,16 @@ pub(crate) enum Table {
     Events,
     Entities,
     Quarantine,
+}
+
+impl StoreMetrics {
+    fn table(&mut self, table: Table) -> &mut TableWrites {
+        match table {
+            Table::Events => &mut self.events,
+            Table::Entities => &mut self.entities,
+            Table::Quarantine => &mut self.quarantine,
+        }
+    }
 }
 
 /// The store's counters.
@@ -89,15 +99,39 @@ impl Counters {
         m.write_requests += 1;
         m.write_capacity_units += reported;
         m.estimated_write_capacity_units += estimated;
-        let t = match table {
-            Table::Events => &mut m.events,
-            Table::Entities => &mut m.entities,
-            Table::Quarantine => &mut m.quarantine,
-        };
+        let t = m.table(table);
         t.requests += 1;
         t.capacity_units += reported;
         t.estimated_capacity_units += estimated;
         t.item_bytes += size as u64;
+    }
+
+    /// Adds one `TransactWriteItems` that wrote `items` (table, item size): one request;
+    /// each item counted against its table, at the transactional price (twice a `PutItem`'s
+    /// units). `reported` is the service's consumed capacity per table, when it sent it.
+    pub(crate) fn transaction(&self, items: &[(Table, usize)], reported: &[(Table, f64)]) {
+        let mut m = self.lock();
+        m.write_requests += 1;
+        for (table, size) in items {
+            let estimated = 2 * item::write_units(*size);
+            m.estimated_write_capacity_units += estimated;
+            let t = m.table(*table);
+            t.requests += 1;
+            t.estimated_capacity_units += estimated;
+            t.item_bytes += *size as u64;
+        }
+        for (table, units) in reported {
+            m.write_capacity_units += units;
+            m.table(*table).capacity_units += units;
+        }
+    }
+
+    /// Adds a cancelled `TransactWriteItems` of `items` items: one request, billed by DynamoDB
+    /// for each item it checked (estimated at one transactional unit each, 2 WCU).
+    pub(crate) fn transaction_cancelled(&self, items: usize) {
+        let mut m = self.lock();
+        m.write_requests += 1;
+        m.estimated_write_capacity_units += 2 * items as u64;
     }
 
     /// Adds one read request.

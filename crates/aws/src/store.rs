@@ -11,7 +11,10 @@
 //!   (`ReturnValuesOnConditionCheckFailure: ALL_OLD`), so a lost race costs no second read.
 //!   Writes run concurrently, at most [`WRITE_CONCURRENCY`] at a time; writes of the same
 //!   `event_id` run one after the other in input order, as the SQLite store runs them.
-//! - Entity state is written with `attribute_not_exists(entity_id)` or `version = :prev`.
+//! - New events are committed with the entity state that counts them in one
+//!   `TransactWriteItems` (state: `attribute_not_exists(entity_id)` or `version = :prev`;
+//!   records: `attribute_not_exists(event_id)`), at most 99 records and ~3 MB per transaction.
+//!   A cancelled transaction is a conflict (read again) unless a reason says throttling.
 //! - Record and state items carry a token of the write that stored them, so a write whose
 //!   first attempt landed but whose response was lost is reported `Written` when the SDK's
 //!   retry of it fails its condition, not as a conflict with itself (see `item::write_token`).
@@ -19,8 +22,9 @@
 //!   what still fails becomes a retryable core error, and the batch is retried whole.
 //!
 //! Unlike SQLite's, a `write_events` call is not one transaction: a failure part way leaves
-//! some records written. That is safe because persist writes entity state first and every
-//! write is conditional: the retried batch finds those records and skips them.
+//! some records written. That is safe because it only carries replacements (corrections),
+//! which touch no entity state, and every write is conditional: the retried batch finds those
+//! records and skips them. New events go through `commit_entity`, which is atomic.
 //!
 //! (About 570 lines: one `Store` implementation, whose batching, pagination and conditional
 //! writes mirror each other and read best side by side; the item encoding and the errors
@@ -32,16 +36,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, CancellationReason, KeysAndAttributes, Put, ReturnConsumedCapacity,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{StreamExt, TryStreamExt, stream};
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteCondition,
-    WriteResult,
+    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store,
+    StoreDump, WriteCondition, WriteResult,
 };
 
 use crate::error::Error;
@@ -49,6 +55,8 @@ use crate::item::{self, ANOMALY_ENTITY, ANOMALY_INDEX, ENTITY_KEY, EVENT_KEY, It
 use crate::metrics::{Counters, StoreMetrics, Table};
 use crate::tables::{self, Tables};
 
+/// Most items one `TransactWriteItems` may carry.
+const TRANSACT_MAX_ITEMS: usize = 100;
 /// Most keys one `BatchGetItem` may ask for.
 const BATCH_GET_MAX: usize = 100;
 /// Conditional writes in flight at once per call.
@@ -250,61 +258,141 @@ impl DynamoStore {
 
     async fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, Error> {
         let table = self.tables.events.as_str();
+        self.get_item(table, EVENT_KEY, event_id)
+            .await?
+            .map(|i| item::event_of(table, &i))
+            .transpose()
+    }
+
+    /// One item by key, strongly consistent.
+    async fn get_item(&self, table: &str, key_attr: &str, id: &str) -> Result<Option<Item>, Error> {
         self.counters.read();
         let out = self
             .client
             .get_item()
             .table_name(table)
-            .set_key(Some(item::key(EVENT_KEY, event_id)))
+            .set_key(Some(item::key(key_attr, id)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| Error::sdk("GetItem", table, e))?;
-        out.item.map(|i| item::event_of(table, &i)).transpose()
+        Ok(out.item)
     }
 
-    async fn put_entity_inner(&self, state: &EntityState) -> Result<EntityWrite, Error> {
-        let table = self.tables.entities.as_str();
+    /// One entity commit as one `TransactWriteItems`: the state `Put` (conditional on its
+    /// version) and one `Put` per record (conditional on its absence).
+    async fn commit_entity_inner(&self, c: &EntityCommit) -> Result<EntityWrite, Error> {
+        let entities = self.tables.entities.as_str();
+        let events = self.tables.events.as_str();
         // The stored version must be state.version − 1 (absent counts as 0). Version 0 is never
         // a valid write; like the SQLite store, report it as a conflict.
-        let Some(prev) = state.version.checked_sub(1) else {
-            return Ok(EntityWrite::VersionConflict);
+        let Some(prev) = c.state.version.checked_sub(1) else {
+            return Ok(EntityWrite::Conflict);
         };
         let token = item::write_token();
-        let item = item::entity_item(state, &token)?;
-        let size = item::item_size(&item);
-        let req = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+        let build = |what: &'static str| move |source| Error::Build { what, source };
+        let mut writes = Vec::with_capacity(c.inserts.len() + 1);
+        let mut sizes = Vec::with_capacity(c.inserts.len() + 1);
+
+        let state_item = item::entity_item(&c.state, &token)?;
+        sizes.push((Table::Entities, item::item_size(&state_item)));
+        let put = Put::builder()
+            .table_name(entities)
+            .set_item(Some(state_item))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let req = if prev == 0 {
-            req.condition_expression("attribute_not_exists(entity_id)")
+        let put = if prev == 0 {
+            put.condition_expression("attribute_not_exists(entity_id)")
         } else {
-            req.condition_expression("version = :prev")
+            put.condition_expression("version = :prev")
                 .expression_attribute_values(":prev", AttributeValue::N(prev.to_string()))
         };
-        match req.send().await {
+        writes.push(
+            TransactWriteItem::builder()
+                .put(put.build().map_err(build("entity Put"))?)
+                .build(),
+        );
+        for r in &c.inserts {
+            let record = item::event_item(r, &token)?;
+            sizes.push((Table::Events, item::item_size(&record)));
+            let put = Put::builder()
+                .table_name(events)
+                .set_item(Some(record))
+                .condition_expression("attribute_not_exists(event_id)")
+                .build()
+                .map_err(build("record Put"))?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+
+        // The request token makes the SDK's retries of a transaction that landed (response
+        // lost) succeed as no-ops instead of failing their own conditions.
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .client_request_token(&token)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match res {
             Ok(out) => {
-                let reported = out.consumed_capacity().and_then(|c| c.capacity_units());
-                self.counters.written(Table::Entities, reported, size);
+                let reported: Vec<(Table, f64)> = out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|cc| {
+                        let table = match cc.table_name()? {
+                            t if t == entities => Table::Entities,
+                            t if t == events => Table::Events,
+                            _ => return None,
+                        };
+                        Some((table, cc.capacity_units()?))
+                    })
+                    .collect();
+                self.counters.transaction(&sizes, &reported);
                 Ok(EntityWrite::Written)
             }
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    self.counters.failed(Table::Entities, c.item());
-                    // An earlier attempt of this very write landed and the SDK retried it.
-                    let ours = c.item().is_some_and(|o| item::written_by(o, &token));
-                    Ok(if ours {
-                        EntityWrite::Written
-                    } else {
-                        EntityWrite::VersionConflict
-                    })
+            Err(e) => {
+                let reasons = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+                        t.cancellation_reasons().to_vec()
+                    }
+                    _ => return Err(Error::sdk("TransactWriteItems", entities, e)),
+                };
+                self.counters.transaction_cancelled(sizes.len());
+                let code = |r: &CancellationReason| r.code().unwrap_or("None").to_owned();
+                if reasons.iter().any(|r| {
+                    matches!(
+                        code(r).as_str(),
+                        "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                            | "RequestLimitExceeded"
+                    )
+                }) {
+                    return Err(Error::Throttled {
+                        operation: "TransactWriteItems",
+                        table: entities.to_owned(),
+                        detail: reasons.iter().map(code).collect::<Vec<_>>().join(", "),
+                        source: Box::new(e),
+                    });
                 }
-                _ => Err(Error::sdk("PutItem", table, e)),
-            },
+                // Either a condition failed (the entity moved on, or a record exists), or
+                // another transaction held one of the items: both mean "read again".
+                // Unless the transaction that moved the entity on was this one: an earlier
+                // attempt that landed after the request token expired, or on a server that
+                // ignores tokens.
+                let state_now = match reasons.first().and_then(|r| r.item()) {
+                    Some(old) => Some(old.clone()),
+                    None => {
+                        self.get_item(entities, ENTITY_KEY, &c.state.entity_id)
+                            .await?
+                    }
+                };
+                let ours = state_now.is_some_and(|old| item::written_by(&old, &token));
+                Ok(if ours {
+                    EntityWrite::Written
+                } else {
+                    EntityWrite::Conflict
+                })
+            }
         }
     }
 
@@ -506,8 +594,17 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, CoreError> {
-        Ok(self.put_entity_inner(state).await?)
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, CoreError> {
+        Ok(self.commit_entity_inner(commit).await?)
+    }
+
+    /// 100 items per transaction, one of them the state; 4 MB per transaction, with room left
+    /// for the state item and the attribute overhead on top of the records' JSON.
+    fn commit_limits(&self) -> CommitLimits {
+        CommitLimits {
+            max_records: TRANSACT_MAX_ITEMS - 1,
+            max_bytes: 3 * 1024 * 1024,
+        }
     }
 
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline_core::ErrorClass;
 use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
@@ -60,6 +63,7 @@ pub struct RunArgs {
 pub const EXIT_NOT_JSON_LINES: u8 = 4;
 
 /// A batch document entering the chain at some stage.
+#[derive(Clone)]
 pub(crate) enum Job {
     Raw(Batch<RawEvent>),
     Valid(Batch<ValidEvent>),
@@ -200,7 +204,7 @@ async fn run_with<S: Store>(
     let batches = jobs.len();
     for job in jobs {
         let n = job.input_count();
-        let (report, v) = run_job(&pipeline, job).await?;
+        let (report, v) = run_job_retrying(&pipeline, job).await?;
         valid += v;
         counts.merge(&report.counts);
         for (k, c) in &report.quarantined_by_reason {
@@ -268,6 +272,37 @@ fn undecodable(jobs: &[Job]) -> (usize, usize) {
         })
         .count();
     (items, bad)
+}
+
+/// Attempts at a batch whose failure is retryable (a second writer on the same database kept
+/// changing one of its entities, or held the database past the busy timeout) before the error
+/// stands: what the state machine's Retry does for a deployed batch.
+const BATCH_ATTEMPTS: usize = 8;
+
+/// [`run_job`], retrying a retryable failure after a jittered exponential pause (`backon`:
+/// 50 ms doubling to 5 s). A retried batch is decided again against what is stored, so a retry
+/// never counts anything twice.
+async fn run_job_retrying<S: Store>(
+    p: &Pipeline<S>,
+    job: Job,
+) -> Result<(PersistReport, usize), CliError> {
+    let mut pauses = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(BATCH_ATTEMPTS - 1)
+        .with_jitter()
+        .build();
+    loop {
+        match run_job(p, job.clone()).await {
+            Err(CliError::Pipeline(e)) if e.class() == ErrorClass::Retryable => {
+                match pauses.next() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(CliError::Pipeline(e)),
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 pub(crate) async fn run_job<S: Store>(

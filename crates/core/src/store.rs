@@ -4,7 +4,10 @@
 //! DynamoDB store implement the same semantics: batched reads by key, *conditional* single-item
 //! writes that return the current item when the condition fails
 //! (`ReturnValuesOnConditionCheckFailure`), and optimistic concurrency on entity state through
-//! a version number. The decision of *what* to write lives in [`crate::persist`], not in the
+//! a version number. New events are written together with the entity state that absorbs them,
+//! all or nothing ([`Store::commit_entity`]: one SQLite transaction, one DynamoDB
+//! `TransactWriteItems`), which is what makes "counted exactly once" hold without any bound on
+//! what happens between a crash and its retry. The decision of *what* to write lives in [`crate::persist`], not in the
 //! stores, so both behave identically; the contract test suite in `tests/` runs against every
 //! implementation.
 
@@ -138,13 +141,41 @@ pub enum WriteResult {
     },
 }
 
-/// What happened to a conditional entity-state write.
+/// One entity's share of a batch, written all or nothing by [`Store::commit_entity`]: its new
+/// state and the records of the new events folded into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityCommit {
+    /// The state after absorbing `inserts`; written if the stored version is
+    /// `state.version − 1` (absent counts as 0).
+    pub state: EntityState,
+    /// Records written if no record with their `event_id` exists.
+    pub inserts: Vec<EventRecord>,
+}
+
+/// How much one [`EntityCommit`] may carry (DynamoDB: 100 items and 4 MB per transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitLimits {
+    /// Most records in one commit.
+    pub max_records: usize,
+    /// Most bytes of records (as JSON) in one commit.
+    pub max_bytes: usize,
+}
+
+impl CommitLimits {
+    /// No limit (one SQLite transaction can hold anything).
+    pub const UNBOUNDED: CommitLimits = CommitLimits {
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// What happened to an entity commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntityWrite {
-    /// Written.
+    /// Everything was written.
     Written,
-    /// Someone else wrote the entity since it was read.
-    VersionConflict,
+    /// Nothing was written: the entity's version moved, or one of the records exists.
+    Conflict,
 }
 
 /// A quarantined event as stored.
@@ -184,8 +215,15 @@ pub trait Store: Send + Sync {
     /// Reads the stored state of these entities (missing ones are absent from the map).
     async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error>;
 
-    /// Writes `state` if the stored version is `state.version − 1` (absent counts as 0).
-    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error>;
+    /// Writes the commit's state and records atomically, if the stored state's version is
+    /// `state.version − 1` (absent counts as 0) and none of the records exists; otherwise
+    /// writes nothing and answers [`EntityWrite::Conflict`].
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error>;
+
+    /// How much one [`Store::commit_entity`] may carry.
+    fn commit_limits(&self) -> CommitLimits {
+        CommitLimits::UNBOUNDED
+    }
 
     /// Stores quarantine records (idempotent by `quarantine_id`).
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
@@ -216,8 +254,11 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
         (**self).get_entities(ids).await
     }
-    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, Error> {
-        (**self).put_entity(state).await
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
+        (**self).commit_entity(commit).await
+    }
+    fn commit_limits(&self) -> CommitLimits {
+        (**self).commit_limits()
     }
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         (**self).put_quarantine(items).await

@@ -10,11 +10,12 @@
 //! - `unknown_currency`: `currency` is not an ISO 4217 code;
 //! - `bad_timestamp`: `occurred_at` is not RFC 3339 with an offset;
 //! - `future_timestamp`: `occurred_at` is later than `received_at` plus the allowed skew;
-//! - `duplicate_in_batch`: the `event_id` already occurred earlier in the same batch;
 //! - the [`invariants`] a typed event must keep (identifiers without control characters),
 //!   which every later stage checks again on its input ([`recheck`]).
-
-use std::collections::HashSet;
+//!
+//! An `event_id` that occurs twice in one batch is not a validation failure: persist decides
+//! the repeat against the first (`duplicate`, `updated`, …) exactly as it would had the two
+//! arrived in separate batches, so outcomes do not depend on where a stream was cut.
 
 use chrono::{DateTime, Duration};
 use serde::Deserialize;
@@ -50,11 +51,10 @@ pub fn validate(
     cfg: &ValidateConfig,
 ) -> Batch<ValidEvent> {
     let raws = std::mem::take(&mut batch.events);
-    let mut seen: HashSet<String> = HashSet::with_capacity(raws.len());
     let mut valid = Vec::with_capacity(raws.len());
     let mut quarantine = Vec::new();
     for raw in raws {
-        let reasons = check(&raw.payload, contract, cfg, batch.received_at, &mut seen);
+        let reasons = check(&raw.payload, contract, cfg, batch.received_at);
         if !reasons.is_empty() {
             quarantine.push(reject(raw, reasons));
             continue;
@@ -100,7 +100,6 @@ pub fn check(
     contract: &Contract,
     cfg: &ValidateConfig,
     received_at: DateTime<chrono::Utc>,
-    seen: &mut HashSet<String>,
 ) -> Vec<Reason> {
     if let Some(v) = payload.get("schema_version").and_then(Value::as_u64) {
         if v > SCHEMA_VERSION {
@@ -158,15 +157,6 @@ pub fn check(
                 "/occurred_at",
                 format!("{ts:?} is not RFC 3339 with an offset: {e}"),
             )),
-        }
-    }
-    if let Some(id) = payload.get("event_id").and_then(Value::as_str) {
-        if !seen.insert(id.to_owned()) {
-            reasons.push(Reason::at(
-                "duplicate_in_batch",
-                "/event_id",
-                format!("event_id {id:?} occurs more than once in this batch"),
-            ));
         }
     }
     reasons

@@ -10,7 +10,10 @@
 //! - `quarantine(quarantine_id PK, batch_id, event_id, stage, reasons, payload, record)`.
 //!
 //! Each trait call runs in one transaction, so a batch of conditional writes is atomic and a
-//! condition is checked and acted on without a window in between.
+//! condition is checked and acted on without a window in between. Write transactions start
+//! `IMMEDIATE` (they take the write lock before reading what their conditions check), and a
+//! second process on the same file waits up to [`BUSY_TIMEOUT_MS`] for the lock instead of
+//! failing: with WAL, readers never wait, and writers queue.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,10 +23,10 @@ use async_trait::async_trait;
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump, WriteCondition,
-    WriteResult,
+    EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump,
+    WriteCondition, WriteResult,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 /// Errors of the embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +77,14 @@ impl From<Error> for CoreError {
     }
 }
 
+/// How long a write waits for another process's write transaction to end before giving up
+/// (as a retryable `StoreThrottled`). A batch transaction takes milliseconds; a minute covers
+/// a writer stalled by a slow disk.
+pub const BUSY_TIMEOUT_MS: u64 = 60_000;
+
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
-PRAGMA busy_timeout = 5000;
 CREATE TABLE IF NOT EXISTS events (
     event_id     TEXT PRIMARY KEY,
     entity_id    TEXT NOT NULL,
@@ -125,6 +132,8 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self, Error> {
+        // Before anything else: creating the schema can already meet another writer.
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -164,6 +173,13 @@ fn read_event(conn: &Connection, event_id: &str) -> Result<Option<EventRecord>, 
     text.map(|t| decode(event_id, &t)).transpose()
 }
 
+/// A write transaction that holds the write lock from its start, so the conditions it reads
+/// cannot change before it writes, and a lock held by another process is waited for (busy
+/// timeout) rather than met half way through as `SQLITE_BUSY`.
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, Error> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|source| Error::Decode {
         key: key.to_owned(),
@@ -200,7 +216,7 @@ fn write_record(conn: &Connection, r: &EventRecord) -> Result<(), Error> {
 impl SqliteStore {
     fn write_events_sync(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             let stored: Option<u32> = tx
@@ -223,16 +239,29 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn put_entity_sync(&self, state: &EntityState) -> Result<EntityWrite, Error> {
+    fn commit_entity_sync(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
+        let state = &commit.state;
         let stored: u64 = tx
             .prepare_cached("SELECT version FROM entities WHERE entity_id = ?1")?
             .query_row([&state.entity_id], |r| r.get::<_, i64>(0))
             .optional()?
             .map_or(0, |v| v as u64);
         if stored + 1 != state.version {
-            return Ok(EntityWrite::VersionConflict);
+            return Ok(EntityWrite::Conflict);
+        }
+        for r in &commit.inserts {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+                .query_row([&r.event_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if exists {
+                // Dropping the transaction rolls it back: nothing of the commit is written.
+                return Ok(EntityWrite::Conflict);
+            }
+            write_record(&tx, r)?;
         }
         let text = serde_json::to_string(state).map_err(Error::Encode)?;
         tx.prepare_cached(
@@ -246,7 +275,7 @@ impl SqliteStore {
 
     fn put_quarantine_sync(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         for q in items {
             let record = serde_json::to_string(q).map_err(Error::Encode)?;
             let reasons = serde_json::to_string(&q.item.reasons).map_err(Error::Encode)?;
@@ -352,8 +381,8 @@ impl Store for SqliteStore {
         Ok(self.get_map("SELECT state FROM entities WHERE entity_id = ?1", ids)?)
     }
 
-    async fn put_entity(&self, state: &EntityState) -> Result<EntityWrite, CoreError> {
-        Ok(self.put_entity_sync(state)?)
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, CoreError> {
+        Ok(self.commit_entity_sync(commit)?)
     }
 
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {

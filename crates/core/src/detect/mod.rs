@@ -25,8 +25,10 @@
 //! velocity windows (those buckets are gone); its reasons carry `late_event`.
 //!
 //! **Redelivery.** The state remembers the ids (hashed) of the last [`RECENT_IDS`] events it
-//! absorbed. An event found there is scored without being counted again, which is also what
-//! makes persistence's state update exactly-once (see [`crate::persist`]).
+//! absorbed. An event found there is scored without being counted again, so a repeat inside a
+//! batch, or a redelivery soon after, scores as it did the first time. This is about scores
+//! only: whether an event is *counted* is decided by persist, exactly once and without any
+//! bound, by committing the state together with the records (see [`crate::persist`]).
 //!
 //! (About 520 lines of code before the tests: the rule detectors, the state they share and the
 //! one function that folds an event into it; the value model has its own module, `value`.)

@@ -1,65 +1,134 @@
-//! Entity state, exactly once: the events newly persisted are folded into their entities'
-//! state with the same [`observe`] the detect stage uses, one conditional write per entity
-//! (see "Entity state, exactly once" in [`super`]).
+//! New events, exactly once: the events decided `Insert` are folded into their entity's state
+//! with the same [`observe`] the detect stage uses, and the state is committed together with
+//! their records, all or nothing (see "Entity state, exactly once" in [`super`]).
 
 use std::collections::BTreeMap;
 
-use super::PersistConfig;
-use crate::Error;
-use crate::detect::{Observation, ScoredEvent, observe};
-use crate::store::{EntityWrite, Store};
+use chrono::{DateTime, Utc};
 
-/// Folds the events decided `Insert` into their entities' state, one conditional write per
-/// entity, re-reading and retrying when another writer got there first.
-pub(super) async fn absorb_new_events<'a, S: Store + ?Sized>(
+use super::PersistConfig;
+use super::decide::{Decision, decide};
+use super::write::{Fate, Pending, record_of};
+use crate::Error;
+use crate::detect::{EntityState, Observation, observe};
+use crate::store::{CommitLimits, EntityCommit, EntityWrite, RecordStatus, Store};
+
+/// Commits every pending event decided `Insert`, entity by entity, in event-time order, in as
+/// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
+/// records still to insert are read again and decided again; an event whose record appeared
+/// meanwhile leaves this path with its new decision (a skip, or a replacement for
+/// `write_records`). On return every event still decided `Insert` has been written.
+pub(super) async fn commit_new_events<S: Store + ?Sized>(
     store: &S,
-    new_events: impl Iterator<Item = &'a ScoredEvent>,
+    pending: &mut [Pending<'_>],
     cfg: &PersistConfig,
+    now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let mut by_entity: BTreeMap<&str, Vec<&ScoredEvent>> = BTreeMap::new();
-    for e in new_events {
-        by_entity
-            .entry(e.event.entity_id.as_str())
-            .or_default()
-            .push(e);
+    let mut by_entity: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in pending.iter().enumerate() {
+        if p.fate.is_none() && p.decision == Decision::Insert {
+            by_entity
+                .entry(p.event.event.entity_id.clone())
+                .or_default()
+                .push(i);
+        }
     }
     if by_entity.is_empty() {
         return Ok(());
     }
     for list in by_entity.values_mut() {
-        list.sort_by_key(|e| e.event.occurred_ms());
+        // Stable: events at the same instant keep their batch order.
+        list.sort_by_key(|&i| pending[i].event.event.occurred_ms());
     }
-    let ids: Vec<String> = by_entity.keys().map(|k| (*k).to_owned()).collect();
+    let ids: Vec<String> = by_entity.keys().cloned().collect();
     let mut states = store.get_entities(&ids).await?;
-    for (entity, list) in by_entity {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut state = states
-                .remove(entity)
-                .unwrap_or_else(|| crate::detect::EntityState::new(entity));
-            let before = state.recent.clone();
-            for ev in &list {
+    let limits = store.commit_limits();
+    for (entity, mut todo) in by_entity {
+        let mut state = states
+            .remove(&entity)
+            .unwrap_or_else(|| EntityState::new(&entity));
+        let mut conflicts = 0;
+        while !todo.is_empty() {
+            let chunk = chunk_len(pending, &todo, limits, now);
+            let mut next = state.clone();
+            let mut inserts = Vec::with_capacity(chunk);
+            for &i in &todo[..chunk] {
+                let ev = pending[i].event;
                 let obs = Observation::of(&ev.event, ev.enrichment.base_value, &cfg.detect);
-                observe(&mut state, &obs, &cfg.detect, true);
+                // An id the state already remembers (a crash of a version before commits
+                // were atomic) is written but not counted again.
+                observe(&mut next, &obs, &cfg.detect, true);
+                inserts.push(record_of(ev, RecordStatus::Persisted, now, None));
             }
-            if state.recent == before {
-                break; // every event was already absorbed: nothing to write
-            }
-            state.version += 1;
-            match store.put_entity(&state).await? {
-                EntityWrite::Written => break,
-                EntityWrite::VersionConflict if attempt < cfg.max_entity_attempts => {
-                    states = store.get_entities(&[entity.to_owned()]).await?;
+            next.version += 1;
+            let commit = EntityCommit {
+                state: next,
+                inserts,
+            };
+            match store.commit_entity(&commit).await? {
+                EntityWrite::Written => {
+                    for i in todo.drain(..chunk) {
+                        pending[i].fate = Some(Fate::Written { updated: false });
+                    }
+                    state = commit.state;
                 }
-                EntityWrite::VersionConflict => {
-                    return Err(Error::EntityContended {
-                        entity_id: entity.to_owned(),
-                        attempts: attempt,
-                    });
+                EntityWrite::Conflict => {
+                    conflicts += 1;
+                    if conflicts >= cfg.max_entity_attempts {
+                        return Err(Error::EntityContended {
+                            entity_id: entity,
+                            attempts: conflicts,
+                        });
+                    }
+                    state = store
+                        .get_entities(std::slice::from_ref(&entity))
+                        .await?
+                        .remove(&entity)
+                        .unwrap_or_else(|| EntityState::new(&entity));
+                    let ids: Vec<String> = todo
+                        .iter()
+                        .map(|&i| pending[i].event.event.event_id.clone())
+                        .collect();
+                    let mut stored = store.get_events(&ids).await?;
+                    for &i in &todo {
+                        let p = &mut pending[i];
+                        p.stored = stored.remove(&p.event.event.event_id);
+                        p.decision = decide(p.stored.as_ref(), p.event.event.version, &p.hash);
+                    }
+                    todo.retain(|&i| pending[i].decision == Decision::Insert);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// How many of `todo`'s first events fit one commit: at least one (a single record too big
+/// for the store is the store's to refuse), then as many as the limits allow.
+fn chunk_len(
+    pending: &[Pending<'_>],
+    todo: &[usize],
+    limits: CommitLimits,
+    now: DateTime<Utc>,
+) -> usize {
+    if limits == CommitLimits::UNBOUNDED {
+        return todo.len();
+    }
+    let mut bytes = 0usize;
+    let mut n = 0usize;
+    for &i in todo {
+        let size = serde_json::to_vec(&record_of(
+            pending[i].event,
+            RecordStatus::Persisted,
+            now,
+            None,
+        ))
+        .map_or(usize::MAX / 2, |v| v.len());
+        if n > 0 && (n >= limits.max_records || bytes.saturating_add(size) > limits.max_bytes) {
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        n += 1;
+    }
+    n.max(1)
 }

@@ -18,21 +18,24 @@
 //! # Entity state, exactly once
 //! Only events decided `persisted` touch entity state (a correction replaces the record but is
 //! not counted again). For each entity the state is read, the new events are folded in with the
-//! same [`crate::detect::observe`] the detect stage uses, and it is written once, conditional on
-//! its version (optimistic concurrency, re-read and retry on conflict, bounded). The state
-//! remembers the ids of the last events it absorbed, so an event is never absorbed twice even
-//! when a concurrent writer or a crashed earlier attempt already absorbed it.
+//! same [`crate::detect::observe`] the detect stage uses, and the new state is committed
+//! *together with* the new records, all or nothing ([`Store::commit_entity`]): conditional on
+//! the state's version and on every record being absent. So an event is counted if and only
+//! if its record exists, whatever happened before: a crash at any point, a redelivery any
+//! time later, a second writer on the same entity. On a conflict the state and records are
+//! read again, the events decided again (some are now `duplicate`), and the rest committed
+//! (bounded by [`PersistConfig::max_entity_attempts`], then a retryable error). An entity with
+//! more new events than one commit may carry ([`crate::store::CommitLimits`]) is committed in
+//! several, each one atomic, in event-time order.
 //!
-//! The state is written *before* the records: if the process dies between the two, the
-//! redelivered batch finds the records absent, writes them, and finds the events already in
-//! the state's recent ids (the guarantee holds while fewer than
-//! [`crate::detect::RECENT_IDS`] newer events of that entity arrive in between). Writing the
-//! records first would instead lose the events from the statistics for good.
+//! A batch that carries the same `event_id` more than once is persisted in waves (first
+//! occurrences, then second ones, …), each decided against what the previous stored, so the
+//! outcomes are those of the same events in separate batches.
 //!
 //! # Layout
 //! - [`decide`](mod@decide): the decision table.
 //! - `write` (private): the conditional write loop ([`MAX_WRITE_ROUNDS`]).
-//! - `entities` (private): folding new events into entity state.
+//! - `entities` (private): committing new events with the entity state that counts them.
 //! - [`report`]: [`Status`], [`Outcome`], [`Counts`], [`PersistReport`].
 //! - [`announce`]: [`Announcement`] and the [`Announcer`] boundary.
 //! - [`failed`]: the quarantine path for a batch that failed a stage ([`FailedBatch`]).
@@ -59,7 +62,7 @@ use crate::batch::Batch;
 use crate::detect::{DetectConfig, ScoredEvent};
 use crate::store::{RecordStatus, Store};
 use announce::announcement;
-use entities::absorb_new_events;
+use entities::commit_new_events;
 use report::Tally;
 use write::{Fate, Pending, record_of, write_records};
 
@@ -104,44 +107,49 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
     now: DateTime<Utc>,
     announcer: &dyn Announcer,
 ) -> Result<PersistReport, Error> {
-    let ids: Vec<String> = batch
-        .events
-        .iter()
-        .map(|e| e.event.event_id.clone())
-        .collect();
-    let mut stored = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        store.get_events(&ids).await?
-    };
-    let mut pending: Vec<Pending<'_>> = batch
-        .events
-        .iter()
-        .map(|e| Pending::new(e, stored.remove(&e.event.event_id)))
-        .collect();
+    let mut settled: Vec<Option<Pending<'_>>> = batch.events.iter().map(|_| None).collect();
+    for wave in waves(&batch.events) {
+        let ids: Vec<String> = wave
+            .iter()
+            .map(|&i| batch.events[i].event.event_id.clone())
+            .collect();
+        let mut stored = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            store.get_events(&ids).await?
+        };
+        let mut pending: Vec<Pending<'_>> = wave
+            .iter()
+            .map(|&i| {
+                let e = &batch.events[i];
+                Pending::new(e, stored.remove(&e.event.event_id))
+            })
+            .collect();
 
-    let announcements: Vec<Announcement> = pending
-        .iter()
-        .filter(|p| p.event.detection.is_anomaly)
-        .filter_map(|p| match p.decision {
-            Decision::Insert => Some(announcement(p.event, Status::Persisted)),
-            Decision::Replace { .. } => Some(announcement(p.event, Status::Updated)),
-            Decision::Skip(_) => None,
-        })
-        .collect();
-    if !announcements.is_empty() {
-        announcer.announce(&announcements).await?;
+        let announcements: Vec<Announcement> = pending
+            .iter()
+            .filter(|p| p.event.detection.is_anomaly)
+            .filter_map(|p| match p.decision {
+                Decision::Insert => Some(announcement(p.event, Status::Persisted)),
+                Decision::Replace { .. } => Some(announcement(p.event, Status::Updated)),
+                Decision::Skip(_) => None,
+            })
+            .collect();
+        if !announcements.is_empty() {
+            announcer.announce(&announcements).await?;
+        }
+
+        commit_new_events(store, &mut pending, cfg, now).await?;
+        write_records(store, &mut pending, now).await?;
+        for (i, p) in wave.into_iter().zip(pending) {
+            if let Some(slot) = settled.get_mut(i) {
+                *slot = Some(p);
+            }
+        }
     }
 
-    let new_events = pending
-        .iter()
-        .filter(|p| p.decision == Decision::Insert)
-        .map(|p| p.event);
-    absorb_new_events(store, new_events, cfg).await?;
-    write_records(store, &mut pending, now).await?;
-
     let mut tally = Tally::new(&batch.batch_id, batch.input_count, now);
-    for p in &pending {
+    for p in settled.iter().flatten() {
         match p.fate {
             Some(Fate::Written { updated }) => tally.written(p.event, updated),
             Some(Fate::Skipped(Skip::Conflict)) => {
@@ -171,4 +179,24 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
         store.put_quarantine(&quarantine).await?;
     }
     Ok(report)
+}
+
+/// The batch's events in waves: the first occurrence of every `event_id`, then the second
+/// occurrences, and so on. Each wave is decided against what the waves before it stored, so a
+/// repeat inside a batch ends exactly as it would in a later batch (`duplicate`, `updated`,
+/// `stale` or `conflict`): outcomes do not depend on where batches were cut.
+fn waves(events: &[ScoredEvent]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let n = seen.entry(e.event.event_id.as_str()).or_insert(0);
+        if waves.len() <= *n {
+            waves.push(Vec::new());
+        }
+        if let Some(w) = waves.get_mut(*n) {
+            w.push(i);
+        }
+        *n += 1;
+    }
+    waves
 }

@@ -80,6 +80,10 @@ pub(super) async fn write_records<S: Store + ?Sized>(
     pending: &mut [Pending<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let initial_insert: Vec<bool> = pending
+        .iter()
+        .map(|p| p.decision == Decision::Insert)
+        .collect();
     for _ in 0..MAX_WRITE_ROUNDS {
         settle_skips(pending);
         let (idx, writes): (Vec<usize>, Vec<EventWrite>) = pending
@@ -112,6 +116,15 @@ pub(super) async fn write_records<S: Store + ?Sized>(
                 WriteResult::ConditionFailed { current } => {
                     p.stored = current.map(|b| *b);
                     p.decision = decide(p.stored.as_ref(), p.event.event.version, &p.hash);
+                    if p.decision == Decision::Insert && initial_insert.get(i) == Some(&false) {
+                        // The record we meant to replace is gone (records are never deleted,
+                        // so only by hand). A new event must be counted as it is written, which
+                        // only the commit path does: retry the batch, which takes it.
+                        return Err(Error::RecordContended {
+                            event_id: p.event.event.event_id.clone(),
+                            rounds: MAX_WRITE_ROUNDS,
+                        });
+                    }
                 }
             }
         }
@@ -179,7 +192,7 @@ mod tests {
     use super::*;
     use crate::detect::EntityState;
     use crate::enrich::Enrichment;
-    use crate::store::{EntityWrite, QuarantineRecord, StoreDump};
+    use crate::store::{EntityCommit, EntityWrite, QuarantineRecord, StoreDump};
 
     /// A store whose record writes answer from a script, one answer list per call, and which
     /// remembers the conditions it was asked to write under.
@@ -214,7 +227,7 @@ mod tests {
         async fn get_entities(&self, _: &[String]) -> Result<HashMap<String, EntityState>, Error> {
             Ok(HashMap::new())
         }
-        async fn put_entity(&self, _: &EntityState) -> Result<EntityWrite, Error> {
+        async fn commit_entity(&self, _: &EntityCommit) -> Result<EntityWrite, Error> {
             Ok(EntityWrite::Written)
         }
         async fn put_quarantine(&self, _: &[QuarantineRecord]) -> Result<(), Error> {
@@ -360,24 +373,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_record_deleted_under_a_replace_is_inserted_in_the_next_round() {
+    async fn a_record_deleted_under_a_replace_sends_the_batch_back_to_be_counted() {
+        // Inserting here would store a new event without counting it in its entity's state;
+        // only the commit path may insert, so the batch is retried and takes it.
         let old = scored("a", 1, 1.0);
         let events = [scored("a", 2, 5.0)];
-        let store = Scripted::new(vec![
-            vec![WriteResult::ConditionFailed { current: None }],
-            vec![WriteResult::Written],
-        ]);
-        let fates = run(&store, &events, vec![Some(*stored(&old).unwrap())])
+        let store = Scripted::new(vec![vec![WriteResult::ConditionFailed { current: None }]]);
+        let err = run(&store, &events, vec![Some(*stored(&old).unwrap())])
             .await
-            .unwrap();
-        assert_eq!(fates, [Some(Fate::Written { updated: false })]);
-        assert_eq!(
-            store.calls(),
-            [
-                vec![WriteCondition::VersionIs(1)],
-                vec![WriteCondition::Absent]
-            ]
-        );
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Pipeline.Retryable.RecordContended");
+        assert_eq!(store.calls(), [vec![WriteCondition::VersionIs(1)]]);
     }
 
     #[tokio::test]
