@@ -23,7 +23,16 @@ pub const MAX_BATCH_BYTES: usize = 128 * 1024;
 pub const STATE_LIMIT_BYTES: usize = 256 * 1024;
 
 /// A batch document. `T` is the stage's event type.
+///
+/// A document read from outside (a Lambda input, a file given to `pipeline run`) must account
+/// for every event it says entered it: `input_count = events + quarantine`. One that does not
+/// has lost events before this point, which no stage could put right, so it does not decode
+/// (a fatal `BadBatch` in a stage) instead of being processed as if nothing were missing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "Unchecked<T>",
+    bound(deserialize = "T: serde::de::DeserializeOwned")
+)]
 pub struct Batch<T> {
     /// Deterministic id of the batch (a hash of its provenance or content).
     pub batch_id: String,
@@ -36,6 +45,41 @@ pub struct Batch<T> {
     /// Events that failed a stage, with every reason and the original payload.
     #[serde(default)]
     pub quarantine: Vec<Quarantined>,
+}
+
+/// [`Batch`] as written, before its counts are checked.
+#[derive(Deserialize)]
+struct Unchecked<T> {
+    batch_id: String,
+    received_at: DateTime<Utc>,
+    input_count: usize,
+    events: Vec<T>,
+    #[serde(default)]
+    quarantine: Vec<Quarantined>,
+}
+
+impl<T> TryFrom<Unchecked<T>> for Batch<T> {
+    type Error = String;
+
+    fn try_from(u: Unchecked<T>) -> Result<Self, Self::Error> {
+        let held = u.events.len().saturating_add(u.quarantine.len());
+        if held != u.input_count {
+            return Err(format!(
+                "input_count is {} but the document holds {} events and {} quarantine entries: \
+                 events were lost or added on the way here",
+                u.input_count,
+                u.events.len(),
+                u.quarantine.len()
+            ));
+        }
+        Ok(Batch {
+            batch_id: u.batch_id,
+            received_at: u.received_at,
+            input_count: u.input_count,
+            events: u.events,
+            quarantine: u.quarantine,
+        })
+    }
 }
 
 impl<T> Batch<T> {

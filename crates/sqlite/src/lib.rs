@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     payload       TEXT NOT NULL,
     record        TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS quarantine_by_event ON quarantine (event_id);
 ";
 
 /// A store on one SQLite database.
