@@ -73,11 +73,25 @@ pub async fn serve<H: Handler>(
     .await
 }
 
+/// What an injected fault does to one invocation, once the stage has run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterRun {
+    /// Nothing: answer as usual.
+    Answer,
+    /// The stage's effects happen, then the invocation fails (a timeout or a lost answer
+    /// after the work was done: the state machine retries work that already landed).
+    Fail,
+}
+
 /// With fault injection enabled, fails `stage` when an event asks for it in
-/// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way).
-fn inject_fault(enabled: bool, stage: Stage, doc: &Value) -> Result<(), FunctionError> {
+/// `attributes.fault_inject` (tests drive the state machine's Retry and Catch paths this way):
+/// - the stage's name: fails that stage every time, before it runs;
+/// - `chaos:RATE` (e.g. `chaos:0.2`): every stage fails at random with probability RATE, in
+///   equal parts before it runs (`InjectedFault`), as throttled by the store past the SDK's
+///   retries (`StoreThrottled`), and after its effects landed (see [`AfterRun::Fail`]).
+fn inject_fault(enabled: bool, stage: Stage, doc: &Value) -> Result<AfterRun, FunctionError> {
     if !enabled {
-        return Ok(());
+        return Ok(AfterRun::Answer);
     }
     let events = doc
         .get("events")
@@ -85,22 +99,63 @@ fn inject_fault(enabled: bool, stage: Stage, doc: &Value) -> Result<(), Function
         .into_iter()
         .flatten();
     for e in events.filter_map(|e| e.get("payload").or_else(|| e.get("event"))) {
-        if e.pointer("/attributes/fault_inject")
+        let Some(asked) = e
+            .pointer("/attributes/fault_inject")
             .and_then(Value::as_str)
-            == Some(stage.as_str())
-        {
-            let event_id = e
-                .get("event_id")
+        else {
+            continue;
+        };
+        let event_id = || {
+            e.get("event_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
-                .to_owned();
+                .to_owned()
+        };
+        if asked == stage.as_str() {
             return Err(FunctionError(Error::InjectedFault {
                 stage: stage.as_str(),
-                event_id,
+                event_id: event_id(),
             }));
         }
+        if let Some(rate) = asked
+            .strip_prefix("chaos:")
+            .and_then(|r| r.parse::<f64>().ok())
+        {
+            let roll = chance();
+            return if roll < rate / 3.0 {
+                Err(FunctionError(Error::InjectedFault {
+                    stage: stage.as_str(),
+                    event_id: event_id(),
+                }))
+            } else if roll < rate * 2.0 / 3.0 {
+                Err(FunctionError(Error::StoreThrottled {
+                    message: format!("injected throttle in {}", stage.as_str()),
+                    source: None,
+                }))
+            } else if roll < rate {
+                Ok(AfterRun::Fail)
+            } else {
+                Ok(AfterRun::Answer)
+            };
+        }
     }
-    Ok(())
+    Ok(AfterRun::Answer)
+}
+
+/// A number in [0, 1), different on every call (std's per-instance random hash keys; no RNG
+/// dependency for a test-only path).
+fn chance() -> f64 {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The error an [`AfterRun::Fail`] fault answers with.
+fn failed_after_run(stage: Stage) -> FunctionError {
+    FunctionError(Error::InjectedFault {
+        stage: stage.as_str(),
+        event_id: "(after the stage ran)".into(),
+    })
 }
 
 fn parse<T: DeserializeOwned>(payload: Value, expected: &'static str) -> Result<T, FunctionError> {
@@ -139,11 +194,14 @@ where
     let inner = span.clone();
     async move {
         let started = Instant::now();
-        inject_fault(fault_injection, stage, &event.payload)?;
+        let after = inject_fault(fault_injection, stage, &event.payload)?;
         let batch: Batch<I> = parse(event.payload, expected)?;
         record_batch(&inner, &batch.batch_id, &batch.execution_name());
         let before = batch.quarantine.len();
         let out = run(batch).await?;
+        if after == AfterRun::Fail {
+            return Err(failed_after_run(stage));
+        }
         report_quarantine(out.quarantine.get(before..).unwrap_or_default());
         record_latency(started);
         let (stage, batch_id) = (stage.as_str(), &out.batch_id);

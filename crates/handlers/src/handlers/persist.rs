@@ -18,7 +18,7 @@ use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::{Instrument, info, warn};
 
-use super::{Handler, inject_fault, parse, record_latency};
+use super::{AfterRun, Handler, failed_after_run, inject_fault, parse, record_latency};
 use crate::config::Config;
 use crate::error::FunctionError;
 use crate::telemetry::{invocation_span, metric, record_batch};
@@ -107,7 +107,7 @@ impl<S: Store> Persist<S> {
         span: &tracing::Span,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, FunctionError> {
-        inject_fault(self.fault_injection, Stage::Persist, &payload)?;
+        let after = inject_fault(self.fault_injection, Stage::Persist, &payload)?;
         let batch: Batch<ScoredEvent> = parse(payload, "scored batch (detect output)")?;
         record_batch(span, &batch.batch_id, &batch.execution_name());
         // Event time to persisted, per event: the lag the on-call engineer watches.
@@ -115,7 +115,11 @@ impl<S: Store> Persist<S> {
             let lag = (now.timestamp_millis() - e.event.occurred_ms()).max(0);
             metrics::histogram!(metric::END_TO_END_LAG_MS).record(lag as f64);
         }
-        Ok(self.run(batch, now).await?)
+        let report = self.run(batch, now).await?;
+        if after == AfterRun::Fail {
+            return Err(failed_after_run(Stage::Persist));
+        }
+        Ok(report)
     }
 }
 
