@@ -41,6 +41,8 @@ pub enum CliError {
     Config(String),
     /// An AWS API call failed for good (after the SDK's own retries). The cause chain carries
     /// the service's error code and message.
+    // Built only by `send` and `watch` (feature `aws`); kept without it for the error report.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     #[error("{operation} failed")]
     Aws {
         /// The call and what it was about, e.g. `ListExecutions on arn:...`.
@@ -61,6 +63,7 @@ impl CliError {
     }
 
     /// Wraps a failed AWS call with what it was about.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub fn aws(
         operation: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,

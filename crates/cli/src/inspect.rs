@@ -16,7 +16,10 @@ pub fn show(target: &StoreArgs, event_id: &str) -> Result<ExitCode, CliError> {
     runtime.block_on(async {
         match target.store {
             StoreKind::Embedded => show_in(&target.existing_sqlite()?, event_id).await,
+            #[cfg(feature = "aws")]
             StoreKind::Dynamodb => show_in(&target.dynamodb().await, event_id).await,
+            #[cfg(not(feature = "aws"))]
+            StoreKind::Dynamodb => Err(crate::stores::without_aws("--store dynamodb")),
         }
     })
 }
@@ -70,6 +73,7 @@ pub fn anomalies(
                     .list_anomalies(entity, limit)
                     .await?
             }
+            #[cfg(feature = "aws")]
             StoreKind::Dynamodb => {
                 target
                     .dynamodb()
@@ -77,6 +81,8 @@ pub fn anomalies(
                     .list_anomalies(entity, limit)
                     .await?
             }
+            #[cfg(not(feature = "aws"))]
+            StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
         })
     })?;
     if as_json {

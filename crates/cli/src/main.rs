@@ -24,8 +24,10 @@ mod generate;
 mod input;
 mod inspect;
 mod run;
+#[cfg(feature = "aws")]
 mod send;
 mod stores;
+#[cfg(feature = "aws")]
 mod watch;
 
 use std::path::PathBuf;
@@ -118,11 +120,28 @@ enum Command {
     /// INPUT is what `run` takes. Each entry's detail is `{"events": [...]}`; entries refused
     /// by EventBridge are retried with backoff, and those still refused are listed and make
     /// the exit code 3.
+    #[cfg(feature = "aws")]
     Send(send::SendArgs),
+    /// Publish events to the deployed pipeline (needs a build with `--features aws`).
+    #[cfg(not(feature = "aws"))]
+    Send(WithoutAws),
     /// Watch the deployed pipeline: recent executions and live CloudWatch figures.
     ///
     /// Redraws every --interval seconds until Ctrl-C; `--once --json` prints one JSON object.
+    #[cfg(feature = "aws")]
     Watch(watch::WatchArgs),
+    /// Watch the deployed pipeline (needs a build with `--features aws`).
+    #[cfg(not(feature = "aws"))]
+    Watch(WithoutAws),
+}
+
+/// The arguments of a command this build has no AWS support for: taken as they come, so the
+/// command can say how to get a build that has it.
+#[cfg(not(feature = "aws"))]
+#[derive(Debug, clap::Args)]
+struct WithoutAws {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -147,8 +166,14 @@ fn main() -> ExitCode {
         } => generate_cmd(events, entities, seed, output, labels, benchmark),
         Command::Evaluate(args) => evaluate::evaluate(args),
         Command::Bench(args) => bench::bench(args),
+        #[cfg(feature = "aws")]
         Command::Send(args) => send::send(args),
+        #[cfg(feature = "aws")]
         Command::Watch(args) => watch::watch(args),
+        #[cfg(not(feature = "aws"))]
+        Command::Send(_) => Err(stores::without_aws("`pipeline send`")),
+        #[cfg(not(feature = "aws"))]
+        Command::Watch(_) => Err(stores::without_aws("`pipeline watch`")),
     };
     match result {
         Ok(code) => code,

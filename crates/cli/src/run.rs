@@ -131,25 +131,33 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
             let store = args.target.sqlite()?;
             run_with(Pipeline::new(config, store)?, args, label).await
         }
-        StoreKind::Dynamodb => {
-            if args.create_tables && config.loopback_endpoint().is_none() && !args.yes_real_aws {
-                return Err(CliError::Input {
-                    path: "--create-tables".into(),
-                    message: "AWS_ENDPOINT_URL does not point at this machine (127.0.0.1, localhost), so this could create tables in your real AWS account; \
-                              deploy the SAM template for that, or add --yes-real-aws if you really mean it"
-                        .into(),
-                });
-            }
-            let store = args.target.dynamodb().await;
-            if args.create_tables {
-                store
-                    .create_tables()
-                    .await
-                    .map_err(|e| CliError::Pipeline(e.into()))?;
-            }
-            run_with(Pipeline::new(config, store)?, args, label).await
-        }
+        StoreKind::Dynamodb => run_dynamodb(config, args, label).await,
     }
+}
+
+#[cfg(not(feature = "aws"))]
+async fn run_dynamodb(_: Config, _: RunArgs, _: String) -> Result<ExitCode, CliError> {
+    Err(crate::stores::without_aws("--store dynamodb"))
+}
+
+#[cfg(feature = "aws")]
+async fn run_dynamodb(config: Config, args: RunArgs, label: String) -> Result<ExitCode, CliError> {
+    if args.create_tables && config.loopback_endpoint().is_none() && !args.yes_real_aws {
+        return Err(CliError::Input {
+            path: "--create-tables".into(),
+            message: "AWS_ENDPOINT_URL does not point at this machine (127.0.0.1, localhost), so this could create tables in your real AWS account; \
+                      deploy the SAM template for that, or add --yes-real-aws if you really mean it"
+                .into(),
+        });
+    }
+    let store = args.target.dynamodb().await;
+    if args.create_tables {
+        store
+            .create_tables()
+            .await
+            .map_err(|e| CliError::Pipeline(e.into()))?;
+    }
+    run_with(Pipeline::new(config, store)?, args, label).await
 }
 
 async fn run_with<S: Store>(

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use pipeline_aws::{DynamoStore, Tables};
+#[cfg(feature = "aws")]
+use pipeline_core::store::Tables;
 use pipeline_sqlite::SqliteStore;
 
 use crate::error::CliError;
@@ -45,6 +46,7 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     /// The DynamoDB table names.
+    #[cfg(feature = "aws")]
     pub fn tables(&self) -> Tables {
         Tables {
             events: self.events_table.clone(),
@@ -84,7 +86,18 @@ impl StoreArgs {
     }
 
     /// The DynamoDB store (no request is sent until it is used).
-    pub async fn dynamodb(&self) -> DynamoStore {
-        DynamoStore::new(&pipeline_aws::sdk_config().await, self.tables())
+    #[cfg(feature = "aws")]
+    pub async fn dynamodb(&self) -> pipeline_aws::DynamoStore {
+        pipeline_aws::DynamoStore::new(&pipeline_aws::sdk_config().await, self.tables())
     }
+}
+
+/// The error of a command or flag that needs the AWS SDK in a build without it.
+#[cfg(not(feature = "aws"))]
+pub fn without_aws(what: &str) -> CliError {
+    CliError::Config(format!(
+        "{what} talks to AWS, and this `pipeline` was built without the AWS SDK (it makes the \
+         first build several minutes longer); build it with the `aws` feature: \
+         cargo run -p pipeline-cli --features aws -- …"
+    ))
 }

@@ -10,6 +10,8 @@
 //! (A little over 500 lines: the emulator helpers these tests share — boto3 snippets, a
 //! private moto server — read best beside the tests that use them.)
 
+#![cfg(feature = "aws")]
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
