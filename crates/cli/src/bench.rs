@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use chrono::Utc;
-use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
+use pipeline_core::batch::{Batch, RawEvent, STATE_LIMIT_BYTES, ValidEvent};
 use pipeline_core::contract::Contract;
 use pipeline_core::detect::{self, EntityState, ScoredEvent};
 use pipeline_core::enrich::{self, EnrichedEvent};
@@ -184,6 +184,24 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
         })
     })?;
 
+    // What each boundary carries per event (batch envelope included), and how many events fit
+    // one execution at the largest: Step Functions caps a state's document at 256 KB.
+    let per_event = |docs: &[Vec<u8>]| -> f64 {
+        docs.iter().map(Vec::len).sum::<usize>() as f64 / n.max(1) as f64
+    };
+    let boundaries = [
+        ("ingest → validate", per_event(&raw_docs)),
+        ("validate → enrich", per_event(&valid_docs)),
+        ("enrich → detect", per_event(&enriched_docs)),
+        ("detect → persist", per_event(&scored_docs)),
+    ];
+    let largest = boundaries.iter().map(|(_, b)| *b).fold(0.0, f64::max);
+    let per_execution = if largest > 0.0 {
+        (STATE_LIMIT_BYTES as f64 / largest).floor()
+    } else {
+        0.0
+    };
+
     let rate = |t: f64| if t > 0.0 { (n as f64 / t).round() } else { 0.0 };
     let rows = [
         ("serde round trip (ingest doc)", serde_raw),
@@ -209,7 +227,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
         println!(
             "{}",
             json!({"events": n, "batches": raw_docs.len(), "ingest_bytes": bytes, "figures": figures,
-                   "chain_over_serde": t_chain / serde_all, "chain_over_typed_serde": t_chain / typed_all})
+                   "chain_over_serde": t_chain / serde_all, "chain_over_typed_serde": t_chain / typed_all,
+                   "boundary_bytes_per_event": boundaries.iter().map(|(k, b)| ((*k).to_owned(), json!(b.round()))).collect::<serde_json::Map<_, _>>(),
+                   "events_per_execution": per_execution})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -233,5 +253,15 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
         t_chain / typed_all
     );
     println!("  target for the chain: ≥ 250000 events/s per core");
+    println!(
+        "  {:<34} {:>12}",
+        "document at each boundary", "bytes/event"
+    );
+    for (k, b) in boundaries {
+        println!("  {k:<34} {b:>12.0}");
+    }
+    println!(
+        "  events per execution at the largest boundary (256 KB state limit): {per_execution:.0} (target ≥ 400)"
+    );
     Ok(ExitCode::SUCCESS)
 }

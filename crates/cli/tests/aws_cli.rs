@@ -11,7 +11,6 @@
 //! private moto server — read best beside the tests that use them.)
 
 #![cfg(feature = "aws")]
-
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,6 @@
 //! Skipped when `AWS_ENDPOINT_URL` is not set, unless `PIPELINE_REQUIRE_AWS=1`.
 
 #![cfg(feature = "aws")]
-
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
