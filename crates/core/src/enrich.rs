@@ -99,16 +99,26 @@ pub struct Enrichment {
     /// The rate applied, when the event had a currency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fx_rate: Option<f64>,
-    /// 0 = Monday … 6 = Sunday, in the event's offset.
-    pub day_of_week: u8,
-    /// 0 … 23, in the event's offset.
-    pub hour_of_day: u8,
-    /// 0 … 167 (Monday 00h = 0), in the event's offset.
+    /// 0 … 167 (Monday 00h = 0), in the event's offset. Day and hour are derived from it
+    /// ([`Enrichment::day_of_week`], [`Enrichment::hour_of_day`]) rather than carried beside
+    /// it: every byte here crosses three stage boundaries and is stored with each record.
     pub hour_of_week: u16,
     /// `received_at − occurred_at`, ms.
     pub ingestion_lag_ms: i64,
     /// Reference data about the entity.
     pub entity: EntityProfile,
+}
+
+impl Enrichment {
+    /// 0 = Monday … 6 = Sunday, in the event's offset.
+    pub fn day_of_week(&self) -> u8 {
+        (self.hour_of_week / 24) as u8
+    }
+
+    /// 0 … 23, in the event's offset.
+    pub fn hour_of_day(&self) -> u8 {
+        (self.hour_of_week % 24) as u8
+    }
 }
 
 /// An enriched event: enrich's output and detect's input.
@@ -193,8 +203,6 @@ fn enrich_one(
         base_value,
         base_currency: fx.base.clone(),
         fx_rate,
-        day_of_week: day,
-        hour_of_day: hour,
         hour_of_week: u16::from(day) * 24 + u16::from(hour),
         ingestion_lag_ms: received_at.timestamp_millis() - t.timestamp_millis(),
         entity: EntityProfile::default(),
@@ -227,7 +235,7 @@ mod tests {
             .expect("time");
         let en = enrich_one(&e, &fx, received).expect("enriched");
         assert_eq!(
-            (en.day_of_week, en.hour_of_day, en.hour_of_week),
+            (en.day_of_week(), en.hour_of_day(), en.hour_of_week),
             (0, 23, 23)
         );
         assert!((en.base_value - 10.8).abs() < 1e-9);

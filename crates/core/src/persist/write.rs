@@ -262,8 +262,6 @@ mod tests {
                 base_value: value,
                 base_currency: "USD".into(),
                 fx_rate: None,
-                day_of_week: 0,
-                hour_of_day: 0,
                 hour_of_week: 0,
                 ingestion_lag_ms: 0,
                 entity: Default::default(),
