@@ -101,14 +101,24 @@ async fn fresh_store(test: &str) -> (DynamoStore, Fresh) {
     fresh_store_with(test, client).await
 }
 
-#[tokio::test]
-async fn upsert_outcomes() {
+/// Runs a one-store contract case on fresh tables named after `test`, deleted afterwards
+/// (nothing when no emulator is configured).
+async fn on_fresh_tables<F, Fut>(test: &str, case: F)
+where
+    F: FnOnce(DynamoStore) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     if !emulator() {
         return;
     }
-    let (store, t) = fresh_store("upsert").await;
-    contract::upsert_outcomes(store).await;
+    let (store, t) = fresh_store(test).await;
+    case(store).await;
     t.delete().await;
+}
+
+#[tokio::test]
+async fn upsert_outcomes() {
+    on_fresh_tables("upsert", contract::upsert_outcomes).await;
 }
 
 #[tokio::test]
@@ -127,22 +137,12 @@ async fn redelivery_is_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_lose_nothing() {
-    if !emulator() {
-        return;
-    }
-    let (store, t) = fresh_store("concurrent").await;
-    contract::concurrent_writers_lose_nothing(store).await;
-    t.delete().await;
+    on_fresh_tables("concurrent", contract::concurrent_writers_lose_nothing).await;
 }
 
 #[tokio::test]
 async fn exactly_once_without_a_bound() {
-    if !emulator() {
-        return;
-    }
-    let (store, t) = fresh_store("unbounded").await;
-    contract::exactly_once_without_a_bound(store).await;
-    t.delete().await;
+    on_fresh_tables("unbounded", contract::exactly_once_without_a_bound).await;
 }
 
 #[tokio::test]
@@ -159,22 +159,20 @@ async fn throttled_batches_lose_nothing() {
 
 #[tokio::test]
 async fn quarantine_is_stored_and_counts_reconcile() {
-    if !emulator() {
-        return;
-    }
-    let (store, t) = fresh_store("quarantine").await;
-    contract::quarantine_is_stored_and_counts_reconcile(store).await;
-    t.delete().await;
+    on_fresh_tables(
+        "quarantine",
+        contract::quarantine_is_stored_and_counts_reconcile,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn quarantine_is_found_by_event_id() {
-    if !emulator() {
-        return;
-    }
-    let (store, t) = fresh_store("quarantine-by-id").await;
-    contract::quarantine_is_found_by_event_id(store).await;
-    t.delete().await;
+    on_fresh_tables(
+        "quarantine-by-id",
+        contract::quarantine_is_found_by_event_id,
+    )
+    .await;
 }
 
 /// Bursts of declined payments (anomalies by failure velocity), several at the same instant,
@@ -573,10 +571,9 @@ async fn batch_reads_retry_unprocessed_keys() {
 
 #[tokio::test]
 async fn oversized_events_are_quarantined_within_item_limits() {
-    if !emulator() {
-        return;
-    }
-    let (store, t) = fresh_store("oversized").await;
-    contract::oversized_events_are_quarantined_within_item_limits(store).await;
-    t.delete().await;
+    on_fresh_tables(
+        "oversized",
+        contract::oversized_events_are_quarantined_within_item_limits,
+    )
+    .await;
 }

@@ -11,7 +11,7 @@ use super::decide::{Decision, decide};
 use super::write::{Fate, Pending, record_of};
 use crate::Error;
 use crate::detect::{EntityState, Observation, observe};
-use crate::store::{CommitLimits, EntityCommit, EntityWrite, RecordStatus, Store};
+use crate::store::{CommitLimits, EntityCommit, EntityWrite, EventRecord, RecordStatus, Store};
 
 /// Commits every pending event decided `Insert`, entity by entity, in event-time order, in as
 /// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
@@ -49,16 +49,15 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
             .unwrap_or_else(|| EntityState::new(&entity));
         let mut conflicts = 0;
         while !todo.is_empty() {
-            let chunk = chunk_len(pending, &todo, limits, now);
+            let inserts = chunk(pending, &todo, limits, now);
+            let chunk = inserts.len();
             let mut next = state.clone();
-            let mut inserts = Vec::with_capacity(chunk);
             for &i in &todo[..chunk] {
                 let ev = pending[i].event;
                 let obs = Observation::of(&ev.event, ev.enrichment.base_value, &cfg.detect);
                 // An id the state already remembers (a crash of a version before commits
                 // were atomic) is written but not counted again.
                 observe(&mut next, &obs, &cfg.detect, true);
-                inserts.push(record_of(ev, RecordStatus::Persisted, now, None));
             }
             next.version += 1;
             let commit = EntityCommit {
@@ -103,32 +102,29 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
     Ok(())
 }
 
-/// How many of `todo`'s first events fit one commit: at least one (a single record too big
-/// for the store is the store's to refuse), then as many as the limits allow.
-fn chunk_len(
+/// The records of `todo`'s first events, as many as fit one commit: at least one (a single
+/// record too big for the store is the store's to refuse), then as many as the limits allow.
+fn chunk(
     pending: &[Pending<'_>],
     todo: &[usize],
     limits: CommitLimits,
     now: DateTime<Utc>,
-) -> usize {
-    if limits == CommitLimits::UNBOUNDED {
-        return todo.len();
-    }
+) -> Vec<EventRecord> {
+    let mut records = Vec::new();
     let mut bytes = 0usize;
-    let mut n = 0usize;
     for &i in todo {
-        let size = serde_json::to_vec(&record_of(
-            pending[i].event,
-            RecordStatus::Persisted,
-            now,
-            None,
-        ))
-        .map_or(usize::MAX / 2, |v| v.len());
-        if n > 0 && (n >= limits.max_records || bytes.saturating_add(size) > limits.max_bytes) {
-            break;
+        let record = record_of(pending[i].event, RecordStatus::Persisted, now, None);
+        // Sizes only matter to a bounded store; an unbounded one takes everything.
+        if limits != CommitLimits::UNBOUNDED {
+            let size = serde_json::to_vec(&record).map_or(usize::MAX / 2, |v| v.len());
+            let full = records.len() >= limits.max_records
+                || bytes.saturating_add(size) > limits.max_bytes;
+            if full && !records.is_empty() {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
         }
-        bytes = bytes.saturating_add(size);
-        n += 1;
+        records.push(record);
     }
-    n.max(1)
+    records
 }
