@@ -356,3 +356,99 @@ pub async fn oversized_events_are_quarantined_within_item_limits<S: Store>(store
     assert_eq!(q.payload["sha256"].as_str().unwrap().len(), 64);
     assert!(q.reasons.iter().any(|r| r.code == "too_large"));
 }
+
+/// Several entity commits in one call are independent: each is written whole or not at all,
+/// by its own conditions, whatever happens to the others (the embedded store runs them in one
+/// transaction; DynamoDB one transaction each).
+pub async fn entity_commits_are_independent<S: Store>(store: S) {
+    use pipeline_core::store::{EntityCommit, EntityWrite};
+
+    let p = pipeline(store);
+    run_retrying(&p, &raw_batch("m1", payments(9, 3, 61))).await;
+    let dump = p.store().dump().await.unwrap();
+    assert_eq!(dump.entities.len(), 3);
+    let template = dump.events[0].clone();
+    let record = |id: &str, entity: &str| {
+        let mut r = template.clone();
+        r.event_id = id.to_owned();
+        r.entity_id = entity.to_owned();
+        r
+    };
+    let [a, b, c] = [0, 1, 2].map(|i| dump.entities[i].clone());
+    let existing = dump
+        .events
+        .iter()
+        .find(|r| r.entity_id == b.entity_id)
+        .unwrap()
+        .event_id
+        .clone();
+    let bump = |s: &pipeline_core::detect::EntityState| {
+        let mut s = s.clone();
+        s.version += 1;
+        s
+    };
+    let mut fresh = pipeline_core::detect::EntityState::new("acct-fresh");
+    fresh.version = 1;
+    let commits = vec![
+        // Written: the next version, a new record.
+        EntityCommit {
+            state: bump(&a),
+            inserts: vec![record("m-new-1", &a.entity_id)],
+        },
+        // Conflict: one of its records exists, so its new one must not be written either.
+        EntityCommit {
+            state: bump(&b),
+            inserts: vec![
+                record("m-new-2", &b.entity_id),
+                record(&existing, &b.entity_id),
+            ],
+        },
+        // Conflict: not the next version.
+        EntityCommit {
+            state: c.clone(),
+            inserts: vec![record("m-new-3", &c.entity_id)],
+        },
+        // Written: an entity never seen, at version 1.
+        EntityCommit {
+            state: fresh,
+            inserts: vec![record("m-new-4", "acct-fresh")],
+        },
+    ];
+    let answers = p.store().commit_entities(&commits).await.unwrap();
+    p.store().flush().await.unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            EntityWrite::Written,
+            EntityWrite::Conflict,
+            EntityWrite::Conflict,
+            EntityWrite::Written
+        ]
+    );
+    let ids: Vec<String> = ["m-new-1", "m-new-2", "m-new-3", "m-new-4"]
+        .map(String::from)
+        .to_vec();
+    let mut found: Vec<&String> = Vec::new();
+    let stored = p.store().get_events(&ids).await.unwrap();
+    for id in &ids {
+        if stored.contains_key(id) {
+            found.push(id);
+        }
+    }
+    assert_eq!(found, vec!["m-new-1", "m-new-4"]);
+    let entities = [
+        a.entity_id.clone(),
+        b.entity_id.clone(),
+        c.entity_id.clone(),
+    ];
+    let states = p.store().get_entities(&entities).await.unwrap();
+    assert_eq!(states[&a.entity_id].version, a.version + 1);
+    assert_eq!(
+        states[&b.entity_id].version, b.version,
+        "conflict: unchanged"
+    );
+    assert_eq!(
+        states[&c.entity_id].version, c.version,
+        "conflict: unchanged"
+    );
+}

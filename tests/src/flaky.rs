@@ -105,6 +105,9 @@ impl<S: Store> Store for FlakyStore<S> {
         self.gate("put_quarantine")?;
         self.inner.put_quarantine(items).await
     }
+    async fn flush(&self) -> Result<(), Error> {
+        self.inner.flush().await
+    }
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         self.gate("quarantine_of")?;
         self.inner.quarantine_of(event_id).await

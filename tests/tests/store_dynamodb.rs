@@ -141,6 +141,11 @@ async fn concurrent_writers_lose_nothing() {
 }
 
 #[tokio::test]
+async fn entity_commits_are_independent() {
+    on_fresh_tables("independent", contract::entity_commits_are_independent).await;
+}
+
+#[tokio::test]
 async fn exactly_once_without_a_bound() {
     on_fresh_tables("unbounded", contract::exactly_once_without_a_bound).await;
 }

@@ -53,3 +53,64 @@ async fn quarantine_is_found_by_event_id() {
 async fn oversized_events_are_quarantined_within_item_limits() {
     contract::oversized_events_are_quarantined_within_item_limits(mem()).await;
 }
+
+#[tokio::test]
+async fn entity_commits_are_independent() {
+    contract::entity_commits_are_independent(mem()).await;
+}
+
+#[tokio::test]
+async fn entity_commits_are_independent_with_group_commit() {
+    contract::entity_commits_are_independent(
+        mem().with_group_commit(std::time::Duration::from_secs(60)),
+    )
+    .await;
+}
+
+/// Group commit: writes are visible to another connection only once flushed, and a store
+/// dropped before its flush leaves nothing of the group behind (records and entity states
+/// alike), so a rerun starts from a consistent database.
+#[tokio::test]
+async fn group_commit_is_all_or_nothing() {
+    use pipeline_core::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let events = pipeline_tests::fixtures::payments(30, 3, 71);
+    let batch = pipeline_tests::fixtures::raw_batch("g1", events);
+
+    // Dropped unflushed: nothing stays.
+    {
+        let grouped = SqliteStore::open(&path)
+            .unwrap()
+            .with_group_commit(std::time::Duration::from_secs(60));
+        let p = contract::pipeline(grouped);
+        let r = contract::run_retrying(&p, &batch).await;
+        assert_eq!(r.counts.persisted, 30);
+        let other = SqliteStore::open(&path).unwrap();
+        assert!(
+            other.dump().await.unwrap().events.is_empty(),
+            "unflushed writes are not visible"
+        );
+    }
+    let after_drop = SqliteStore::open(&path).unwrap().dump().await.unwrap();
+    assert!(after_drop.events.is_empty() && after_drop.entities.is_empty());
+
+    // Flushed: everything stays, and a rerun counts nothing twice.
+    let grouped = SqliteStore::open(&path)
+        .unwrap()
+        .with_group_commit(std::time::Duration::from_secs(60));
+    let p = contract::pipeline(grouped);
+    assert_eq!(
+        contract::run_retrying(&p, &batch).await.counts.persisted,
+        30
+    );
+    p.store().flush().await.unwrap();
+    let dump = SqliteStore::open(&path).unwrap().dump().await.unwrap();
+    assert_eq!(dump.events.len(), 30);
+    assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 30);
+    assert_eq!(
+        contract::run_retrying(&p, &batch).await.counts.duplicate,
+        30
+    );
+}

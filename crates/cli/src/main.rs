@@ -20,6 +20,7 @@ mod bench;
 mod benchmark;
 mod error;
 mod evaluate;
+mod feed;
 mod generate;
 mod input;
 mod inspect;

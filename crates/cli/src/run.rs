@@ -19,12 +19,13 @@ use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::ingest::{self, SplitLimits};
 use pipeline_core::persist::{Counts, PersistReport};
 use pipeline_core::store::Store;
-use pipeline_handlers::{Config, Pipeline};
+use pipeline_handlers::{Config, Pipeline, Validate};
 use pipeline_sqlite::SqliteStore;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
+use crate::feed::{Fed, Source};
 pub use crate::stores::DEFAULT_DB;
 use crate::stores::{StoreArgs, StoreKind};
 
@@ -58,6 +59,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
     max_undecodable: f64,
 }
+
+/// How long the embedded store lets consecutive batches share one transaction: long enough
+/// that a commit's fixed cost (rewriting the touched index pages into the WAL) is spread over
+/// thousands of events, short enough that another writer on the same file waits little and a
+/// crash loses little work (none of it half-done: the lost group is redone by a rerun).
+const GROUP_COMMIT: Duration = Duration::from_millis(250);
 
 /// Exit code of `pipeline run` when an input is mostly not JSON.
 pub const EXIT_NOT_JSON_LINES: u8 = 4;
@@ -128,7 +135,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
     let label = args.target.label();
     match args.target.store {
         StoreKind::Embedded => {
-            let store = args.target.sqlite()?;
+            let store = args.target.sqlite()?.with_group_commit(GROUP_COMMIT);
             run_with(Pipeline::new(config, store)?, args, label).await
         }
         StoreKind::Dynamodb => run_dynamodb(config, args, label).await,
@@ -171,31 +178,30 @@ async fn run_with<S: Store>(
         ..SplitLimits::default()
     });
 
-    let mut jobs = Vec::new();
+    // Every input is opened and judged before anything is written.
+    let mut sources = Vec::with_capacity(args.inputs.len());
     for input in &args.inputs {
-        let loaded = load(input, &pipeline)?;
-        let (items, undecodable) = undecodable(&loaded);
+        let source = Source::open(input, &pipeline)?;
+        let (items, undecodable) = source.judged();
         if items > 0 && undecodable as f64 > args.max_undecodable * items as f64 {
             eprintln!(
-                "error: {input}: {undecodable} of {items} lines are not JSON, so this does not look \
+                "error: {input}: {undecodable} of {items} lines{} are not JSON, so this does not look \
                  like a JSON Lines file of events; nothing was written. Check the file, or pass \
-                 --max-undecodable 1 to quarantine them anyway."
+                 --max-undecodable 1 to quarantine them anyway.",
+                if items >= crate::feed::JUDGED_ITEMS {
+                    " (of the first ones)"
+                } else {
+                    ""
+                }
             );
             return Ok(ExitCode::from(EXIT_NOT_JSON_LINES));
         }
-        jobs.extend(loaded);
+        sources.push(source);
     }
-    let total: usize = jobs.iter().map(Job::input_count).sum();
+    let total_bytes: Option<u64> = sources.iter().map(|s| s.len).sum();
 
-    let bar = if std::io::stderr().is_terminal() && total >= 1000 {
-        let b = ProgressBar::new(total as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {bar:40} {pos}/{len} events  {per_sec}  eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
+    let bar = if std::io::stderr().is_terminal() {
+        progress_bar(total_bytes)
     } else {
         ProgressBar::hidden()
     };
@@ -206,12 +212,25 @@ async fn run_with<S: Store>(
         )),
         None => None,
     };
+
+    // Reading, decoding, cutting and validating on one thread; enrich, detect and persist
+    // (which depend on what earlier batches stored) here, in input order. The channel's
+    // capacity is what bounds memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(FEED_DEPTH);
+    let validate = Validate::new(pipeline.config())?;
+    let limits = pipeline.limits();
+    let reader = std::thread::Builder::new()
+        .name("pipeline-read".into())
+        .spawn(move || crate::feed::feed(sources, validate, limits, tx))
+        .map_err(|e| CliError::io("reader thread", e))?;
+
     let mut counts = Counts::default();
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let mut valid = 0usize;
-    let batches = jobs.len();
-    for job in jobs {
-        let n = job.input_count();
+    let mut batches = 0usize;
+    while let Some(fed) = rx.recv().await {
+        let Fed { job, bytes_read } = fed?;
+        batches += 1;
         let (report, v) = run_job_retrying(&pipeline, job).await?;
         valid += v;
         counts.merge(&report.counts);
@@ -221,8 +240,19 @@ async fn run_with<S: Store>(
         if let (Some(w), Some(p)) = (out.as_mut(), args.output.as_ref()) {
             write_outcomes(w, &report).map_err(|e| CliError::io(p.display().to_string(), e))?;
         }
-        bar.inc(n as u64);
+        if total_bytes.is_some() {
+            bar.set_position(bytes_read);
+        }
+        bar.set_message(format!("{} events", counts.input));
     }
+    drop(rx);
+    if reader.join().is_err() {
+        return Err(CliError::io(
+            "reader thread",
+            std::io::Error::other("the input reader stopped unexpectedly"),
+        ));
+    }
+    pipeline.store().flush().await?;
     bar.finish_and_clear();
     if let (Some(mut w), Some(p)) = (out, args.output.as_ref()) {
         w.flush()
@@ -263,8 +293,37 @@ async fn run_with<S: Store>(
     })
 }
 
+/// Batches read ahead of the one being persisted: enough to keep both threads busy, few enough
+/// that memory does not grow with the input (each holds at most 100 events).
+const FEED_DEPTH: usize = 8;
+
+/// A bar over the input's bytes when its size is known (files), else a spinner; both show
+/// the events processed so far.
+fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
+    match total_bytes {
+        Some(len) => {
+            let b = ProgressBar::new(len);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {bar:40} {percent:>3}%  {msg}  {binary_bytes_per_sec}  eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b
+        }
+        None => {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg}  {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b
+        }
+    }
+}
+
 /// Items in `jobs`, and how many of them could not be decoded as JSON at all.
-fn undecodable(jobs: &[Job]) -> (usize, usize) {
+pub(crate) fn undecodable(jobs: &[Job]) -> (usize, usize) {
     let items = jobs.iter().map(Job::input_count).sum();
     let bad = jobs
         .iter()
@@ -273,11 +332,7 @@ fn undecodable(jobs: &[Job]) -> (usize, usize) {
             _ => None,
         })
         .flatten()
-        .filter(|q| {
-            q.reasons
-                .iter()
-                .any(|r| r.code == "malformed_json" || r.code == "invalid_utf8")
-        })
+        .filter(|q| q.reasons.iter().any(|r| crate::feed::not_json(&r.code)))
         .count();
     (items, bad)
 }
@@ -462,7 +517,16 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
 
 /// Reads one input into batch documents.
 pub(crate) fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
-    match String::from_utf8(crate::input::read_bytes(input)?) {
+    load_bytes(input, crate::input::read_bytes(input)?, p)
+}
+
+/// Cuts an input read whole (`input` names it) into batch documents.
+pub(crate) fn load_bytes<S: Store>(
+    input: &str,
+    bytes: Vec<u8>,
+    p: &Pipeline<S>,
+) -> Result<Vec<Job>, CliError> {
+    match String::from_utf8(bytes) {
         Ok(text) => load_text(input, &text, p),
         // Not UTF-8 as a whole, so not one JSON document: JSON Lines with some lines that are
         // not text, each quarantined on its own while the others are processed.

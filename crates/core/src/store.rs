@@ -220,6 +220,20 @@ pub trait Store: Send + Sync {
     /// writes nothing and answers [`EntityWrite::Conflict`].
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error>;
 
+    /// Several [`Store::commit_entity`]s of different entities, in order, one answer per commit.
+    /// Each is all-or-nothing on its own; one answering [`EntityWrite::Conflict`] does not stop
+    /// the others. A store may write them together (SQLite: one transaction, a savepoint per
+    /// commit), which is what makes a local batch cost one transaction instead of one per
+    /// entity. On an error, any prefix of the commits may have been written: the caller
+    /// re-reads and decides again, as after any failed commit.
+    async fn commit_entities(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
+        let mut out = Vec::with_capacity(commits.len());
+        for c in commits {
+            out.push(self.commit_entity(c).await?);
+        }
+        Ok(out)
+    }
+
     /// How much one [`Store::commit_entity`] may carry.
     fn commit_limits(&self) -> CommitLimits {
         CommitLimits::UNBOUNDED
@@ -227,6 +241,13 @@ pub trait Store: Send + Sync {
 
     /// Stores quarantine records (idempotent by `quarantine_id`).
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
+
+    /// Makes everything earlier calls wrote durable. Stores that write through (the default,
+    /// DynamoDB) have nothing to do; the embedded store with group commit commits its open
+    /// transaction. A process that ends without it may lose the unflushed writes, whole.
+    async fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// The quarantine entries carrying this `event_id`, oldest first (then by id).
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
@@ -257,11 +278,17 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
         (**self).commit_entity(commit).await
     }
+    async fn commit_entities(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
+        (**self).commit_entities(commits).await
+    }
     fn commit_limits(&self) -> CommitLimits {
         (**self).commit_limits()
     }
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         (**self).put_quarantine(items).await
+    }
+    async fn flush(&self) -> Result<(), Error> {
+        (**self).flush().await
     }
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         (**self).quarantine_of(event_id).await

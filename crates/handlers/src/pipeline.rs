@@ -57,6 +57,11 @@ impl<S: Store> Pipeline<S> {
         self
     }
 
+    /// The limits batches are cut with.
+    pub fn limits(&self) -> SplitLimits {
+        self.limits
+    }
+
     /// The configuration it was built with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -34,7 +34,7 @@ mod kafka;
 mod split;
 
 pub use kafka::decode_kafka;
-pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, split};
+pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, Splitter, split};
 
 /// Where ingest hands each batch document: the state machine in production, a collector in
 /// tests. An error fails the ingest invocation so the trigger redelivers (idempotently).
@@ -198,26 +198,33 @@ pub fn decode_byte_lines(path: &str, bytes: &[u8]) -> Vec<Item> {
     bytes
         .split(|b| *b == b'\n')
         .enumerate()
-        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
-        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|(n, line)| match std::str::from_utf8(line) {
-            Ok(text) => decode_line(path, n, text),
-            Err(e) => Item::Quarantined(ingest_quarantine(
-                Value::String(STANDARD.encode(line)),
-                Provenance::File {
-                    path: path.to_owned(),
-                    line: n,
-                },
-                Reason::new(
-                    "invalid_utf8",
-                    format!(
-                        "line {n} is not valid UTF-8 (first bad byte at offset {}); its bytes are kept, base64-encoded",
-                        e.valid_up_to()
-                    ),
-                ),
-            )),
-        })
+        .filter_map(|(i, line)| decode_byte_line(path, i + 1, line))
         .collect()
+}
+
+/// Decodes one line of JSON Lines given as bytes (`line_no` is 1-based; a trailing `\r` is
+/// ignored): `None` for a blank line, a quarantined item for bytes that are not UTF-8 or not
+/// JSON. What [`decode_byte_lines`] does per line, for inputs read as a stream.
+pub fn decode_byte_line(path: &str, line_no: usize, line: &[u8]) -> Option<Item> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some(match std::str::from_utf8(line) {
+        Ok(text) if text.trim().is_empty() => return None,
+        Ok(text) => decode_line(path, line_no, text),
+        Err(e) => Item::Quarantined(ingest_quarantine(
+            Value::String(STANDARD.encode(line)),
+            Provenance::File {
+                path: path.to_owned(),
+                line: line_no,
+            },
+            Reason::new(
+                "invalid_utf8",
+                format!(
+                    "line {line_no} is not valid UTF-8 (first bad byte at offset {}); its bytes are kept, base64-encoded",
+                    e.valid_up_to()
+                ),
+            ),
+        )),
+    })
 }
 
 pub(crate) fn ingest_quarantine(

@@ -36,37 +36,100 @@ pub fn split(
     received_at: DateTime<Utc>,
     limits: SplitLimits,
 ) -> Vec<Batch<RawEvent>> {
-    let mut batches = Vec::new();
-    let mut cur: Vec<Item> = Vec::new();
-    let mut bytes = 0usize;
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for item in items {
+    let mut splitter = Splitter::new(received_at, limits);
+    let mut batches: Vec<Batch<RawEvent>> = items
+        .into_iter()
+        .filter_map(|item| splitter.push(item))
+        .collect();
+    batches.extend(splitter.finish());
+    batches
+}
+
+/// [`split`] one item at a time, for inputs read as a stream: the same batches and ids, with
+/// only the batch being filled in memory.
+pub struct Splitter {
+    received_at: DateTime<Utc>,
+    limits: SplitLimits,
+    cur: Vec<Item>,
+    bytes: usize,
+    hasher: xxhash_rust::xxh3::Xxh3,
+}
+
+impl std::fmt::Debug for Splitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Splitter")
+            .field("received_at", &self.received_at)
+            .field("limits", &self.limits)
+            .field("items", &self.cur.len())
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Splitter {
+    /// An empty splitter; batches carry `received_at`.
+    pub fn new(received_at: DateTime<Utc>, limits: SplitLimits) -> Self {
+        Splitter {
+            received_at,
+            limits,
+            cur: Vec::new(),
+            bytes: 0,
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+        }
+    }
+
+    /// Adds the next item; answers the batch it completed, if it completed one (the item then
+    /// starts the next batch).
+    pub fn push(&mut self, item: Item) -> Option<Batch<RawEvent>> {
         let item = bound_item(item);
         let size = match &item {
             Item::Event(r) => serialized_len(&r.payload),
             Item::Quarantined(q) => serialized_len(&q.payload),
         };
-        if !cur.is_empty() && (cur.len() >= limits.max_events || bytes + size > limits.max_bytes) {
-            batches.push(seal(std::mem::take(&mut cur), received_at, &mut hasher));
-            bytes = 0;
-        }
+        let limits = self.limits;
+        let sealed = if !self.cur.is_empty()
+            && (self.cur.len() >= limits.max_events || self.bytes + size > limits.max_bytes)
+        {
+            self.bytes = 0;
+            Some(seal(
+                std::mem::take(&mut self.cur),
+                self.received_at,
+                &mut self.hasher,
+            ))
+        } else {
+            None
+        };
         match &item {
             Item::Event(r) => {
-                hasher.update(&serde_json::to_vec(&r.provenance).unwrap_or_default());
-                hasher.update(&serde_json::to_vec(&r.payload).unwrap_or_default());
+                self.hasher
+                    .update(&serde_json::to_vec(&r.provenance).unwrap_or_default());
+                self.hasher
+                    .update(&serde_json::to_vec(&r.payload).unwrap_or_default());
             }
             Item::Quarantined(q) => {
-                hasher.update(&serde_json::to_vec(&q.provenance).unwrap_or_default());
-                hasher.update(&serde_json::to_vec(&q.payload).unwrap_or_default());
+                self.hasher
+                    .update(&serde_json::to_vec(&q.provenance).unwrap_or_default());
+                self.hasher
+                    .update(&serde_json::to_vec(&q.payload).unwrap_or_default());
             }
         }
-        bytes += size;
-        cur.push(item);
+        self.bytes += size;
+        self.cur.push(item);
+        sealed
     }
-    if !cur.is_empty() {
-        batches.push(seal(cur, received_at, &mut hasher));
+
+    /// The last, partly filled batch, if any item is left.
+    pub fn finish(mut self) -> Option<Batch<RawEvent>> {
+        if self.cur.is_empty() {
+            None
+        } else {
+            Some(seal(
+                std::mem::take(&mut self.cur),
+                self.received_at,
+                &mut self.hasher,
+            ))
+        }
     }
-    batches
 }
 
 /// The largest payload a batch document carries whole: [`MAX_BATCH_BYTES`], so that one item

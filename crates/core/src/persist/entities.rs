@@ -13,7 +13,7 @@ use crate::Error;
 use crate::detect::{EntityState, Observation, observe};
 use crate::store::{CommitLimits, EntityCommit, EntityWrite, EventRecord, RecordStatus, Store};
 
-/// Commits every pending event decided `Insert`, entity by entity, in event-time order, in as
+/// Commits every pending event decided `Insert`, each entity's in event-time order, in as
 /// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
 /// records still to insert are read again and decided again; an event whose record appeared
 /// meanwhile leaves this path with its new decision (a skip, or a replacement for
@@ -43,16 +43,26 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
     let ids: Vec<String> = by_entity.keys().cloned().collect();
     let mut states = store.get_entities(&ids).await?;
     let limits = store.commit_limits();
-    for (entity, mut todo) in by_entity {
-        let mut state = states
-            .remove(&entity)
-            .unwrap_or_else(|| EntityState::new(&entity));
-        let mut conflicts = 0;
-        while !todo.is_empty() {
-            let inserts = chunk(pending, &todo, limits, now);
-            let chunk = inserts.len();
-            let mut next = state.clone();
-            for &i in &todo[..chunk] {
+    let mut open: Vec<Open> = by_entity
+        .into_iter()
+        .map(|(entity, todo)| Open {
+            state: states
+                .remove(&entity)
+                .unwrap_or_else(|| EntityState::new(&entity)),
+            entity,
+            todo,
+            conflicts: 0,
+        })
+        .collect();
+    // Rounds: every entity with events left offers its next commit, and the store takes them
+    // all in one call (one SQLite transaction for a whole batch; one round per chunk of ≤ 99
+    // records on DynamoDB).
+    while !open.is_empty() {
+        let mut commits = Vec::with_capacity(open.len());
+        for o in &open {
+            let inserts = chunk(pending, &o.todo, limits, now);
+            let mut next = o.state.clone();
+            for &i in &o.todo[..inserts.len()] {
                 let ev = pending[i].event;
                 let obs = Observation::of(&ev.event, ev.enrichment.base_value, &cfg.detect);
                 // An id the state already remembers (a crash of a version before commits
@@ -60,46 +70,61 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
                 observe(&mut next, &obs, &cfg.detect, true);
             }
             next.version += 1;
-            let commit = EntityCommit {
+            commits.push(EntityCommit {
                 state: next,
                 inserts,
-            };
-            match store.commit_entity(&commit).await? {
+            });
+        }
+        let answers = store.commit_entities(&commits).await?;
+        for ((o, commit), answer) in open.iter_mut().zip(commits).zip(answers) {
+            match answer {
                 EntityWrite::Written => {
-                    for i in todo.drain(..chunk) {
+                    for i in o.todo.drain(..commit.inserts.len()) {
                         pending[i].fate = Some(Fate::Written { updated: false });
                     }
-                    state = commit.state;
+                    o.state = commit.state;
                 }
                 EntityWrite::Conflict => {
-                    conflicts += 1;
-                    if conflicts >= cfg.max_entity_attempts {
+                    o.conflicts += 1;
+                    if o.conflicts >= cfg.max_entity_attempts {
                         return Err(Error::EntityContended {
-                            entity_id: entity,
-                            attempts: conflicts,
+                            entity_id: o.entity.clone(),
+                            attempts: o.conflicts,
                         });
                     }
-                    state = store
-                        .get_entities(std::slice::from_ref(&entity))
+                    o.state = store
+                        .get_entities(std::slice::from_ref(&o.entity))
                         .await?
-                        .remove(&entity)
-                        .unwrap_or_else(|| EntityState::new(&entity));
-                    let ids: Vec<String> = todo
+                        .remove(&o.entity)
+                        .unwrap_or_else(|| EntityState::new(&o.entity));
+                    let ids: Vec<String> = o
+                        .todo
                         .iter()
                         .map(|&i| pending[i].event.event.event_id.clone())
                         .collect();
                     let mut stored = store.get_events(&ids).await?;
-                    for &i in &todo {
+                    for &i in &o.todo {
                         let p = &mut pending[i];
                         p.stored = stored.remove(&p.event.event.event_id);
                         p.decision = decide(p.stored.as_ref(), p.event.event.version, &p.hash);
                     }
-                    todo.retain(|&i| pending[i].decision == Decision::Insert);
+                    o.todo.retain(|&i| pending[i].decision == Decision::Insert);
                 }
             }
         }
+        open.retain(|o| !o.todo.is_empty());
     }
     Ok(())
+}
+
+/// An entity with events still to commit.
+struct Open {
+    entity: String,
+    /// Its state as last read or written.
+    state: EntityState,
+    /// Its pending events still to commit, in event-time order.
+    todo: Vec<usize>,
+    conflicts: u32,
 }
 
 /// The records of `todo`'s first events, as many as fit one commit: at least one (a single

@@ -1,0 +1,259 @@
+//! `pipeline run`'s inputs as a stream of validated batch documents, produced on a thread of
+//! their own: lines are decoded as they are read, cut into the same batches (and batch ids)
+//! ingest would cut, and validated, while the main thread enriches, detects and persists the
+//! batches before. Memory stays bounded by the channel between the two, whatever the input's
+//! size.
+//!
+//! An input is one of two things, told apart from its first line: JSON Lines of events (read
+//! as a stream), or one JSON document (a trigger payload or a batch document), which is read
+//! whole, as it always was. An input whose first line is neither a complete event nor such a
+//! document (a pretty-printed document, a bad first line) is read whole if it is at most
+//! [`DOCUMENT_LIMIT`] bytes and decided exactly as before; a larger one can only be JSON Lines.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+
+use chrono::{DateTime, Utc};
+use pipeline_core::ingest::{self, Item, SplitLimits, Splitter};
+use pipeline_core::store::Store;
+use pipeline_handlers::{Pipeline, Validate};
+use serde_json::Value;
+use tokio::sync::mpsc::Sender;
+
+use crate::error::CliError;
+use crate::run::Job;
+
+/// The largest input read whole when its first line does not settle what it is (a Lambda
+/// payload is at most 6 MB, a batch document 256 KB).
+pub const DOCUMENT_LIMIT: usize = 16 << 20;
+
+/// How many of a streamed input's first items `--max-undecodable` judges before anything is
+/// written (an input read whole is judged whole).
+pub const JUDGED_ITEMS: usize = 10_000;
+
+/// Bytes read at a time from an input.
+const READ_BUFFER: usize = 1 << 16;
+
+/// One input, opened and judged, not yet processed.
+pub struct Source {
+    name: String,
+    received_at: DateTime<Utc>,
+    kind: Kind,
+    /// The input's size in bytes when known (a file), for the progress bar.
+    pub len: Option<u64>,
+}
+
+enum Kind {
+    /// A document or small input read whole, already cut into batches.
+    Whole(Vec<Job>),
+    /// JSON Lines: the first items (already decoded, to be judged), then the rest of the input.
+    Lines {
+        head: Vec<Item>,
+        rest: Box<dyn BufRead + Send>,
+        line_no: usize,
+    },
+}
+
+impl Source {
+    /// Opens `name` (a path, or `-` for stdin) and reads as much as it takes to know what it
+    /// is and to judge it.
+    pub fn open<S: Store>(name: &str, p: &Pipeline<S>) -> Result<Source, CliError> {
+        let io = |e| CliError::io(name, e);
+        let (mut reader, len): (Box<dyn BufRead + Send>, Option<u64>) = if name == "-" {
+            (
+                Box::new(BufReader::with_capacity(READ_BUFFER, std::io::stdin())),
+                None,
+            )
+        } else {
+            let file = File::open(name).map_err(io)?;
+            let len = file.metadata().ok().map(|m| m.len());
+            (Box::new(BufReader::with_capacity(READ_BUFFER, file)), len)
+        };
+        let received_at = Utc::now();
+        let mut first = Vec::new();
+        reader.read_until(b'\n', &mut first).map_err(io)?;
+        let source = |kind| Source {
+            name: name.to_owned(),
+            received_at,
+            kind,
+            len,
+        };
+        if !is_event_line(&first) {
+            let mut whole = first;
+            (&mut reader)
+                .take((DOCUMENT_LIMIT + 1 - whole.len().min(DOCUMENT_LIMIT)) as u64)
+                .read_to_end(&mut whole)
+                .map_err(io)?;
+            if whole.len() <= DOCUMENT_LIMIT {
+                return Ok(source(Kind::Whole(crate::run::load_bytes(name, whole, p)?)));
+            }
+            return Ok(source(lines(
+                name,
+                Box::new(Cursor::new(whole).chain(reader)),
+            )?));
+        }
+        Ok(source(lines(
+            name,
+            Box::new(Cursor::new(first).chain(reader)),
+        )?))
+    }
+
+    /// Items judged, and how many of them are not JSON at all (or not UTF-8).
+    pub fn judged(&self) -> (usize, usize) {
+        match &self.kind {
+            Kind::Whole(jobs) => crate::run::undecodable(jobs),
+            Kind::Lines { head, .. } => (
+                head.len(),
+                head.iter()
+                    .filter(|i| match i {
+                        Item::Quarantined(q) => q.reasons.iter().any(|r| not_json(&r.code)),
+                        Item::Event(_) => false,
+                    })
+                    .count(),
+            ),
+        }
+    }
+}
+
+/// Whether a quarantine reason says the line was not JSON text at all.
+pub fn not_json(code: &str) -> bool {
+    code == "malformed_json" || code == "invalid_utf8"
+}
+
+/// Whether a first line is a complete JSON value that is not a whole document on its own (a
+/// trigger payload or a batch document): then the input is JSON Lines.
+fn is_event_line(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(doc) => {
+            ingest::kind_of(&doc).is_none()
+                && !(doc.get("batch_id").is_some() && doc.get("events").is_some())
+        }
+        Err(_) => false,
+    }
+}
+
+/// A JSON Lines source: its first [`JUDGED_ITEMS`] items decoded, the rest left to read.
+fn lines(name: &str, mut rest: Box<dyn BufRead + Send>) -> Result<Kind, CliError> {
+    let mut head = Vec::new();
+    let mut line_no = 0;
+    let mut buf = Vec::new();
+    while head.len() < JUDGED_ITEMS {
+        match next_item(name, &mut rest, &mut line_no, &mut buf)? {
+            Some(item) => head.push(item),
+            None => break,
+        }
+    }
+    Ok(Kind::Lines {
+        head,
+        rest,
+        line_no,
+    })
+}
+
+/// The next non-blank line's item, or `None` at the end of the input.
+fn next_item(
+    name: &str,
+    rest: &mut dyn BufRead,
+    line_no: &mut usize,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Item>, CliError> {
+    loop {
+        buf.clear();
+        if rest
+            .read_until(b'\n', buf)
+            .map_err(|e| CliError::io(name, e))?
+            == 0
+        {
+            return Ok(None);
+        }
+        *line_no += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(buf);
+        if let Some(item) = ingest::decode_byte_line(name, *line_no, line) {
+            return Ok(Some(item));
+        }
+    }
+}
+
+/// A validated batch document and how far through its input the reader was.
+pub struct Fed {
+    /// The batch, validated.
+    pub job: Job,
+    /// Bytes read from file inputs so far (for the progress bar).
+    pub bytes_read: u64,
+}
+
+/// Reads every source in order, sending each batch validated; stops early when the receiver
+/// is gone (the run failed) and sends a read error as the last message.
+pub fn feed(
+    sources: Vec<Source>,
+    validate: Validate,
+    limits: SplitLimits,
+    tx: Sender<Result<Fed, CliError>>,
+) {
+    let mut done_bytes = 0u64;
+    for source in sources {
+        let send = |job: Job, bytes_read: u64| {
+            let job = match job {
+                Job::Raw(b) => Job::Valid(validate.run(b)),
+                other => other,
+            };
+            tx.blocking_send(Ok(Fed { job, bytes_read })).is_ok()
+        };
+        match source.kind {
+            Kind::Whole(jobs) => {
+                let end = done_bytes + source.len.unwrap_or(0);
+                for job in jobs {
+                    if !send(job, end) {
+                        return;
+                    }
+                }
+                done_bytes = end;
+            }
+            Kind::Lines {
+                head,
+                mut rest,
+                mut line_no,
+            } => {
+                let mut splitter = Splitter::new(source.received_at, limits);
+                // Progress is counted in lines' bytes as they are read.
+                let mut read = 0u64;
+                let push =
+                    |item: Item, read: u64, splitter: &mut Splitter| match splitter.push(item) {
+                        Some(batch) => send(Job::Raw(batch), done_bytes + read),
+                        None => true,
+                    };
+                for item in head {
+                    if !push(item, read, &mut splitter) {
+                        return;
+                    }
+                }
+                let mut buf = Vec::new();
+                loop {
+                    match next_item(&source.name, &mut rest, &mut line_no, &mut buf) {
+                        Ok(Some(item)) => {
+                            read += buf.len() as u64;
+                            if !push(item, read, &mut splitter) {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let end = done_bytes + source.len.unwrap_or(read);
+                if let Some(batch) = splitter.finish()
+                    && !send(Job::Raw(batch), end)
+                {
+                    return;
+                }
+                done_bytes = end;
+            }
+        }
+    }
+}
