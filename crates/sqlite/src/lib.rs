@@ -154,6 +154,30 @@ struct Conn {
     open_since: Option<Instant>,
     /// How long write calls may share one transaction (`None`: each commits at once).
     group: Option<Duration>,
+    /// Entity states as this connection last read or wrote them.
+    states: StateCache,
+}
+
+/// Entity states kept decoded between calls: the stages read an entity's state three times
+/// per batch (enrich, detect, persist), and decoding it from JSON each time was a fifth of a
+/// local run. Valid while no other connection has committed: SQLite's `data_version` tells,
+/// and the cache is emptied when it moves (or when a transaction of ours is rolled back).
+#[derive(Debug, Default)]
+struct StateCache {
+    map: HashMap<String, EntityState>,
+    data_version: Option<i64>,
+}
+
+/// Most entity states kept decoded (a few KB each).
+const STATE_CACHE_ENTRIES: usize = 20_000;
+
+impl StateCache {
+    fn remember(&mut self, state: &EntityState) {
+        if self.map.len() >= STATE_CACHE_ENTRIES && !self.map.contains_key(&state.entity_id) {
+            self.map.clear();
+        }
+        self.map.insert(state.entity_id.clone(), state.clone());
+    }
 }
 
 impl std::ops::Deref for Conn {
@@ -185,6 +209,7 @@ impl Conn {
             Ok(v) if self.db.is_autocommit() => {
                 // SQLite ended the transaction on its own: whatever it held is gone.
                 self.open_since = None;
+                self.states.map.clear();
                 drop(v);
                 Err(Error::GroupLost)
             }
@@ -225,6 +250,7 @@ impl Conn {
     }
 
     fn rollback(&mut self) {
+        self.states.map.clear();
         if self.open_since.take().is_some() && !self.db.is_autocommit() {
             // Nothing to report: the connection goes on in autocommit either way.
             let _ = self.db.execute_batch("ROLLBACK");
@@ -257,6 +283,7 @@ impl SqliteStore {
                 db: conn,
                 open_since: None,
                 group: None,
+                states: StateCache::default(),
             }),
         })
     }
@@ -398,13 +425,54 @@ impl SqliteStore {
     }
 
     fn commit_entities_sync(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
-        self.conn()?.write(|tx| {
+        let mut conn = self.conn()?;
+        let answers = conn.write(|tx| {
             let mut out = Vec::with_capacity(commits.len());
             for commit in commits {
                 out.push(commit_in(tx, commit)?);
             }
             Ok(out)
-        })
+        })?;
+        for (commit, answer) in commits.iter().zip(&answers) {
+            if *answer == EntityWrite::Written {
+                conn.states.remember(&commit.state);
+            }
+        }
+        Ok(answers)
+    }
+
+    fn get_entities_sync(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
+        let mut conn = self.conn()?;
+        let version: i64 = conn
+            .db
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if conn.states.data_version != Some(version) {
+            conn.states.map.clear();
+            conn.states.data_version = Some(version);
+        }
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match conn.states.map.get(id) {
+                Some(state) => {
+                    out.insert(id.clone(), state.clone());
+                }
+                None => missing.push(id.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            let read: HashMap<String, EntityState> = read_map(
+                &conn,
+                "SELECT state FROM entities WHERE entity_id = ?1",
+                &missing,
+            )?;
+            for state in read.values() {
+                conn.states.remember(state);
+            }
+            out.extend(read);
+        }
+        Ok(out)
     }
 
     fn put_quarantine_sync(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
@@ -481,33 +549,41 @@ impl SqliteStore {
         sql: &str,
         ids: &[String],
     ) -> Result<HashMap<String, T>, Error> {
-        let conn = self.conn()?;
-        // One read transaction for all the ids: one snapshot, and one pair of file-lock calls
-        // instead of a pair per id (which dominated a local run's system time). Inside an open
-        // write transaction the reads simply join it.
-        let tx = if conn.in_write() {
-            None
-        } else {
-            Some(conn.db.unchecked_transaction()?)
-        };
-        let mut out = HashMap::with_capacity(ids.len());
-        {
-            let mut stmt = conn.db.prepare_cached(sql)?;
-            for id in ids {
-                if out.contains_key(id) {
-                    continue;
-                }
-                let text: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
-                if let Some(t) = text {
-                    out.insert(id.clone(), decode(id, &t)?);
-                }
+        read_map(&*self.conn()?, sql, ids)
+    }
+}
+
+/// Reads the documents of `ids` with `sql` (one id parameter).
+fn read_map<T: serde::de::DeserializeOwned>(
+    conn: &Conn,
+    sql: &str,
+    ids: &[String],
+) -> Result<HashMap<String, T>, Error> {
+    // One read transaction for all the ids: one snapshot, and one pair of file-lock calls
+    // instead of a pair per id (which dominated a local run's system time). Inside an open
+    // write transaction the reads simply join it.
+    let tx = if conn.in_write() {
+        None
+    } else {
+        Some(conn.db.unchecked_transaction()?)
+    };
+    let mut out = HashMap::with_capacity(ids.len());
+    {
+        let mut stmt = conn.db.prepare_cached(sql)?;
+        for id in ids {
+            if out.contains_key(id) {
+                continue;
+            }
+            let text: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
+            if let Some(t) = text {
+                out.insert(id.clone(), decode(id, &t)?);
             }
         }
-        if let Some(tx) = tx {
-            tx.commit()?;
-        }
-        Ok(out)
     }
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -524,7 +600,7 @@ impl Store for SqliteStore {
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, EntityState>, CoreError> {
-        Ok(self.get_map("SELECT state FROM entities WHERE entity_id = ?1", ids)?)
+        Ok(self.get_entities_sync(ids)?)
     }
 
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, CoreError> {

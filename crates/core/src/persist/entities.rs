@@ -138,7 +138,13 @@ fn chunk(
     let mut records = Vec::new();
     let mut bytes = 0usize;
     for &i in todo {
-        let record = record_of(pending[i].event, RecordStatus::Persisted, now, None);
+        let record = record_of(
+            pending[i].event,
+            &pending[i].hash,
+            RecordStatus::Persisted,
+            now,
+            None,
+        );
         // Sizes only matter to a bounded store; an unbounded one takes everything.
         if limits != CommitLimits::UNBOUNDED {
             let size = serde_json::to_vec(&record).map_or(usize::MAX / 2, |v| v.len());

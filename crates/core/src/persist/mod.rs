@@ -159,7 +159,7 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
                 Some(rec) => tally.kept(skip.into(), rec),
                 None => tally.kept(
                     skip.into(),
-                    &record_of(p.event, RecordStatus::Persisted, now, None),
+                    &record_of(p.event, &p.hash, RecordStatus::Persisted, now, None),
                 ),
             },
             // write_records gives every event a fate or fails.

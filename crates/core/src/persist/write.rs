@@ -59,13 +59,13 @@ impl<'a> Pending<'a> {
         match self.decision {
             Decision::Skip(_) => None,
             Decision::Insert => Some(EventWrite {
-                record: record_of(self.event, RecordStatus::Persisted, now, None),
+                record: record_of(self.event, &self.hash, RecordStatus::Persisted, now, None),
                 condition: WriteCondition::Absent,
             }),
             Decision::Replace { stored_version } => {
                 let first = self.stored.as_ref().map(|r| r.first_persisted_at);
                 Some(EventWrite {
-                    record: record_of(self.event, RecordStatus::Updated, now, first),
+                    record: record_of(self.event, &self.hash, RecordStatus::Updated, now, first),
                     condition: WriteCondition::VersionIs(stored_version),
                 })
             }
@@ -153,9 +153,10 @@ pub(super) fn hex(h: u64) -> String {
     format!("{h:016x}")
 }
 
-/// The record written for an event.
+/// The record written for an event whose content hash (as stored) is `content_hash`.
 pub(super) fn record_of(
     ev: &ScoredEvent,
+    content_hash: &str,
     status: RecordStatus,
     now: DateTime<Utc>,
     first: Option<DateTime<Utc>>,
@@ -164,7 +165,7 @@ pub(super) fn record_of(
         event_id: ev.event.event_id.clone(),
         entity_id: ev.event.entity_id.clone(),
         version: ev.event.version,
-        content_hash: hex(ev.event.content_hash()),
+        content_hash: content_hash.to_owned(),
         status,
         // UTC with fixed-width milliseconds: sorts as text in SQLite and in a DynamoDB sort key.
         occurred_at: ev
@@ -278,6 +279,7 @@ mod tests {
     fn stored(ev: &ScoredEvent) -> Option<Box<EventRecord>> {
         Some(Box::new(record_of(
             ev,
+            &hex(ev.event.content_hash()),
             RecordStatus::Persisted,
             now(),
             None,
