@@ -11,11 +11,20 @@ The snapshot below copies the table object and its item mapping (pointers to the
 the items), which is a faithful snapshot for transactions that only Put, ConditionCheck or
 Delete: moto replaces an item on Put and removes it on Delete, it never changes one in place.
 An Update does change the item in place, and its rollback would not be undone here; the
-pipeline's store sends no Update in a transaction. Everything else is moto as installed.
+pipeline's store sends no Update in a transaction.
+
+moto's server handles requests on several threads, and a cancelled transaction restores the
+tables it touched *whole*, from the snapshot it took before applying: any write another thread
+made meanwhile (another transaction on other items, a plain put) is undone with it, so records
+silently disappear under concurrent writers, which real DynamoDB isolates. Writes therefore
+run one at a time here, which is what DynamoDB's serialisable transactions look like from
+outside. Everything else is moto as installed.
 """
 
 import copy
+import functools
 import sys
+import threading
 import types
 
 import moto.dynamodb.models as dynamodb_models
@@ -38,6 +47,32 @@ def _snapshot(obj, memo=None):
 # The models module reaches `copy.deepcopy` through its own `copy` name: give it one whose
 # deepcopy snapshots tables as above and deep-copies anything else as before.
 dynamodb_models.copy = types.SimpleNamespace(deepcopy=_snapshot, copy=copy.copy)
+
+_WRITES = threading.RLock()
+
+
+def _serialised(method):
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _WRITES:
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+for _name in (
+    "transact_write_items",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "batch_write_item",
+):
+    if hasattr(dynamodb_models.DynamoDBBackend, _name):
+        setattr(
+            dynamodb_models.DynamoDBBackend,
+            _name,
+            _serialised(getattr(dynamodb_models.DynamoDBBackend, _name)),
+        )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -224,8 +224,8 @@ pub trait Store: Send + Sync {
     /// Each is all-or-nothing on its own; one answering [`EntityWrite::Conflict`] does not stop
     /// the others. A store may write them together (SQLite: one transaction, a savepoint per
     /// commit), which is what makes a local batch cost one transaction instead of one per
-    /// entity. On an error, any prefix of the commits may have been written: the caller
-    /// re-reads and decides again, as after any failed commit.
+    /// entity, or run them concurrently (DynamoDB). On an error, any of the commits may have
+    /// been written: the caller re-reads and decides again, as after any failed commit.
     async fn commit_entities(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
         let mut out = Vec::with_capacity(commits.len());
         for c in commits {
