@@ -214,8 +214,13 @@ impl Conn {
                 Err(Error::GroupLost)
             }
             Ok(v) => {
-                if self.group.is_none() {
-                    self.commit()?;
+                if self.group.is_none()
+                    && let Err(e) = self.commit()
+                {
+                    // Not committed: undo it, so the next write does not join (and later
+                    // commit) what this one answered as failed.
+                    self.rollback();
+                    return Err(e);
                 }
                 Ok(v)
             }
