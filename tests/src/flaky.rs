@@ -108,6 +108,9 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn flush(&self) -> Result<(), Error> {
         self.inner.flush().await
     }
+    async fn end_batch(&self) -> Result<(), Error> {
+        self.inner.end_batch().await
+    }
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         self.gate("quarantine_of")?;
         self.inner.quarantine_of(event_id).await

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use pipeline_core::store::Store;
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::contract;
 
@@ -72,8 +73,6 @@ async fn entity_commits_are_independent_with_group_commit() {
 /// alike), so a rerun starts from a consistent database.
 #[tokio::test]
 async fn group_commit_is_all_or_nothing() {
-    use pipeline_core::store::Store;
-
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
     let events = pipeline_tests::fixtures::payments(30, 3, 71);
@@ -113,4 +112,144 @@ async fn group_commit_is_all_or_nothing() {
         contract::run_retrying(&p, &batch).await.counts.duplicate,
         30
     );
+}
+
+/// Group commit ends a group only between batches. With a zero group time every batch's end
+/// commits, yet another connection sees nothing of a batch before its end, although the batch
+/// makes several write calls (new events, then a correction). A group ending between those
+/// calls let a crash keep a batch's new events without its correction, and the rerun enrich
+/// the correction against an entity state that already counted them.
+#[tokio::test]
+async fn a_group_ends_only_between_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.db");
+    let spy = Spy {
+        inner: SqliteStore::open(&path)
+            .unwrap()
+            .with_group_commit(std::time::Duration::ZERO),
+        path: path.clone(),
+        seen: std::sync::Mutex::new(Vec::new()),
+    };
+    let p = contract::pipeline(spy);
+    let events = pipeline_tests::fixtures::payments(10, 1, 17);
+    let r = contract::run_retrying(
+        &p,
+        &pipeline_tests::fixtures::raw_batch("b1", events[..5].to_vec()),
+    )
+    .await;
+    assert_eq!(r.counts.persisted, 5);
+
+    let mut second = events[5..].to_vec();
+    let mut correction = events[0].clone();
+    correction["version"] = 2.into();
+    correction["value"] = 12.5.into();
+    second.push(correction);
+    let r = contract::run_retrying(&p, &pipeline_tests::fixtures::raw_batch("b2", second)).await;
+    assert_eq!((r.counts.persisted, r.counts.updated), (5, 1));
+
+    let seen = p.store().seen.lock().unwrap().clone();
+    assert!(
+        seen.len() >= 3,
+        "each batch makes its write calls: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|&n| n == 0 || n == 5),
+        "after every write call another connection sees whole batches only: {seen:?}"
+    );
+    let dump = SqliteStore::open(&path).unwrap().dump().await.unwrap();
+    assert_eq!(dump.events.len(), 10);
+    assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 10);
+}
+
+/// Delegates to a grouped store and, after each write call, records how many records another
+/// connection to the same file sees.
+struct Spy {
+    inner: SqliteStore,
+    path: std::path::PathBuf,
+    seen: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Spy {
+    async fn look(&self) {
+        let n = SqliteStore::open(&self.path)
+            .unwrap()
+            .dump()
+            .await
+            .unwrap()
+            .events
+            .len();
+        self.seen.lock().unwrap().push(n);
+    }
+}
+
+mod spy {
+    use std::collections::HashMap;
+
+    use async_trait::async_trait;
+    use pipeline_core::Error;
+    use pipeline_core::detect::EntityState;
+    use pipeline_core::store::{
+        CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store,
+        StoreDump, WriteResult,
+    };
+
+    use super::Spy;
+
+    #[async_trait]
+    impl Store for Spy {
+        async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
+            self.inner.get_events(ids).await
+        }
+        async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
+            let r = self.inner.write_events(writes).await;
+            self.look().await;
+            r
+        }
+        async fn get_entities(
+            &self,
+            ids: &[String],
+        ) -> Result<HashMap<String, EntityState>, Error> {
+            self.inner.get_entities(ids).await
+        }
+        async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
+            let r = self.inner.commit_entity(commit).await;
+            self.look().await;
+            r
+        }
+        async fn commit_entities(
+            &self,
+            commits: &[EntityCommit],
+        ) -> Result<Vec<EntityWrite>, Error> {
+            let r = self.inner.commit_entities(commits).await;
+            self.look().await;
+            r
+        }
+        fn commit_limits(&self) -> CommitLimits {
+            self.inner.commit_limits()
+        }
+        async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
+            let r = self.inner.put_quarantine(items).await;
+            self.look().await;
+            r
+        }
+        async fn flush(&self) -> Result<(), Error> {
+            self.inner.flush().await
+        }
+        async fn end_batch(&self) -> Result<(), Error> {
+            self.inner.end_batch().await
+        }
+        async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+            Store::quarantine_of(&self.inner, event_id).await
+        }
+        async fn list_anomalies(
+            &self,
+            entity_id: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<EventRecord>, Error> {
+            self.inner.list_anomalies(entity_id, limit).await
+        }
+        async fn dump(&self) -> Result<StoreDump, Error> {
+            self.inner.dump().await
+        }
+    }
 }

@@ -222,8 +222,8 @@ pub trait Store: Send + Sync {
 
     /// Several [`Store::commit_entity`]s of different entities, in order, one answer per commit.
     /// Each is all-or-nothing on its own; one answering [`EntityWrite::Conflict`] does not stop
-    /// the others. A store may write them together (SQLite: one transaction, a savepoint per
-    /// commit), which is what makes a local batch cost one transaction instead of one per
+    /// the others. A store may write them together (SQLite: one transaction, each commit's
+    /// conditions checked before it writes), which is what makes a local batch cost one transaction instead of one per
     /// entity, or run them concurrently (DynamoDB). On an error, any of the commits may have
     /// been written: the caller re-reads and decides again, as after any failed commit.
     async fn commit_entities(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
@@ -246,6 +246,16 @@ pub trait Store: Send + Sync {
     /// DynamoDB) have nothing to do; the embedded store with group commit commits its open
     /// transaction. A process that ends without it may lose the unflushed writes, whole.
     async fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Called by the persist stage when every write of one batch has been made. A store that
+    /// lets writes share a transaction (the embedded store with group commit) ends one only
+    /// here or in [`Store::flush`], never between two writes of a batch: a crash then keeps
+    /// whole batches or nothing of them, so a rerun enriches and scores every event it redoes
+    /// against the same entity states a clean run did. Stores that write through have nothing
+    /// to do.
+    async fn end_batch(&self) -> Result<(), Error> {
         Ok(())
     }
 
@@ -289,6 +299,9 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     async fn flush(&self) -> Result<(), Error> {
         (**self).flush().await
+    }
+    async fn end_batch(&self) -> Result<(), Error> {
+        (**self).end_batch().await
     }
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         (**self).quarantine_of(event_id).await

@@ -18,11 +18,12 @@
 //! writers queue.
 //!
 //! By default every write call commits at once. [`SqliteStore::with_group_commit`] lets
-//! consecutive write calls share one transaction for up to a given time, committed by the next
-//! write after that time or by [`Store::flush`]: what makes a local backfill fast, since one
-//! commit per batch rewrites the same index pages into the WAL over and over. A crash loses the
-//! open group *whole* (records and entity states together), so a rerun finds nothing half
-//! written and counts nothing twice.
+//! consecutive batches share one transaction for up to a given time, committed at the first
+//! [`Store::end_batch`] after that time or by [`Store::flush`]: what makes a local backfill
+//! fast, since one commit per batch rewrites the same index pages into the WAL over and over.
+//! A group ends only between batches, and a crash loses the open group *whole* (records and
+//! entity states together), so a rerun finds no batch half written, counts nothing twice, and
+//! enriches what it redoes against the states a clean run saw.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -190,17 +191,12 @@ impl std::ops::Deref for Conn {
 impl Conn {
     /// Runs `op` atomically in the write transaction (begun `IMMEDIATE` if none is open).
     /// Without group commit the transaction commits when `op` succeeds and rolls back when it
-    /// fails. With it, it stays open until it is older than the group time (committed before
-    /// the next write) or [`Conn::commit`]; a failing `op` then rolls back the whole group and
-    /// answers [`Error::GroupLost`]. Ops check every condition before writing anything, so a
+    /// fails. With it, it stays open until [`Conn::end_batch`] finds it older than the group
+    /// time, or [`Conn::commit`]; a failing `op` then rolls back the whole group and answers
+    /// [`Error::GroupLost`]. Ops check every condition before writing anything, so a
     /// failed condition never needs undoing: only an SQLite error midway does, and undoing just
     /// that op would need a savepoint, whose sub-journal copies every page it touches.
     fn write<T>(&mut self, op: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
-        if let (Some(since), Some(group)) = (self.open_since, self.group)
-            && since.elapsed() >= group
-        {
-            self.commit()?;
-        }
         if self.open_since.is_none() {
             self.db.execute_batch("BEGIN IMMEDIATE")?;
             self.open_since = Some(Instant::now());
@@ -232,6 +228,15 @@ impl Conn {
                     e
                 })
             }
+        }
+    }
+
+    /// A batch's writes are all made: with group commit, the open group is committed once it
+    /// is older than the group time. Only here, so a group never ends inside a batch.
+    fn end_batch(&mut self) -> Result<(), Error> {
+        match (self.open_since, self.group) {
+            (Some(since), Some(group)) if since.elapsed() >= group => self.commit(),
+            _ => Ok(()),
         }
     }
 
@@ -293,10 +298,11 @@ impl SqliteStore {
         })
     }
 
-    /// Lets write calls share one transaction for up to `group` (see the module docs). The
-    /// write lock is held meanwhile, so another writer on the file waits up to that long
-    /// between its chances; call [`Store::flush`] when done, or the open group is rolled back
-    /// when the store is dropped.
+    /// Lets the writes of consecutive batches share one transaction for up to `group` (see
+    /// the module docs); the transaction ends at a batch's end ([`Store::end_batch`]), never
+    /// inside one. The write lock is held meanwhile, so another writer on the file waits up to
+    /// that long (plus one batch) between its chances; call [`Store::flush`] when done, or the
+    /// open group is rolled back when the store is dropped.
     pub fn with_group_commit(self, group: Duration) -> Self {
         let mut conn = match self.conn.into_inner() {
             Ok(c) => c,
@@ -626,6 +632,10 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> Result<(), CoreError> {
         Ok(self.conn()?.commit()?)
+    }
+
+    async fn end_batch(&self) -> Result<(), CoreError> {
+        Ok(self.conn()?.end_batch()?)
     }
 
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {

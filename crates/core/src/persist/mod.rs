@@ -178,6 +178,7 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
     if !quarantine.is_empty() {
         store.put_quarantine(&quarantine).await?;
     }
+    store.end_batch().await?;
     Ok(report)
 }
 
