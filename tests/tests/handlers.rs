@@ -412,3 +412,169 @@ async fn stage_documents_are_checked_again_at_every_stage() {
             .all(|r| r.event_id != "has space" && !r.entity_id.is_empty())
     );
 }
+
+/// An MSK event with two partitions of `topic`: `payments-0` offsets 10..=14 and `payments-1`
+/// offsets 20..=24, one generated payment each, in that order.
+fn two_partition_msk(records: &[(i64, i64)]) -> Value {
+    use base64::Engine;
+    let payments = pipeline_tests::fixtures::payments(10, 3, 41);
+    let mut map = serde_json::Map::new();
+    for &(partition, offset) in records {
+        let i = (partition * 5 + (offset - 10 - partition * 10)) as usize;
+        let value = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&payments[i]).unwrap());
+        let list = map
+            .entry(format!("payments-{partition}"))
+            .or_insert_with(|| Value::Array(vec![]));
+        if let Value::Array(l) = list {
+            l.push(serde_json::json!({
+                "topic": "payments", "partition": partition, "offset": offset,
+                "timestamp": 1761984000000_i64, "timestampType": "CREATE_TIME",
+                "value": value, "headers": []
+            }));
+        }
+    }
+    serde_json::json!({"eventSource": "aws:kafka", "records": map})
+}
+
+const ALL: [(i64, i64); 10] = [
+    (0, 10),
+    (0, 11),
+    (0, 12),
+    (0, 13),
+    (0, 14),
+    (1, 20),
+    (1, 21),
+    (1, 22),
+    (1, 23),
+    (1, 24),
+];
+
+/// Runs each batch through the whole chain, failing (retryably, as a throttled execution
+/// would) the batches that hold a record of `fail_offset` while `failing` is set.
+struct ChainSink {
+    pipeline: Pipeline<SqliteStore>,
+    fail_offset: i64,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl pipeline_core::ingest::BatchSink for ChainSink {
+    async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), pipeline_core::Error> {
+        let holds = batch.events.iter().any(|e| {
+            matches!(e.provenance, pipeline_core::event::Provenance::Kafka { offset, .. } if offset == self.fail_offset)
+        });
+        if holds && self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(pipeline_core::Error::StoreThrottled {
+                message: "injected: execution throttled".into(),
+                source: None,
+            });
+        }
+        self.pipeline
+            .run_batch(batch.clone(), pipeline_tests::fixtures::now())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Partial batch failure: four records to a batch, the batch holding p0:14 and p1:20..22
+/// fails. The answer names p0 from 14 on and all of p1 (23 and 24 went through in the next
+/// batch, but Kafka commits one offset per partition); the redelivery of exactly those
+/// stores the rest and counts nothing twice.
+#[tokio::test]
+async fn kafka_partial_batch_failure_names_the_records_to_redeliver() {
+    let mut vars = std::collections::HashMap::new();
+    vars.insert(
+        "INGEST_REPORT_BATCH_ITEM_FAILURES".to_owned(),
+        "true".to_owned(),
+    );
+    let config = Config::from_vars(&vars).unwrap();
+    let sink = ChainSink {
+        pipeline: Pipeline::new(config.clone(), SqliteStore::in_memory().unwrap()).unwrap(),
+        fail_offset: 21,
+        failing: std::sync::atomic::AtomicBool::new(true),
+    };
+    let limits = pipeline_core::ingest::SplitLimits {
+        max_events: 4,
+        ..Default::default()
+    };
+    let ingest = Ingest::new(&config, &sink).with_limits(limits);
+    let r = ingest
+        .handle(LambdaEvent::new(
+            two_partition_msk(&ALL),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&r).unwrap();
+    let named: Vec<(String, i64)> = json["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["itemIdentifier"]["partition"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                f["itemIdentifier"]["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = [(0, 14), (1, 20), (1, 21), (1, 22), (1, 23), (1, 24)]
+        .iter()
+        .map(|&(p, o)| (format!("payments-{p}"), o))
+        .collect();
+    assert_eq!(named, expected);
+    assert_eq!(
+        r.batches.iter().map(|b| b.failed).collect::<Vec<_>>(),
+        [false, true, false]
+    );
+    let dump = pipeline_core::store::Store::dump(sink.pipeline.store())
+        .await
+        .unwrap();
+    assert_eq!(dump.events.len(), 6, "p0:10..13 and p1:23..24 went through");
+
+    // The event source mapping redelivers exactly the named records.
+    sink.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let again: Vec<(i64, i64)> = [(0, 14), (1, 20), (1, 21), (1, 22), (1, 23), (1, 24)].into();
+    let r = ingest
+        .handle(LambdaEvent::new(
+            two_partition_msk(&again),
+            Context::default(),
+        ))
+        .await
+        .unwrap();
+    assert!(r.batch_item_failures.is_empty());
+    let dump = pipeline_core::store::Store::dump(sink.pipeline.store())
+        .await
+        .unwrap();
+    assert_eq!(dump.events.len(), 10, "every record stored once");
+    assert_eq!(
+        dump.entities.iter().map(|e| e.count).sum::<u64>(),
+        10,
+        "every event counted once"
+    );
+}
+
+/// Without the setting (the event source mapping may not read partial responses), a failed
+/// batch fails the whole invocation, as before.
+#[tokio::test]
+async fn without_partial_responses_a_failed_batch_fails_the_invocation() {
+    let config = Config::defaults().unwrap();
+    let sink = ChainSink {
+        pipeline: Pipeline::new(config.clone(), SqliteStore::in_memory().unwrap()).unwrap(),
+        fail_offset: 21,
+        failing: std::sync::atomic::AtomicBool::new(true),
+    };
+    let err = Ingest::new(&config, &sink)
+        .handle(LambdaEvent::new(
+            two_partition_msk(&ALL),
+            Context::default(),
+        ))
+        .await
+        .unwrap_err();
+    let d: Diagnostic = err.into();
+    assert_eq!(d.error_type, "Pipeline.Retryable.StoreThrottled");
+}

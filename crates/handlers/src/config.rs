@@ -14,6 +14,7 @@
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
+//! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
 //! | `EVENTS_TABLE`, `ENTITIES_TABLE`, `QUARANTINE_TABLE` | DynamoDB table names | `pipeline-events`, `pipeline-entities`, `pipeline-quarantine` |
 //! | `STATE_MACHINE_ARN` | the state machine ingest starts (ingest requires it) | none |
@@ -55,6 +56,8 @@ pub struct Config {
     pub fault_injection: bool,
     /// How many batches of one ingest invocation run at once.
     pub ingest_concurrency: usize,
+    /// Whether ingest answers partly failed Kafka invocations with `batchItemFailures`.
+    pub report_batch_item_failures: bool,
     /// DynamoDB table names.
     pub tables: Tables,
     /// The state machine ingest hands batches to, when set.
@@ -155,6 +158,18 @@ impl Config {
             .get("PIPELINE_FAULT_INJECTION")
             .is_some_and(|v| v == "1");
         let ingest_concurrency = num::<usize>(vars, "INGEST_MAX_CONCURRENCY")?.unwrap_or(4);
+        let report_batch_item_failures = match text("INGEST_REPORT_BATCH_ITEM_FAILURES")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "INGEST_REPORT_BATCH_ITEM_FAILURES must be true or false, got {other}"
+                )));
+            }
+        };
         let defaults = Tables::default();
         let tables = Tables {
             events: text("EVENTS_TABLE").unwrap_or(defaults.events),
@@ -188,6 +203,7 @@ impl Config {
             persist,
             fault_injection,
             ingest_concurrency,
+            report_batch_item_failures,
             tables,
             state_machine,
             anomaly_bus: text("ANOMALY_BUS_NAME"),

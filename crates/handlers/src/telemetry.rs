@@ -49,6 +49,8 @@ pub mod metric {
     pub const STALE: &str = "Stale";
     /// Same version, other content.
     pub const CONFLICTS: &str = "Conflicts";
+    /// Kafka records ingest handed back for redelivery in a partial batch response.
+    pub const RECORDS_REDELIVERED: &str = "RecordsRedelivered";
     /// Milliseconds a stage took for a batch.
     pub const STAGE_LATENCY_MS: &str = "StageLatencyMs";
     /// Milliseconds from event time to persisted, per event.

@@ -19,7 +19,8 @@
 //! there too, which leaves the decoding to do here anyway.
 //!
 //! Layout: this module dispatches and decodes EventBridge events and JSON Lines; `kafka`
-//! decodes MSK events; `split` bounds oversized items and cuts batches.
+//! decodes MSK events; `split` bounds oversized items and cuts batches; `partial` names the
+//! Kafka records to redeliver when some batches failed ([`records_to_retry`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -31,9 +32,11 @@ use crate::event::Provenance;
 use crate::json::JsonError;
 
 mod kafka;
+mod partial;
 mod split;
 
 pub use kafka::decode_kafka;
+pub use partial::{KafkaItem, records_to_retry};
 pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, Splitter, split};
 
 /// Where ingest hands each batch document: the state machine in production, a collector in

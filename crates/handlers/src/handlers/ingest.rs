@@ -2,6 +2,12 @@
 //! Functions state limit → a [`BatchSink`] (one state machine execution per batch in the
 //! Lambda). It succeeds only when every batch succeeded, so Kafka offsets are never committed
 //! past an unprocessed event and EventBridge retries (then dead-letters) a failed delivery.
+//!
+//! With `INGEST_REPORT_BATCH_ITEM_FAILURES` (and `ReportBatchItemFailures` on the MSK event
+//! source mapping), a Kafka invocation whose batches partly failed succeeds instead, naming in
+//! `batchItemFailures` the records to redeliver: per partition, every record from the first
+//! failed one on ([`ingest::records_to_retry`]). One bad batch then no longer holds up the
+//! other partitions of the invocation.
 
 use std::time::Instant;
 
@@ -10,10 +16,10 @@ use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, Stage};
-use pipeline_core::ingest::{self, BatchSink, SplitLimits};
+use pipeline_core::ingest::{self, BatchSink, KafkaItem, SplitLimits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracing::{Instrument, info};
+use tracing::{Instrument, info, warn};
 
 use super::{Handler, record_latency, report_quarantine};
 use crate::config::Config;
@@ -25,6 +31,22 @@ use crate::telemetry::{invocation_span, metric};
 pub struct IngestResponse {
     /// One summary per batch handed to the sink.
     pub batches: Vec<BatchReceipt>,
+    /// Kafka records the event source mapping should redeliver (partial batch response);
+    /// empty when every batch succeeded.
+    #[serde(
+        rename = "batchItemFailures",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One entry of a partial batch response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemFailure {
+    /// The record: `topic-partition` and offset.
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: KafkaItem,
 }
 
 /// A batch handed to the sink.
@@ -36,6 +58,9 @@ pub struct BatchReceipt {
     pub input_count: usize,
     /// Events quarantined at ingest (undecodable records).
     pub quarantined: usize,
+    /// The batch failed; its records are in `batchItemFailures`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// The ingest stage: how to cut batches, how many to run at once, and where they go.
@@ -43,6 +68,7 @@ pub struct BatchReceipt {
 pub struct Ingest<K> {
     limits: SplitLimits,
     concurrency: usize,
+    partial_failures: bool,
     sink: K,
 }
 
@@ -52,8 +78,15 @@ impl<K: BatchSink> Ingest<K> {
         Ingest {
             limits: SplitLimits::default(),
             concurrency: config.ingest_concurrency.max(1),
+            partial_failures: config.report_batch_item_failures,
             sink,
         }
+    }
+
+    /// Cuts batches with these limits instead of the default ones.
+    pub fn with_limits(mut self, limits: SplitLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The sink batches are handed to.
@@ -100,22 +133,63 @@ impl<K: BatchSink> Handler for Ingest<K> {
                 .collect()
                 .await;
             // Every batch has finished (none is abandoned half-way); only then report a
-            // failure, so the trigger redelivers the whole input and no offset is committed
-            // past an unprocessed event.
-            if let Some(err) = results.into_iter().find_map(Result::err) {
-                return Err(FunctionError(err));
+            // failure: the failed records, or failing the invocation so the trigger
+            // redelivers the whole input. Either way no offset is committed past an
+            // unprocessed event.
+            let mut failed = vec![false; results.len()];
+            let mut errors = Vec::new();
+            for (i, r) in results.into_iter().enumerate() {
+                if let Err(e) = r {
+                    failed[i] = true;
+                    errors.push((i, e));
+                }
+            }
+            let mut batch_item_failures = Vec::new();
+            let mut errors = errors.into_iter();
+            if let Some(first) = errors.next() {
+                let retry = if self.partial_failures {
+                    ingest::records_to_retry(&batches, &failed).filter(|r| !r.is_empty())
+                } else {
+                    None
+                };
+                let Some(retry) = retry else {
+                    return Err(FunctionError(first.1));
+                };
+                for (i, e) in std::iter::once(first).chain(errors) {
+                    warn!(
+                        batch_id = batches.get(i).map(|b| b.batch_id.as_str()).unwrap_or_default(),
+                        error_type = e.error_type(),
+                        error = %e,
+                        "batch failed; its records are reported for redelivery"
+                    );
+                }
+                metrics::counter!(metric::RECORDS_REDELIVERED).increment(retry.len() as u64);
+                batch_item_failures = retry
+                    .into_iter()
+                    .map(|item_identifier| BatchItemFailure { item_identifier })
+                    .collect();
             }
             let receipts: Vec<BatchReceipt> = batches
                 .iter()
-                .map(|b| BatchReceipt {
+                .zip(&failed)
+                .map(|(b, &failed)| BatchReceipt {
                     batch_id: b.batch_id.clone(),
                     input_count: b.input_count,
                     quarantined: b.quarantine.len(),
+                    failed,
                 })
                 .collect();
             record_latency(started);
-            info!(batches = receipts.len(), events = input, "ingest done");
-            Ok(IngestResponse { batches: receipts })
+            info!(
+                batches = receipts.len(),
+                events = input,
+                redelivered = batch_item_failures.len(),
+                "ingest done"
+            );
+            Ok(IngestResponse {
+                batches: receipts,
+                batch_item_failures,
+            })
         }
         .instrument(span)
         .await

@@ -36,7 +36,7 @@ use tracing::{Instrument, info, warn};
 
 pub use detect::Detect;
 pub use enrich::Enrich;
-pub use ingest::{BatchReceipt, Ingest, IngestResponse};
+pub use ingest::{BatchItemFailure, BatchReceipt, Ingest, IngestResponse};
 pub use persist::Persist;
 pub use validate::Validate;
 
