@@ -297,6 +297,16 @@ pub async fn quarantine_is_stored_and_counts_reconcile<S: Store>(store: S) {
         bad.item.reasons
     );
     assert_eq!(bad.item.payload["value"], "x", "original payload kept");
+    // Default retention: the entry expires 30 days after it was quarantined (the DynamoDB
+    // table's TTL attribute).
+    for q in &dump.quarantine {
+        assert_eq!(
+            q.expires_at,
+            Some((q.quarantined_at + chrono::Duration::days(30)).timestamp()),
+            "{}",
+            q.quarantine_id
+        );
+    }
 }
 
 /// A store finds an event's quarantine entries by `event_id`, every stage's, oldest first,

@@ -171,6 +171,34 @@ async fn quarantine_is_stored_and_counts_reconcile() {
     .await;
 }
 
+/// The quarantine table's TTL attribute (`expires_at`, a number of epoch seconds) is on every
+/// item, so DynamoDB deletes entries after the retention.
+#[tokio::test]
+async fn quarantine_items_carry_the_ttl_attribute() {
+    if !emulator() {
+        return;
+    }
+    let (store, t) = fresh_store("quarantine-ttl").await;
+    let p = contract::pipeline(store);
+    let mut events = payments(2, 1, 5);
+    events.push(serde_json::json!({"event_id": "bad ttl", "value": "x"}));
+    contract::run_retrying(&p, &raw_batch("ttl1", events)).await;
+    let items = t
+        .client
+        .scan()
+        .table_name(&t.tables.quarantine)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 1);
+    let expires: i64 = items[0]["expires_at"].as_n().unwrap().parse().unwrap();
+    let expected = (now() + chrono::Duration::days(30)).timestamp();
+    assert_eq!(expires, expected);
+    t.delete().await;
+}
+
 #[tokio::test]
 async fn quarantine_is_found_by_event_id() {
     on_fresh_tables(

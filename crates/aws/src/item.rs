@@ -214,6 +214,10 @@ pub(crate) fn quarantine_item(q: &QuarantineRecord) -> Result<Item, Error> {
         json("quarantine reasons", &q.item.reasons)?,
     );
     item.insert("quarantined_at".into(), time(&q.quarantined_at));
+    if let Some(at) = q.expires_at {
+        // The table's TTL attribute: DynamoDB deletes the item some time after this.
+        item.insert("expires_at".into(), AttributeValue::N(at.to_string()));
+    }
     item.insert("record".into(), json("quarantine record", q)?);
     Ok(item)
 }

@@ -187,6 +187,10 @@ pub struct QuarantineRecord {
     pub batch_id: String,
     /// When it was quarantined.
     pub quarantined_at: DateTime<Utc>,
+    /// When the entry may be deleted (epoch seconds; the DynamoDB table's TTL attribute), from
+    /// [`crate::persist::PersistConfig::quarantine_retention`]. `None`: kept until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
     /// The entry itself: stage, reasons, original payload, provenance.
     pub item: Quarantined,
 }

@@ -13,6 +13,7 @@
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
+//! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted | 30 |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
@@ -150,8 +151,21 @@ impl Config {
             }
             None => FxTable::builtin()?,
         };
+        let quarantine_retention = match num::<i64>(vars, "PIPELINE_QUARANTINE_RETENTION_DAYS")? {
+            None => Some(Duration::days(
+                pipeline_core::persist::DEFAULT_QUARANTINE_RETENTION_DAYS,
+            )),
+            Some(0) => None,
+            Some(d) if d > 0 => Some(Duration::days(d)),
+            Some(d) => {
+                return Err(Error::Config(format!(
+                    "PIPELINE_QUARANTINE_RETENTION_DAYS must be 0 (keep) or a number of days, got {d}"
+                )));
+            }
+        };
         let persist = PersistConfig {
             detect: detect.clone(),
+            quarantine_retention,
             ..PersistConfig::default()
         };
         let fault_injection = vars

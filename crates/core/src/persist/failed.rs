@@ -57,6 +57,7 @@ impl FailedBatch {
 pub async fn quarantine_failed_batch<S: Store + ?Sized>(
     store: &S,
     failed: FailedBatch,
+    cfg: &PersistConfig,
     now: DateTime<Utc>,
 ) -> Result<PersistReport, Error> {
     let stage = failed.failed_stage.unwrap_or(Stage::Persist);
@@ -99,5 +100,5 @@ pub async fn quarantine_failed_batch<S: Store + ?Sized>(
         events: Vec::new(),
         quarantine,
     };
-    super::persist(store, batch, &PersistConfig::default(), now).await
+    super::persist(store, batch, cfg, now).await
 }

@@ -73,13 +73,21 @@ pub struct PersistConfig {
     pub detect: DetectConfig,
     /// Attempts at an entity's conditional state write before giving up (retryable).
     pub max_entity_attempts: u32,
+    /// How long quarantine entries are kept: each gets `expires_at` = quarantined time plus
+    /// this, which the DynamoDB table's TTL acts on. `None`: kept until deleted.
+    pub quarantine_retention: Option<chrono::Duration>,
 }
+
+/// The default [`PersistConfig::quarantine_retention`]: 30 days, long enough to notice,
+/// fix and replay.
+pub const DEFAULT_QUARANTINE_RETENTION_DAYS: i64 = 30;
 
 impl Default for PersistConfig {
     fn default() -> Self {
         PersistConfig {
             detect: DetectConfig::default(),
             max_entity_attempts: 8,
+            quarantine_retention: Some(chrono::Duration::days(DEFAULT_QUARANTINE_RETENTION_DAYS)),
         }
     }
 }
@@ -148,7 +156,8 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
         }
     }
 
-    let mut tally = Tally::new(&batch.batch_id, batch.input_count, now);
+    let expires_at = cfg.quarantine_retention.map(|r| (now + r).timestamp());
+    let mut tally = Tally::new(&batch.batch_id, batch.input_count, now, expires_at);
     for p in settled.iter().flatten() {
         match p.fate {
             Some(Fate::Written { updated }) => tally.written(p.event, updated),

@@ -162,6 +162,8 @@ fn reasons_json<T: Serialize>(reasons: &[T]) -> Vec<Value> {
 pub(super) struct Tally {
     batch_id: String,
     now: DateTime<Utc>,
+    /// `expires_at` of the quarantine records (epoch seconds).
+    expires_at: Option<i64>,
     counts: Counts,
     by_reason: BTreeMap<String, usize>,
     outcomes: Vec<Outcome>,
@@ -169,10 +171,16 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub(super) fn new(batch_id: &str, input_count: usize, now: DateTime<Utc>) -> Self {
+    pub(super) fn new(
+        batch_id: &str,
+        input_count: usize,
+        now: DateTime<Utc>,
+        expires_at: Option<i64>,
+    ) -> Self {
         Tally {
             batch_id: batch_id.to_owned(),
             now,
+            expires_at,
             counts: Counts {
                 input: input_count,
                 ..Counts::default()
@@ -278,6 +286,7 @@ impl Tally {
             quarantine_id: item.quarantine_id(),
             batch_id: self.batch_id.clone(),
             quarantined_at: self.now,
+            expires_at: self.expires_at,
             item,
         });
     }

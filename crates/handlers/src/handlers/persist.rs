@@ -76,7 +76,8 @@ impl<S: Store> Persist<S> {
         failed: FailedBatch,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
-        pipeline_core::persist::quarantine_failed_batch(&self.store, failed, now).await
+        pipeline_core::persist::quarantine_failed_batch(&self.store, failed, &self.config, now)
+            .await
     }
 
     async fn handle_failed(
