@@ -462,3 +462,41 @@ pub async fn entity_commits_are_independent<S: Store>(store: S) {
         "conflict: unchanged"
     );
 }
+
+/// `list_quarantine` returns every entry oldest first; `put_quarantine` keeps the first write
+/// of an id while `replace_quarantine` overwrites it (how a replay marks an entry).
+pub async fn quarantine_entries_are_listed_and_replaced<S: Store>(store: S) {
+    let p = pipeline(store);
+    let mut events = payments(2, 1, 9);
+    events.push(serde_json::json!({"event_id": "bad l1", "value": "x"}));
+    run_retrying(&p, &raw_batch("l1", events)).await;
+    let later = vec![serde_json::json!({"event_id": "bad l2", "value": "y"})];
+    let mut batch = raw_batch("l2", later);
+    batch.received_at = now() + chrono::Duration::minutes(1);
+    p.run_batch(batch, now() + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    let listed = p.store().list_quarantine().await.unwrap();
+    let ids: Vec<Option<&str>> = listed.iter().map(|q| q.item.event_id.as_deref()).collect();
+    assert_eq!(ids, [Some("bad l1"), Some("bad l2")], "oldest first");
+
+    let mut marked = listed[0].clone();
+    marked.replayed = Some(pipeline_core::store::Replay {
+        at: now(),
+        status: pipeline_core::persist::Status::Quarantined,
+        batch_id: "replay-x".into(),
+    });
+    let mut other = listed[0].clone();
+    other.batch_id = "not kept".into();
+    p.store().put_quarantine(&[other]).await.unwrap();
+    let again = p.store().list_quarantine().await.unwrap();
+    assert_eq!(again[0], listed[0], "put_quarantine keeps the first write");
+    p.store().replace_quarantine(&marked).await.unwrap();
+    let again = p.store().list_quarantine().await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0], marked, "replace_quarantine overwrites");
+    assert_eq!(
+        p.store().quarantine_of("bad l1").await.unwrap(),
+        vec![marked]
+    );
+}

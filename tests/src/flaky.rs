@@ -108,6 +108,10 @@ impl<S: Store> Store for FlakyStore<S> {
     async fn flush(&self) -> Result<(), Error> {
         self.inner.flush().await
     }
+    async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
+        self.gate("replace_quarantine")?;
+        self.inner.replace_quarantine(record).await
+    }
     async fn end_batch(&self) -> Result<(), Error> {
         self.inner.end_batch().await
     }

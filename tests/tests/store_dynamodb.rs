@@ -171,6 +171,15 @@ async fn quarantine_is_stored_and_counts_reconcile() {
     .await;
 }
 
+#[tokio::test]
+async fn quarantine_entries_are_listed_and_replaced() {
+    on_fresh_tables(
+        "quarantine-replace",
+        contract::quarantine_entries_are_listed_and_replaced,
+    )
+    .await;
+}
+
 /// The quarantine table's TTL attribute (`expires_at`, a number of epoch seconds) is on every
 /// item, so DynamoDB deletes entries after the retention.
 #[tokio::test]

@@ -46,6 +46,11 @@ async fn quarantine_is_stored_and_counts_reconcile() {
 }
 
 #[tokio::test]
+async fn quarantine_entries_are_listed_and_replaced() {
+    contract::quarantine_entries_are_listed_and_replaced(mem()).await;
+}
+
+#[tokio::test]
 async fn quarantine_is_found_by_event_id() {
     contract::quarantine_is_found_by_event_id(mem()).await;
 }
@@ -237,6 +242,9 @@ mod spy {
         }
         async fn end_batch(&self) -> Result<(), Error> {
             self.inner.end_batch().await
+        }
+        async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
+            self.inner.replace_quarantine(record).await
         }
         async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
             Store::quarantine_of(&self.inner, event_id).await

@@ -398,7 +398,7 @@ impl DynamoStore {
 
     /// Stores one quarantine record unless one with its id exists (the first one is kept, as
     /// the SQLite store keeps it).
-    async fn put_quarantine_one(&self, q: &QuarantineRecord) -> Result<(), Error> {
+    async fn put_quarantine_one(&self, q: &QuarantineRecord, replace: bool) -> Result<(), Error> {
         let table = self.tables.quarantine.as_str();
         let item = item::quarantine_item(q)?;
         let size = item::item_size(&item);
@@ -407,7 +407,10 @@ impl DynamoStore {
             .put_item()
             .table_name(table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(quarantine_id)")
+            // First write wins, unless the entry is being updated on purpose (a replay).
+            .set_condition_expression(
+                (!replace).then(|| "attribute_not_exists(quarantine_id)".to_owned()),
+            )
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
@@ -628,12 +631,19 @@ impl Store for DynamoStore {
     }
 
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {
-        let puts: Vec<_> = items.iter().map(|q| self.put_quarantine_one(q)).collect();
+        let puts: Vec<_> = items
+            .iter()
+            .map(|q| self.put_quarantine_one(q, false))
+            .collect();
         stream::iter(puts)
             .buffer_unordered(WRITE_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+
+    async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), CoreError> {
+        Ok(self.put_quarantine_one(record, true).await?)
     }
 
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
@@ -670,6 +680,16 @@ impl Store for DynamoStore {
             .map(|i| item::event_of(table, i))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(newest_first(records, limit))
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
+        let mut all = self
+            .scan_decoded(&self.tables.quarantine, item::quarantine_of)
+            .await?;
+        all.sort_by(|a, b| {
+            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+        });
+        Ok(all)
     }
 
     async fn dump(&self) -> Result<StoreDump, CoreError> {

@@ -12,6 +12,7 @@
 //! - `generate` and `benchmark`: streams and the labelled detection corpus.
 //! - `evaluate`: `pipeline evaluate`, scoring detection against labels.
 //! - `bench`: stage throughput.
+//! - `replay`: quarantined events through the chain again.
 //! - `send`: `PutEvents` to the ingest bus; `watch` (fetching and rendering): the deployed
 //!   pipeline's executions and metrics.
 //! - `error`: the CLI's error type and exit codes.
@@ -29,6 +30,7 @@ mod feed;
 mod generate;
 mod input;
 mod inspect;
+mod replay;
 mod run;
 #[cfg(feature = "aws")]
 mod send;
@@ -121,6 +123,12 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Measure events/s per stage and for the whole chain, beside a plain serde round trip.
     Bench(bench::BenchArgs),
+    /// Run quarantined events through the chain again, after the cause was fixed.
+    ///
+    /// Each entry runs alone from its original payload; one that now passes is stored and its
+    /// entry marked `replayed` with the outcome; one that fails again keeps (or takes) its new
+    /// reasons. Replaying twice changes nothing the second time; `--dry-run` writes nothing.
+    Replay(replay::ReplayArgs),
     /// Publish events to the deployed pipeline's ingest bus (EventBridge PutEvents).
     ///
     /// INPUT is what `run` takes. Each entry's detail is `{"events": [...]}`; entries refused
@@ -172,6 +180,7 @@ fn main() -> ExitCode {
         } => generate_cmd(events, entities, seed, output, labels, benchmark),
         Command::Evaluate(args) => evaluate::evaluate(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Replay(args) => replay::run(args),
         #[cfg(feature = "aws")]
         Command::Send(args) => send::send(args),
         #[cfg(feature = "aws")]

@@ -191,8 +191,23 @@ pub struct QuarantineRecord {
     /// [`crate::persist::PersistConfig::quarantine_retention`]. `None`: kept until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The last replay of the entry (`pipeline replay`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<Replay>,
     /// The entry itself: stage, reasons, original payload, provenance.
     pub item: Quarantined,
+}
+
+/// What the last replay of a quarantine entry did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// Its outcome: `persisted`, `duplicate`, `updated` or `stale` (the event is stored now),
+    /// or `quarantined` (it failed again; the entry holds the new reasons).
+    pub status: crate::persist::Status,
+    /// The batch id it ran under (`replay-<quarantine_id>`).
+    pub batch_id: String,
 }
 
 /// Everything a store holds, in key order: for tests and for `pipeline` inspection.
@@ -263,6 +278,20 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Overwrites the quarantine entry of `record.quarantine_id` (or writes it): how a replay
+    /// marks an entry with its outcome. Unlike [`Store::put_quarantine`], the new content wins.
+    async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error>;
+
+    /// Every quarantine entry, oldest first (then by id): what `pipeline replay` chooses from.
+    /// The default reads [`Store::dump`]; stores override it to read the quarantine alone.
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        let mut all = self.dump().await?.quarantine;
+        all.sort_by(|a, b| {
+            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+        });
+        Ok(all)
+    }
+
     /// The quarantine entries carrying this `event_id`, oldest first (then by id).
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
 
@@ -306,6 +335,12 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     }
     async fn end_batch(&self) -> Result<(), Error> {
         (**self).end_batch().await
+    }
+    async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
+        (**self).replace_quarantine(record).await
+    }
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        (**self).list_quarantine().await
     }
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         (**self).quarantine_of(event_id).await

@@ -332,6 +332,39 @@ impl SqliteStore {
         rows.iter().map(|(k, t)| decode(k, t)).collect()
     }
 
+    fn replace_quarantine_sync(&self, q: &QuarantineRecord) -> Result<(), Error> {
+        self.conn()?.write(|tx| {
+            let record = serde_json::to_string(q).map_err(Error::Encode)?;
+            let reasons = serde_json::to_string(&q.item.reasons).map_err(Error::Encode)?;
+            let payload = serde_json::to_string(&q.item.payload).map_err(Error::Encode)?;
+            tx.prepare_cached(
+                "INSERT INTO quarantine (quarantine_id, batch_id, event_id, stage, reasons, payload, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(quarantine_id) DO UPDATE SET batch_id = ?2, event_id = ?3, stage = ?4,
+                   reasons = ?5, payload = ?6, record = ?7",
+            )?
+            .execute(params![
+                q.quarantine_id,
+                q.batch_id,
+                q.item.event_id,
+                q.item.stage.as_str(),
+                reasons,
+                payload,
+                record
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn list_quarantine_sync(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        let conn = self.conn()?;
+        let rows: Vec<(String, String)> = conn
+            .prepare_cached("SELECT quarantine_id, record FROM quarantine ORDER BY rowid")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        rows.iter().map(|(k, t)| decode(k, t)).collect()
+    }
+
     /// Reads one record.
     pub fn get_event(&self, event_id: &str) -> Result<Option<EventRecord>, Error> {
         let conn = self.conn()?;
@@ -636,6 +669,18 @@ impl Store for SqliteStore {
 
     async fn end_batch(&self) -> Result<(), CoreError> {
         Ok(self.conn()?.end_batch()?)
+    }
+
+    async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), CoreError> {
+        Ok(self.replace_quarantine_sync(record)?)
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
+        let mut all = self.list_quarantine_sync()?;
+        all.sort_by(|a, b| {
+            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+        });
+        Ok(all)
     }
 
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {

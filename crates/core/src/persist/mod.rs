@@ -191,6 +191,28 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
     Ok(report)
 }
 
+/// The outcome persist would give `event` in a batch of its own, from what is stored now,
+/// reading only: `persisted`, `updated`, `duplicate`, `stale`, or `conflict` with the reason
+/// persist would quarantine it with. What `pipeline replay --dry-run` reports, and how a
+/// replay tells a conflict before writing anything.
+pub async fn predict<S: Store + ?Sized>(
+    store: &S,
+    event: &ScoredEvent,
+) -> Result<(Status, Option<crate::batch::Reason>), Error> {
+    let id = &event.event.event_id;
+    let stored = store.get_events(std::slice::from_ref(id)).await?.remove(id);
+    let hash = write::hex(event.event.content_hash());
+    Ok(match decide(stored.as_ref(), event.event.version, &hash) {
+        Decision::Insert => (Status::Persisted, None),
+        Decision::Replace { .. } => (Status::Updated, None),
+        Decision::Skip(Skip::Conflict) => (
+            Status::Conflict,
+            Some(report::conflict_reason(event, &hash, stored.as_ref())),
+        ),
+        Decision::Skip(skip) => (skip.into(), None),
+    })
+}
+
 /// The batch's events in waves: the first occurrence of every `event_id`, then the second
 /// occurrences, and so on. Each wave is decided against what the waves before it stored, so a
 /// repeat inside a batch ends exactly as it would in a later batch (`duplicate`, `updated`,

@@ -170,6 +170,23 @@ pub(super) struct Tally {
     quarantine: Vec<QuarantineRecord>,
 }
 
+/// The reason a `conflict` is quarantined with.
+pub(super) fn conflict_reason(
+    ev: &ScoredEvent,
+    hash: &str,
+    stored: Option<&EventRecord>,
+) -> Reason {
+    let stored_hash = stored.map(|r| r.content_hash.as_str()).unwrap_or_default();
+    Reason::at(
+        "conflict",
+        "/event_id",
+        format!(
+            "event_id {:?} version {} is already stored with different content (stored {stored_hash}, received {hash}); not overwritten",
+            ev.event.event_id, ev.event.version
+        ),
+    )
+}
+
 impl Tally {
     pub(super) fn new(
         batch_id: &str,
@@ -229,15 +246,7 @@ impl Tally {
     /// The same version is stored with other content: the event is quarantined, the stored
     /// record is left alone.
     pub(super) fn conflict(&mut self, ev: &ScoredEvent, hash: &str, stored: Option<&EventRecord>) {
-        let stored_hash = stored.map(|r| r.content_hash.as_str()).unwrap_or_default();
-        let reason = Reason::at(
-            "conflict",
-            "/event_id",
-            format!(
-                "event_id {:?} version {} is already stored with different content (stored {stored_hash}, received {hash}); not overwritten",
-                ev.event.event_id, ev.event.version
-            ),
-        );
+        let reason = conflict_reason(ev, hash, stored);
         self.counts.add(Status::Conflict);
         *self.by_reason.entry("conflict".into()).or_default() += 1;
         let q = Quarantined::typed(
@@ -287,6 +296,7 @@ impl Tally {
             batch_id: self.batch_id.clone(),
             quarantined_at: self.now,
             expires_at: self.expires_at,
+            replayed: None,
             item,
         });
     }

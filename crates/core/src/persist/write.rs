@@ -234,6 +234,9 @@ mod tests {
         async fn put_quarantine(&self, _: &[QuarantineRecord]) -> Result<(), Error> {
             Ok(())
         }
+        async fn replace_quarantine(&self, _: &QuarantineRecord) -> Result<(), Error> {
+            Ok(())
+        }
         async fn quarantine_of(&self, _: &str) -> Result<Vec<QuarantineRecord>, Error> {
             Ok(Vec::new())
         }
