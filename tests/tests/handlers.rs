@@ -578,3 +578,99 @@ async fn without_partial_responses_a_failed_batch_fails_the_invocation() {
     let d: Diagnostic = err.into();
     assert_eq!(d.error_type, "Pipeline.Retryable.StoreThrottled");
 }
+
+fn registry_config() -> Config {
+    let mut vars = std::collections::HashMap::new();
+    vars.insert(
+        "PIPELINE_SCHEMA_REGISTRY".to_owned(),
+        pipeline_tests::fixtures::repo_root()
+            .join("schemas/registry.json")
+            .display()
+            .to_string(),
+    );
+    Config::from_vars(&vars).unwrap()
+}
+
+/// The schema-registry samples (written by scripts/make_registry_samples.py with fastavro):
+/// every wire format decodes to the same kind of contract event, and each one passes the
+/// whole chain.
+#[tokio::test]
+async fn registry_samples_decode_map_and_pass_the_chain() {
+    let config = registry_config();
+    let p = Pipeline::new(config.clone(), SqliteStore::in_memory().unwrap()).unwrap();
+    let sink = CollectSink::default();
+    Ingest::new(&config, &sink)
+        .handle(ev("ingest/msk-registry.json"))
+        .await
+        .unwrap();
+    let batch = sink.take().remove(0);
+    assert!(batch.quarantine.is_empty(), "{:?}", batch.quarantine);
+    let ids: Vec<&str> = batch
+        .events
+        .iter()
+        .map(|e| e.payload["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "evt-avro-001",
+            "evt-avro-002",
+            "evt-avro-003",
+            "evt-avro-004",
+            "evt-json-001"
+        ]
+    );
+    let first = &batch.events[0].payload;
+    assert_eq!(first["occurred_at"], "2025-11-01T08:01:00.000Z");
+    assert_eq!(first["attributes"]["merchant"], "grocer");
+    assert_eq!(batch.events[1].payload["attributes"]["status"], "declined");
+    assert_eq!(
+        batch.events[4].payload["occurred_at"],
+        "2025-11-01T08:00:00.000Z"
+    );
+    let report = p
+        .run_batch(batch, pipeline_tests::fixtures::now())
+        .await
+        .unwrap();
+    assert_eq!(report.counts.persisted, 5, "{:?}", report.outcomes);
+}
+
+/// Each failure kind is quarantined alone with its reason and the original bytes; the good
+/// record beside them goes on.
+#[tokio::test]
+async fn registry_failures_quarantine_only_their_record() {
+    let config = registry_config();
+    let sink = CollectSink::default();
+    Ingest::new(&config, &sink)
+        .handle(ev("ingest/msk-registry-bad.json"))
+        .await
+        .unwrap();
+    let b = sink.take().remove(0);
+    conserved(&b);
+    assert_eq!(b.events.len(), 1);
+    assert_eq!(b.events[0].payload["event_id"], "evt-avro-007");
+    let codes: Vec<&str> = b
+        .quarantine
+        .iter()
+        .map(|q| q.reasons[0].code.as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["unknown_schema", "undecodable_value", "unmapped_field"]
+    );
+    let sample = sample("ingest/msk-registry-bad.json");
+    let original = sample["records"]["payments-avro-1"][0]["value"].clone();
+    assert_eq!(
+        b.quarantine[0].payload, original,
+        "the original bytes, base64"
+    );
+
+    // Without a registry, the same records are not JSON: quarantined, never dropped.
+    Ingest::new(&Config::defaults().unwrap(), &sink)
+        .handle(ev("ingest/msk-registry.json"))
+        .await
+        .unwrap();
+    let b = sink.take().remove(0);
+    conserved(&b);
+    assert_eq!(b.events.len(), 0);
+}

@@ -14,6 +14,7 @@
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted | 30 |
+//! | `PIPELINE_SCHEMA_REGISTRY` | path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json` | none: values are JSON |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
@@ -65,6 +66,8 @@ pub struct Config {
     pub state_machine: Option<StateMachine>,
     /// The EventBridge bus anomalies are announced on, when set.
     pub anomaly_bus: Option<String>,
+    /// Schemas of Kafka values (empty: values are JSON).
+    pub registry: std::sync::Arc<pipeline_core::ingest::Registry>,
     /// Logs and metrics.
     pub telemetry: TelemetryConfig,
     /// The endpoint override the SDK will use for DynamoDB, when one is set (an emulator).
@@ -163,6 +166,16 @@ impl Config {
                 )));
             }
         };
+        let registry = match text("PIPELINE_SCHEMA_REGISTRY") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::Config(format!("cannot read PIPELINE_SCHEMA_REGISTRY {path}: {e}"))
+                })?;
+                pipeline_core::ingest::Registry::from_json(&text)
+                    .map_err(|e| Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {e}")))?
+            }
+            None => pipeline_core::ingest::Registry::empty(),
+        };
         let persist = PersistConfig {
             detect: detect.clone(),
             quarantine_retention,
@@ -221,6 +234,7 @@ impl Config {
             tables,
             state_machine,
             anomaly_bus: text("ANOMALY_BUS_NAME"),
+            registry: std::sync::Arc::new(registry),
             telemetry,
             endpoint_override: text("AWS_ENDPOINT_URL_DYNAMODB")
                 .or_else(|| text("AWS_ENDPOINT_URL")),

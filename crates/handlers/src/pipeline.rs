@@ -98,7 +98,10 @@ impl<S: Store> Pipeline<S> {
         input: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Batch<RawEvent>>, Error> {
-        Ok(self.split(ingest::decode(input)?, received_at))
+        Ok(self.split(
+            ingest::decode_with(input, &self.config.registry)?,
+            received_at,
+        ))
     }
 
     /// Cuts decoded items into batch documents.

@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+use super::registry::Registry;
 use super::{Item, ingest_quarantine, json_reason};
 use crate::batch::{RawEvent, Reason};
 use crate::event::Provenance;
@@ -18,6 +19,11 @@ use crate::event::Provenance;
 /// something else; a record that is not an object; a `records` that is missing or not a
 /// collection at all, which quarantines the envelope as a whole).
 pub fn decode_kafka(input: &Value) -> Vec<Item> {
+    decode_kafka_with(input, &Registry::empty())
+}
+
+/// [`decode_kafka`], reading schema-registry values with `registry` (see [`super::registry`]).
+pub fn decode_kafka_with(input: &Value, registry: &Registry) -> Vec<Item> {
     let mut items = Vec::new();
     let mut records: Vec<&Value> = Vec::new();
     let envelope_provenance = |part: &str| Provenance::Kafka {
@@ -105,7 +111,7 @@ pub fn decode_kafka(input: &Value) -> Vec<Item> {
         )
     });
     for r in records {
-        items.push(decode_kafka_record(r));
+        items.push(decode_kafka_record(r, registry));
     }
     items
 }
@@ -126,7 +132,7 @@ fn pointer_escape(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
 }
 
-fn decode_kafka_record(r: &Value) -> Item {
+fn decode_kafka_record(r: &Value, registry: &Registry) -> Item {
     let provenance = Provenance::Kafka {
         topic: r
             .get("topic")
@@ -151,17 +157,43 @@ fn decode_kafka_record(r: &Value) -> Item {
                 format!("record value is not base64: {e}"),
             ),
         )),
-        Ok(bytes) => match crate::json::parse(&bytes) {
-            Ok(payload) => Item::Event(RawEvent {
-                payload,
-                provenance,
-            }),
-            Err(e) => Item::Quarantined(ingest_quarantine(
-                Value::String(String::from_utf8_lossy(&bytes).into_owned()),
-                provenance,
-                json_reason("record value", &e),
-            )),
-        },
+        Ok(bytes) if !registry.is_empty() => {
+            let topic = match &provenance {
+                Provenance::Kafka { topic, .. } => topic.as_str(),
+                _ => "",
+            };
+            let schema_id = r
+                .pointer("/valueSchemaMetadata/schemaId")
+                .and_then(Value::as_str);
+            match registry.decode(topic, &bytes, schema_id) {
+                Ok(Some(payload)) => Item::Event(RawEvent {
+                    payload,
+                    provenance,
+                }),
+                Ok(None) => json_item(&bytes, provenance),
+                // The original bytes, base64 as the record carried them.
+                Err(reason) => Item::Quarantined(ingest_quarantine(
+                    Value::String(raw.to_owned()),
+                    provenance,
+                    reason,
+                )),
+            }
+        }
+        Ok(bytes) => json_item(&bytes, provenance),
+    }
+}
+
+fn json_item(bytes: &[u8], provenance: Provenance) -> Item {
+    match crate::json::parse(bytes) {
+        Ok(payload) => Item::Event(RawEvent {
+            payload,
+            provenance,
+        }),
+        Err(e) => Item::Quarantined(ingest_quarantine(
+            Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            provenance,
+            json_reason("record value", &e),
+        )),
     }
 }
 

@@ -33,10 +33,12 @@ use crate::json::JsonError;
 
 mod kafka;
 mod partial;
+pub mod registry;
 mod split;
 
-pub use kafka::decode_kafka;
+pub use kafka::{decode_kafka, decode_kafka_with};
 pub use partial::{KafkaItem, records_to_retry};
+pub use registry::Registry;
 pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, Splitter, split};
 
 /// Where ingest hands each batch document: the state machine in production, a collector in
@@ -87,8 +89,13 @@ pub fn kind_of(input: &Value) -> Option<InputKind> {
 
 /// Decodes a Kafka or EventBridge trigger payload into items.
 pub fn decode(input: &Value) -> Result<Vec<Item>, Error> {
+    decode_with(input, &Registry::empty())
+}
+
+/// [`decode`], reading schema-registry Kafka values with `registry`.
+pub fn decode_with(input: &Value, registry: &Registry) -> Result<Vec<Item>, Error> {
     match kind_of(input) {
-        Some(InputKind::Kafka) => Ok(decode_kafka(input)),
+        Some(InputKind::Kafka) => Ok(decode_kafka_with(input, registry)),
         Some(InputKind::EventBridge) => decode_eventbridge(input),
         None => Err(Error::UnrecognisedInput(
             "expected an MSK event (eventSource \"aws:kafka\") or an EventBridge event (with \"detail-type\")".into(),

@@ -69,6 +69,7 @@ pub struct Ingest<K> {
     limits: SplitLimits,
     concurrency: usize,
     partial_failures: bool,
+    registry: std::sync::Arc<ingest::Registry>,
     sink: K,
 }
 
@@ -79,6 +80,7 @@ impl<K: BatchSink> Ingest<K> {
             limits: SplitLimits::default(),
             concurrency: config.ingest_concurrency.max(1),
             partial_failures: config.report_batch_item_failures,
+            registry: config.registry.clone(),
             sink,
         }
     }
@@ -101,7 +103,7 @@ impl<K: BatchSink> Ingest<K> {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Batch<RawEvent>>, Error> {
         Ok(ingest::split(
-            ingest::decode(input)?,
+            ingest::decode_with(input, &self.registry)?,
             received_at,
             self.limits,
         ))

@@ -1,0 +1,594 @@
+//! Schema-registry Kafka values: the wire formats producers write, the schemas that decode
+//! them, and the mapping from a decoded record to a v1 contract event.
+//!
+//! A record's value bytes are read as:
+//! - **Confluent** (first byte `0`, then the schema id as a big-endian u32, then the body);
+//! - **AWS Glue** (first byte `3`, a compression byte, `0` none or `5` zlib, the 16-byte schema
+//!   version UUID, then the body);
+//! - **plain** body bytes, when the record's topic is registered with a schema;
+//! - otherwise JSON, as before. JSON text never starts with byte `0` or `3`, so the headers
+//!   cannot be mistaken for it.
+//!
+//! Bodies are Avro (decoded with `apache-avro` against the registered writer schema) or JSON
+//! (a JSON Schema–registered value, parsed as JSON). Protobuf bodies are recognised by their
+//! registered format and quarantined as `unsupported_format`: not decoded yet.
+//!
+//! Schemas come from a registry file (see [`Registry::from_json`] and `schemas/README.md`),
+//! read once per process: no network call on the hot path. A record whose value cannot be
+//! read (unknown schema id, bytes that do not match the schema, a mapped field missing) is
+//! quarantined with a precise reason and its original bytes; nothing else in the batch is
+//! affected.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use chrono::{DateTime, SecondsFormat};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::Error;
+use crate::batch::Reason;
+
+/// Where a record's value bytes say their schema is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireFormat {
+    /// Confluent: magic byte 0 and a schema id.
+    Confluent(u32),
+    /// AWS Glue: header version 3, compression, schema version UUID.
+    Glue {
+        /// The schema version id, lowercase hyphenated.
+        version_id: String,
+        /// The body is zlib-compressed.
+        zlib: bool,
+    },
+    /// No header.
+    Plain,
+}
+
+/// The body format of a registered schema.
+#[derive(Debug)]
+enum Body {
+    Avro(Box<Schema>),
+    Json,
+    Protobuf,
+}
+
+/// One registered schema.
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    body: Body,
+    mapping: Option<Mapping>,
+}
+
+/// The registered schemas, by Confluent id, Glue schema version id and (for plain values)
+/// topic.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    confluent: HashMap<u32, Arc<Entry>>,
+    glue: HashMap<String, Arc<Entry>>,
+    topics: HashMap<String, Arc<Entry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    #[serde(default)]
+    #[allow(dead_code)]
+    comment: Option<String>,
+    #[serde(default)]
+    schemas: Vec<FileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    name: String,
+    format: String,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    confluent_id: Option<u32>,
+    #[serde(default)]
+    glue_version_id: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    #[serde(default)]
+    mapping: Option<Map<String, Value>>,
+}
+
+impl Registry {
+    /// No schemas: every value is read as JSON (the behaviour without a registry).
+    pub fn empty() -> Self {
+        Registry::default()
+    }
+
+    /// Whether no schema is registered.
+    pub fn is_empty(&self) -> bool {
+        self.confluent.is_empty() && self.glue.is_empty() && self.topics.is_empty()
+    }
+
+    /// Reads a registry file:
+    ///
+    /// ```json
+    /// {"schemas": [{
+    ///    "name": "payment-authorized-v1", "format": "avro", "schema": { …Avro schema… },
+    ///    "confluent_id": 101, "glue_version_id": "0f8c…", "topics": ["payments-plain"],
+    ///    "mapping": {"event_id": "/payment_id", "occurred_at": {"pointer": "/authorized_at",
+    ///                "time": "epoch_millis"}, "event_type": {"const": "payment.authorized"}}}]}
+    /// ```
+    ///
+    /// `format` is `avro`, `json` or `protobuf`; `schema` is required for `avro`. A schema is
+    /// found by any of its keys. `mapping` (optional: without it the decoded record must
+    /// already be a contract event) names, per contract field, a JSON Pointer into the
+    /// decoded record, `{"const": v}`, or `{"pointer": p, "time": "epoch_millis" |
+    /// "epoch_seconds"}`; the record's other top-level fields become `attributes`.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let doc: FileDoc = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("schema registry file: {e}")))?;
+        let mut reg = Registry::default();
+        for f in doc.schemas {
+            let body = match f.format.as_str() {
+                "avro" => {
+                    let schema = f.schema.as_ref().ok_or_else(|| {
+                        Error::Config(format!(
+                            "schema {}: an avro schema needs \"schema\"",
+                            f.name
+                        ))
+                    })?;
+                    Body::Avro(Box::new(Schema::parse(schema).map_err(|e| {
+                        Error::Config(format!("schema {}: not a valid Avro schema: {e}", f.name))
+                    })?))
+                }
+                "json" => Body::Json,
+                "protobuf" => Body::Protobuf,
+                other => {
+                    return Err(Error::Config(format!(
+                        "schema {}: format {other:?} is not avro, json or protobuf",
+                        f.name
+                    )));
+                }
+            };
+            let mapping = f.mapping.map(|m| Mapping::parse(&f.name, m)).transpose()?;
+            let entry = Arc::new(Entry {
+                name: f.name,
+                body,
+                mapping,
+            });
+            if let Some(id) = f.confluent_id {
+                reg.confluent.insert(id, entry.clone());
+            }
+            if let Some(v) = f.glue_version_id {
+                reg.glue.insert(v.to_ascii_lowercase(), entry.clone());
+            }
+            for t in f.topics {
+                reg.topics.insert(t, entry.clone());
+            }
+        }
+        Ok(reg)
+    }
+
+    /// The wire format of `bytes`, and where its body starts.
+    pub fn wire_format(bytes: &[u8]) -> (WireFormat, usize) {
+        match bytes {
+            [0, a, b, c, d, ..] => (
+                WireFormat::Confluent(u32::from_be_bytes([*a, *b, *c, *d])),
+                5,
+            ),
+            [3, compression @ (0 | 5), rest @ ..] if rest.len() >= 16 => {
+                let u = &rest[..16];
+                let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+                let version_id = format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                );
+                (
+                    WireFormat::Glue {
+                        version_id,
+                        zlib: *compression == 5,
+                    },
+                    18,
+                )
+            }
+            _ => (WireFormat::Plain, 0),
+        }
+    }
+
+    /// Decodes a record value: `Ok(None)` when no schema applies (the caller reads it as JSON,
+    /// as without a registry); `Ok(Some(event))` with the mapped contract event; `Err` with
+    /// the reason to quarantine it with. `schema_id` is the event source mapping's
+    /// `valueSchemaMetadata.schemaId`, when it decoded the value to JSON itself.
+    pub fn decode(
+        &self,
+        topic: &str,
+        bytes: &[u8],
+        schema_id: Option<&str>,
+    ) -> Result<Option<Value>, Reason> {
+        let (wire, start) = Self::wire_format(bytes);
+        let entry = match &wire {
+            WireFormat::Confluent(id) => Some(self.confluent.get(id).ok_or_else(|| {
+                Reason::new(
+                    "unknown_schema",
+                    format!("Confluent schema id {id} is not in the schema registry file"),
+                )
+            })?),
+            WireFormat::Glue { version_id, .. } => {
+                Some(self.glue.get(version_id).ok_or_else(|| {
+                    Reason::new(
+                        "unknown_schema",
+                        format!(
+                            "Glue schema version {version_id} is not in the schema registry file"
+                        ),
+                    )
+                })?)
+            }
+            WireFormat::Plain => match schema_id {
+                // Decoded to JSON by the event source mapping: only the mapping is ours.
+                Some(id) => id
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|n| self.confluent.get(&n))
+                    .or_else(|| self.glue.get(&id.to_ascii_lowercase())),
+                None => self.topics.get(topic),
+            },
+        };
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let body = &bytes[start..];
+        let inflated;
+        let body = match wire {
+            WireFormat::Glue { zlib: true, .. } => {
+                let mut out = Vec::new();
+                flate2::read::ZlibDecoder::new(body)
+                    .take(16 * 1024 * 1024)
+                    .read_to_end(&mut out)
+                    .map_err(|e| {
+                        Reason::new(
+                            "undecodable_value",
+                            format!("Glue value marked zlib does not inflate: {e}"),
+                        )
+                    })?;
+                inflated = out;
+                &inflated[..]
+            }
+            _ => body,
+        };
+        let plain_json = matches!(wire, WireFormat::Plain) && schema_id.is_some();
+        let record = match &entry.body {
+            _ if plain_json => crate::json::parse(body).map_err(|e| {
+                Reason::new(
+                    "undecodable_value",
+                    format!("value of schema {} is not JSON: {e}", entry.name),
+                )
+            })?,
+            Body::Avro(schema) => decode_avro(schema, body).map_err(|e| {
+                Reason::new(
+                    "undecodable_value",
+                    format!("bytes do not match Avro schema {}: {e}", entry.name),
+                )
+            })?,
+            Body::Json => crate::json::parse(body).map_err(|e| {
+                Reason::new(
+                    "undecodable_value",
+                    format!("value of JSON schema {} is not JSON: {e}", entry.name),
+                )
+            })?,
+            Body::Protobuf => {
+                return Err(Reason::new(
+                    "unsupported_format",
+                    format!(
+                        "schema {} is Protobuf, which this build does not decode yet",
+                        entry.name
+                    ),
+                ));
+            }
+        };
+        match &entry.mapping {
+            Some(m) => m.apply(&entry.name, &record).map(Some),
+            None => Ok(Some(record)),
+        }
+    }
+}
+
+fn decode_avro(schema: &Schema, body: &[u8]) -> Result<Value, String> {
+    let reader = GenericDatumReader::builder(schema)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rest = body;
+    let value = reader.read_value(&mut rest).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes left after the record", rest.len()));
+    }
+    Value::try_from(value).map_err(|e| e.to_string())
+}
+
+/// How one contract field is taken from a decoded record.
+#[derive(Debug, Clone)]
+enum Source {
+    Pointer(String),
+    Const(Value),
+    Time { pointer: String, unit: TimeUnit },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimeUnit {
+    Millis,
+    Seconds,
+}
+
+/// A record → contract event mapping.
+#[derive(Debug, Clone)]
+struct Mapping {
+    fields: Vec<(String, Source)>,
+}
+
+impl Mapping {
+    fn parse(schema: &str, m: Map<String, Value>) -> Result<Self, Error> {
+        let bad = |field: &str, what: &str| {
+            Error::Config(format!("schema {schema}: mapping of {field}: {what}"))
+        };
+        let mut fields = Vec::new();
+        for (field, spec) in m {
+            let source = match &spec {
+                Value::String(p) if p.is_empty() || p.starts_with('/') => {
+                    Source::Pointer(p.clone())
+                }
+                Value::Object(o) if o.len() == 1 && o.contains_key("const") => {
+                    Source::Const(o.get("const").cloned().unwrap_or(Value::Null))
+                }
+                Value::Object(o) => {
+                    let pointer = o
+                        .get("pointer")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| bad(&field, "expected \"pointer\""))?
+                        .to_owned();
+                    match o.get("time").and_then(Value::as_str) {
+                        Some("epoch_millis") => Source::Time {
+                            pointer,
+                            unit: TimeUnit::Millis,
+                        },
+                        Some("epoch_seconds") => Source::Time {
+                            pointer,
+                            unit: TimeUnit::Seconds,
+                        },
+                        None => Source::Pointer(pointer),
+                        Some(other) => {
+                            return Err(bad(
+                                &field,
+                                &format!("time {other:?} is not epoch_millis or epoch_seconds"),
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        &field,
+                        "expected a JSON Pointer, {\"const\": v} or {\"pointer\": p, \"time\": unit}",
+                    ));
+                }
+            };
+            fields.push((field, source));
+        }
+        Ok(Mapping { fields })
+    }
+
+    /// The contract event for `record`: every mapped field, then the record's other top-level
+    /// fields as `attributes` (scalars as they are, anything else as its JSON text).
+    fn apply(&self, schema: &str, record: &Value) -> Result<Value, Reason> {
+        let mut event = Map::new();
+        let mut used: Vec<&str> = Vec::new();
+        // Every field that cannot be mapped, so the reason names them all.
+        let mut missing: Vec<String> = Vec::new();
+        for (field, source) in &self.fields {
+            let value = match source {
+                Source::Const(v) => v.clone(),
+                Source::Pointer(p) | Source::Time { pointer: p, .. } => {
+                    if let Some(top) = p.strip_prefix('/').and_then(|r| r.split('/').next()) {
+                        used.push(top);
+                    }
+                    let Some(found) = record.pointer(p).filter(|v| !v.is_null()) else {
+                        missing.push(format!("{field} (from {p}: absent)"));
+                        continue;
+                    };
+                    match source {
+                        Source::Time { unit, .. } => match time_of(found, *unit) {
+                            Some(t) => t,
+                            None => {
+                                missing.push(format!(
+                                    "{field} (from {p}: {found} is not an epoch time)"
+                                ));
+                                continue;
+                            }
+                        },
+                        _ => found.clone(),
+                    }
+                }
+            };
+            event.insert(field.clone(), value);
+        }
+        if !missing.is_empty() {
+            return Err(Reason::new(
+                "unmapped_field",
+                format!(
+                    "schema {schema}: the record does not give {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if !event.contains_key("attributes")
+            && let Value::Object(fields) = record
+        {
+            let attributes: Map<String, Value> = fields
+                .iter()
+                .filter(|(k, v)| !used.contains(&k.as_str()) && !v.is_null())
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(_) | Value::Number(_) | Value::Bool(_) => v.clone(),
+                        other => Value::String(other.to_string()),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            if !attributes.is_empty() {
+                event.insert("attributes".into(), Value::Object(attributes));
+            }
+        }
+        Ok(Value::Object(event))
+    }
+}
+
+fn time_of(v: &Value, unit: TimeUnit) -> Option<Value> {
+    let n = v.as_i64()?;
+    let t = match unit {
+        TimeUnit::Millis => DateTime::from_timestamp_millis(n)?,
+        TimeUnit::Seconds => DateTime::from_timestamp(n, 0)?,
+    };
+    Some(Value::String(
+        t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use apache_avro::types::Record;
+    use apache_avro::writer::datum::GenericDatumWriter;
+    use serde_json::json;
+
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type": "record", "name": "PaymentAuthorized", "fields": [
+        {"name": "payment_id", "type": "string"},
+        {"name": "account_id", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": "string"},
+        {"name": "authorized_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "merchant", "type": ["null", "string"], "default": null}]}"#;
+
+    fn registry() -> Registry {
+        let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+        Registry::from_json(
+            &json!({"schemas": [{
+                "name": "payment-v1", "format": "avro", "schema": schema,
+                "confluent_id": 7, "glue_version_id": "00112233-4455-6677-8899-aabbccddeeff",
+                "topics": ["payments-plain"],
+                "mapping": {
+                    "event_id": "/payment_id", "entity_id": "/account_id", "value": "/amount",
+                    "currency": "/currency",
+                    "occurred_at": {"pointer": "/authorized_at", "time": "epoch_millis"},
+                    "event_type": {"const": "payment.authorized"}, "source": {"const": "psp"}}
+            }, {"name": "proto-v1", "format": "protobuf", "confluent_id": 8}]})
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    fn body() -> Vec<u8> {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let mut r = Record::new(&schema).unwrap();
+        r.put("payment_id", "pay-1");
+        r.put("account_id", "acct-9");
+        r.put("amount", 12.5);
+        r.put("currency", "EUR");
+        r.put(
+            "authorized_at",
+            apache_avro::types::Value::TimestampMillis(1_761_984_000_000),
+        );
+        r.put(
+            "merchant",
+            apache_avro::types::Value::Union(1, Box::new("grocer".into())),
+        );
+        GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(r)
+            .unwrap()
+    }
+
+    fn expected() -> Value {
+        json!({"event_id": "pay-1", "entity_id": "acct-9", "value": 12.5, "currency": "EUR",
+               "occurred_at": "2025-11-01T08:00:00.000Z", "event_type": "payment.authorized",
+               "source": "psp", "attributes": {"merchant": "grocer"}})
+    }
+
+    #[test]
+    fn confluent_glue_and_plain_avro_map_to_the_same_event() {
+        let reg = registry();
+        let mut confluent = vec![0, 0, 0, 0, 7];
+        confluent.extend(body());
+        assert_eq!(reg.decode("t", &confluent, None), Ok(Some(expected())));
+
+        let uuid = [
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ];
+        let mut glue = vec![3, 0];
+        glue.extend(uuid);
+        glue.extend(body());
+        assert_eq!(reg.decode("t", &glue, None), Ok(Some(expected())));
+
+        let mut zlib = vec![3, 5];
+        zlib.extend(uuid);
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &body()).unwrap();
+        zlib.extend(enc.finish().unwrap());
+        assert_eq!(reg.decode("t", &zlib, None), Ok(Some(expected())));
+
+        assert_eq!(
+            reg.decode("payments-plain", &body(), None),
+            Ok(Some(expected()))
+        );
+        // Another topic without a header: JSON, as without a registry.
+        assert_eq!(reg.decode("other", b"{}", None), Ok(None));
+    }
+
+    #[test]
+    fn every_failure_has_its_reason() {
+        let reg = registry();
+        let code = |r: Result<Option<Value>, Reason>| r.unwrap_err().code;
+        assert_eq!(
+            code(reg.decode("t", &[0, 0, 0, 0, 99, 1], None)),
+            "unknown_schema"
+        );
+        let mut truncated = vec![0, 0, 0, 0, 7];
+        truncated.extend(&body()[..6]);
+        assert_eq!(code(reg.decode("t", &truncated, None)), "undecodable_value");
+        let mut trailing = vec![0, 0, 0, 0, 7];
+        trailing.extend(body());
+        trailing.push(1);
+        assert_eq!(code(reg.decode("t", &trailing, None)), "undecodable_value");
+        let mut bad_zlib = vec![3, 5];
+        bad_zlib.extend([0u8; 16]);
+        assert_eq!(code(reg.decode("t", &bad_zlib, None)), "unknown_schema");
+        assert_eq!(
+            code(reg.decode("t", &[0, 0, 0, 0, 8, 1], None)),
+            "unsupported_format"
+        );
+        // Mapped field missing: an event source mapping decoded the value to JSON itself.
+        let r = reg.decode("t", br#"{"payment_id": "p"}"#, Some("7"));
+        let reason = r.unwrap_err();
+        assert_eq!(reason.code, "unmapped_field");
+        for field in ["entity_id", "value", "currency", "occurred_at"] {
+            assert!(reason.message.contains(field), "{}", reason.message);
+        }
+        assert!(!reason.message.contains("event_id"), "{}", reason.message);
+    }
+
+    #[test]
+    fn bad_registry_files_are_refused_with_the_schema_named() {
+        let err = Registry::from_json(r#"{"schemas": [{"name": "x", "format": "avro"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema x"), "{err}");
+        assert!(Registry::from_json(r#"{"schemas": [{"name": "y", "format": "xml"}]}"#).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Writes the schema-registry MSK sample events, encoded by the real encoders.
+
+    .venv/bin/pip install -c scripts/tools.txt fastavro
+    .venv/bin/python scripts/make_registry_samples.py
+
+Avro bodies come from fastavro (the encoder Python producers use) against the schema in
+schemas/registry.json; the Confluent header is magic byte 0 and the big-endian schema id; the
+AWS Glue header is version byte 3, a compression byte (0 none, 5 zlib) and the 16-byte schema
+version UUID, with zlib bodies compressed by Python's zlib. Output is deterministic:
+
+- events/ingest/msk-registry.json: one record per wire format (Confluent Avro, Glue Avro,
+  Glue Avro zlib, plain Avro on a registered topic, Confluent JSON Schema), all good;
+- events/ingest/msk-registry-bad.json: an unknown schema id, Avro bytes cut short, a JSON
+  value without a mapped field, and one good record beside them.
+"""
+
+import base64
+import io
+import json
+import struct
+import uuid
+import zlib
+from pathlib import Path
+
+import fastavro
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = json.loads((ROOT / "schemas" / "registry.json").read_text())
+PAYMENT = next(s for s in REGISTRY["schemas"] if s["name"] == "payment-authorized-v1")
+AVRO = fastavro.parse_schema(PAYMENT["schema"])
+CONFLUENT_PAYMENT = PAYMENT["confluent_id"]
+GLUE_PAYMENT = uuid.UUID(PAYMENT["glue_version_id"]).bytes
+CONFLUENT_SENSOR = 102
+BASE_MS = 1761984000000  # 2025-11-01T08:00:00Z
+
+
+def avro(record):
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, AVRO, record)
+    return out.getvalue()
+
+
+def confluent(schema_id, body):
+    return b"\x00" + struct.pack(">I", schema_id) + body
+
+
+def glue(body, compress=False):
+    if compress:
+        return b"\x03\x05" + GLUE_PAYMENT + zlib.compress(body)
+    return b"\x03\x00" + GLUE_PAYMENT + body
+
+
+def payment(i, status="approved"):
+    return {
+        "payment_id": f"evt-avro-{i:03}",
+        "account_id": "acct-0042",
+        "amount": 20.0 + i,
+        "currency": "EUR",
+        "authorized_at": BASE_MS + i * 60_000,
+        "status": status,
+        "country": "DE",
+        "merchant": "grocer",
+    }
+
+
+def record(topic, partition, offset, value):
+    return {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "timestamp": BASE_MS + offset,
+        "timestampType": "CREATE_TIME",
+        "key": base64.b64encode(b"acct-0042").decode(),
+        "value": base64.b64encode(value).decode(),
+        "headers": [],
+    }
+
+
+def event(records):
+    partitions = {}
+    for r in records:
+        partitions.setdefault(f"{r['topic']}-{r['partition']}", []).append(r)
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/payments/abcd1234-ab12-cd34-ef56-abcdef123456-1",
+        "bootstrapServers": "b-1.payments.abcd12.c2.kafka.us-east-1.amazonaws.com:9098",
+        "records": partitions,
+    }
+
+
+def write(name, doc):
+    path = ROOT / "events" / "ingest" / name
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+sensor = json.dumps(
+    {"reading_id": "evt-json-001", "sensor": "sensor-7", "celsius": 21.5, "at": 1761984000, "line": "A"}
+).encode()
+write(
+    "msk-registry.json",
+    event(
+        [
+            record("payments-avro", 0, 10, confluent(CONFLUENT_PAYMENT, avro(payment(1)))),
+            record("payments-avro", 0, 11, glue(avro(payment(2, "declined")))),
+            record("payments-avro", 0, 12, glue(avro(payment(3)), compress=True)),
+            record("payments-avro-plain", 0, 20, avro(payment(4))),
+            record("sensors-json", 0, 30, confluent(CONFLUENT_SENSOR, sensor)),
+        ]
+    ),
+)
+missing = json.dumps({"reading_id": "evt-json-002", "celsius": 19.0}).encode()
+write(
+    "msk-registry-bad.json",
+    event(
+        [
+            record("payments-avro", 1, 40, confluent(999, avro(payment(5)))),
+            record("payments-avro", 1, 41, confluent(CONFLUENT_PAYMENT, avro(payment(6))[:7])),
+            record("sensors-json", 1, 50, confluent(CONFLUENT_SENSOR, missing)),
+            record("payments-avro", 1, 42, confluent(CONFLUENT_PAYMENT, avro(payment(7)))),
+        ]
+    ),
+)
