@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Writes the schema-registry MSK sample events, encoded by the real encoders.
 
-    .venv/bin/pip install -c scripts/tools.txt fastavro
+    .venv/bin/pip install -c scripts/tools.txt fastavro protobuf
     .venv/bin/python scripts/make_registry_samples.py
 
 Avro bodies come from fastavro (the encoder Python producers use) against the schema in
-schemas/registry.json; the Confluent header is magic byte 0 and the big-endian schema id; the
+schemas/registry.json; Protobuf bodies from Google's protobuf package, for the message
+plant.SensorReading whose descriptor set this script writes into registry.json (a Confluent
+Protobuf value carries the message-index list, here the single byte 0: the first message); the Confluent header is magic byte 0 and the big-endian schema id; the
 AWS Glue header is version byte 3, a compression byte (0 none, 5 zlib) and the 16-byte schema
 version UUID, with zlib bodies compressed by Python's zlib. Output is deterministic:
 
 - events/ingest/msk-registry.json: one record per wire format (Confluent Avro, Glue Avro,
-  Glue Avro zlib, plain Avro on a registered topic, Confluent JSON Schema), all good;
+  Glue Avro zlib, plain Avro on a registered topic, Confluent JSON Schema, Confluent
+  Protobuf, Glue Protobuf), all good;
 - events/ingest/msk-registry-bad.json: an unknown schema id, Avro bytes cut short, a JSON
   value without a mapped field, and one good record beside them.
 """
@@ -24,9 +27,33 @@ import zlib
 from pathlib import Path
 
 import fastavro
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 ROOT = Path(__file__).resolve().parent.parent
-REGISTRY = json.loads((ROOT / "schemas" / "registry.json").read_text())
+REGISTRY_PATH = ROOT / "schemas" / "registry.json"
+REGISTRY = json.loads(REGISTRY_PATH.read_text())
+
+# plant.SensorReading, as protoc would describe sensor.proto:
+#   message SensorReading { string reading_id = 1; string sensor = 2; double celsius = 3;
+#                           int64 at_seconds = 4; string line = 5; }
+F = descriptor_pb2.FieldDescriptorProto
+PROTO_FILE = descriptor_pb2.FileDescriptorProto(name="plant/sensor.proto", package="plant", syntax="proto3")
+_message = PROTO_FILE.message_type.add(name="SensorReading")
+for number, (field, kind) in enumerate(
+    [("reading_id", F.TYPE_STRING), ("sensor", F.TYPE_STRING), ("celsius", F.TYPE_DOUBLE),
+     ("at_seconds", F.TYPE_INT64), ("line", F.TYPE_STRING)],
+    start=1,
+):
+    _message.field.add(name=field, number=number, type=kind, label=F.LABEL_OPTIONAL)
+_pool = descriptor_pool.DescriptorPool()
+_pool.Add(PROTO_FILE)
+SensorReading = message_factory.GetMessageClass(_pool.FindMessageTypeByName("plant.SensorReading"))
+PROTO = next(s for s in REGISTRY["schemas"] if s["name"] == "sensor-reading-proto-v1")
+PROTO["descriptor_set"] = base64.b64encode(
+    descriptor_pb2.FileDescriptorSet(file=[PROTO_FILE]).SerializeToString()
+).decode()
+REGISTRY_PATH.write_text(json.dumps(REGISTRY, indent=2) + "\n")
+GLUE_PROTO = uuid.UUID(PROTO["glue_version_id"]).bytes
 PAYMENT = next(s for s in REGISTRY["schemas"] if s["name"] == "payment-authorized-v1")
 AVRO = fastavro.parse_schema(PAYMENT["schema"])
 CONFLUENT_PAYMENT = PAYMENT["confluent_id"]
@@ -45,10 +72,16 @@ def confluent(schema_id, body):
     return b"\x00" + struct.pack(">I", schema_id) + body
 
 
-def glue(body, compress=False):
+def glue(body, compress=False, version=GLUE_PAYMENT):
     if compress:
-        return b"\x03\x05" + GLUE_PAYMENT + zlib.compress(body)
-    return b"\x03\x00" + GLUE_PAYMENT + body
+        return b"\x03\x05" + version + zlib.compress(body)
+    return b"\x03\x00" + version + body
+
+
+def reading(i):
+    return SensorReading(
+        reading_id=f"evt-proto-{i:03}", sensor="sensor-9", celsius=18.0 + i, at_seconds=1761984000 + i * 60, line="B"
+    ).SerializeToString()
 
 
 def payment(i, status="approved"):
@@ -107,6 +140,9 @@ write(
             record("payments-avro", 0, 12, glue(avro(payment(3)), compress=True)),
             record("payments-avro-plain", 0, 20, avro(payment(4))),
             record("sensors-json", 0, 30, confluent(CONFLUENT_SENSOR, sensor)),
+            # Confluent Protobuf: header, message-index list [0] written as the single byte 0.
+            record("sensors-proto", 0, 40, confluent(PROTO["confluent_id"], b"\x00" + reading(1))),
+            record("sensors-proto", 0, 41, glue(reading(2), version=GLUE_PROTO)),
         ]
     ),
 )

@@ -617,9 +617,16 @@ async fn registry_samples_decode_map_and_pass_the_chain() {
             "evt-avro-002",
             "evt-avro-003",
             "evt-avro-004",
-            "evt-json-001"
+            "evt-json-001",
+            "evt-proto-001",
+            "evt-proto-002"
         ]
     );
+    assert_eq!(
+        batch.events[6].payload["occurred_at"],
+        "2025-11-01T08:02:00.000Z"
+    );
+    assert_eq!(batch.events[6].payload["attributes"]["line"], "B");
     let first = &batch.events[0].payload;
     assert_eq!(first["occurred_at"], "2025-11-01T08:01:00.000Z");
     assert_eq!(first["attributes"]["merchant"], "grocer");
@@ -632,7 +639,7 @@ async fn registry_samples_decode_map_and_pass_the_chain() {
         .run_batch(batch, pipeline_tests::fixtures::now())
         .await
         .unwrap();
-    assert_eq!(report.counts.persisted, 5, "{:?}", report.outcomes);
+    assert_eq!(report.counts.persisted, 7, "{:?}", report.outcomes);
 }
 
 /// Each failure kind is quarantined alone with its reason and the original bytes; the good

@@ -9,9 +9,9 @@
 //! - otherwise JSON, as before. JSON text never starts with byte `0` or `3`, so the headers
 //!   cannot be mistaken for it.
 //!
-//! Bodies are Avro (decoded with `apache-avro` against the registered writer schema) or JSON
-//! (a JSON Schema–registered value, parsed as JSON). Protobuf bodies are recognised by their
-//! registered format and quarantined as `unsupported_format`: not decoded yet.
+//! Bodies are Avro (decoded with `apache-avro` against the registered writer schema), Protobuf
+//! (decoded with `prost-reflect` from the registered descriptor set; a Confluent value's
+//! message-index list picks the message) or JSON (a JSON Schema–registered value).
 //!
 //! Schemas come from a registry file (see [`Registry::from_json`] and `schemas/README.md`),
 //! read once per process: no network call on the hot path. A record whose value cannot be
@@ -25,7 +25,9 @@ use std::sync::Arc;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use base64::Engine;
 use chrono::{DateTime, SecondsFormat};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -53,7 +55,7 @@ pub enum WireFormat {
 enum Body {
     Avro(Box<Schema>),
     Json,
-    Protobuf,
+    Protobuf(MessageDescriptor),
 }
 
 /// One registered schema.
@@ -98,6 +100,12 @@ struct FileEntry {
     topics: Vec<String>,
     #[serde(default)]
     mapping: Option<Map<String, Value>>,
+    /// Protobuf: a serialized `FileDescriptorSet`, base64.
+    #[serde(default)]
+    descriptor_set: Option<String>,
+    /// Protobuf: the message's full name.
+    #[serde(default)]
+    message: Option<String>,
 }
 
 impl Registry {
@@ -121,7 +129,8 @@ impl Registry {
     ///                "time": "epoch_millis"}, "event_type": {"const": "payment.authorized"}}}]}
     /// ```
     ///
-    /// `format` is `avro`, `json` or `protobuf`; `schema` is required for `avro`. A schema is
+    /// `format` is `avro`, `json` or `protobuf`; `schema` is required for `avro`, and
+    /// `descriptor_set` (base64) with `message` for `protobuf`. A schema is
     /// found by any of its keys. `mapping` (optional: without it the decoded record must
     /// already be a contract event) names, per contract field, a JSON Pointer into the
     /// decoded record, `{"const": v}`, or `{"pointer": p, "time": "epoch_millis" |
@@ -144,7 +153,7 @@ impl Registry {
                     })?))
                 }
                 "json" => Body::Json,
-                "protobuf" => Body::Protobuf,
+                "protobuf" => Body::Protobuf(protobuf_message(&f)?),
                 other => {
                     return Err(Error::Config(format!(
                         "schema {}: format {other:?} is not avro, json or protobuf",
@@ -281,14 +290,14 @@ impl Registry {
                     format!("value of JSON schema {} is not JSON: {e}", entry.name),
                 )
             })?,
-            Body::Protobuf => {
-                return Err(Reason::new(
-                    "unsupported_format",
-                    format!(
-                        "schema {} is Protobuf, which this build does not decode yet",
-                        entry.name
-                    ),
-                ));
+            Body::Protobuf(message) => {
+                let confluent = matches!(wire, WireFormat::Confluent(_));
+                decode_protobuf(message, body, confluent).map_err(|e| {
+                    Reason::new(
+                        "undecodable_value",
+                        format!("bytes do not match Protobuf schema {}: {e}", entry.name),
+                    )
+                })?
             }
         };
         match &entry.mapping {
@@ -296,6 +305,104 @@ impl Registry {
             None => Ok(Some(record)),
         }
     }
+}
+
+/// The message descriptor a protobuf entry names, from its descriptor set.
+fn protobuf_message(f: &FileEntry) -> Result<MessageDescriptor, Error> {
+    let bad = |what: String| Error::Config(format!("schema {}: {what}", f.name));
+    let set = f
+        .descriptor_set
+        .as_deref()
+        .ok_or_else(|| bad("a protobuf schema needs \"descriptor_set\" (base64)".into()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(set)
+        .map_err(|e| bad(format!("descriptor_set is not base64: {e}")))?;
+    let pool = DescriptorPool::decode(bytes.as_slice())
+        .map_err(|e| bad(format!("descriptor_set is not a FileDescriptorSet: {e}")))?;
+    let name = f
+        .message
+        .as_deref()
+        .ok_or_else(|| bad("a protobuf schema needs \"message\" (its full name)".into()))?;
+    pool.get_message_by_name(name)
+        .ok_or_else(|| bad(format!("the descriptor set has no message {name}")))
+}
+
+/// Decodes a Protobuf body; a Confluent body starts with the message-index list (zigzag
+/// varints: a count, then that many indexes; a lone 0 means the file's first message), which
+/// picks the message within the registered message's file.
+fn decode_protobuf(
+    registered: &MessageDescriptor,
+    body: &[u8],
+    confluent: bool,
+) -> Result<Value, String> {
+    let mut rest = body;
+    let message = if confluent {
+        let count = zigzag(&mut rest)?;
+        if !(0..=MAX_NESTING).contains(&count) {
+            return Err(format!("message-index list of {count} entries"));
+        }
+        let mut path = Vec::new();
+        for _ in 0..count {
+            path.push(zigzag(&mut rest)?);
+        }
+        if path.is_empty() {
+            path.push(0);
+        }
+        message_at(registered, &path)?
+    } else {
+        registered.clone()
+    };
+    let decoded = DynamicMessage::decode(message, rest).map_err(|e| e.to_string())?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false)
+        .skip_default_fields(false);
+    decoded
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| e.to_string())
+}
+
+/// The message at a Confluent index path within `registered`'s file.
+fn message_at(registered: &MessageDescriptor, path: &[i64]) -> Result<MessageDescriptor, String> {
+    let pick = |mut list: Vec<MessageDescriptor>, i: i64| {
+        usize::try_from(i)
+            .ok()
+            .filter(|&i| i < list.len())
+            .map(|i| list.swap_remove(i))
+            .ok_or_else(|| format!("message index {i} is not in the schema"))
+    };
+    let mut at = pick(registered.parent_file().messages().collect(), path[0])?;
+    for &i in &path[1..] {
+        at = pick(at.child_messages().collect(), i)?;
+    }
+    if at.full_name() != registered.full_name() {
+        return Err(format!(
+            "the value is a {}, the schema entry is for {}",
+            at.full_name(),
+            registered.full_name()
+        ));
+    }
+    Ok(at)
+}
+
+/// Longest message-index path read (message nesting depth): a corrupt count must not make
+/// the decoder allocate without bound.
+const MAX_NESTING: i64 = 32;
+
+/// One zigzag varint (Confluent's message indexes), advancing `rest`.
+fn zigzag(rest: &mut &[u8]) -> Result<i64, String> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let Some((&b, tail)) = rest.split_first() else {
+            return Err("message-index list cut short".into());
+        };
+        *rest = tail;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    Err("message-index varint too long".into())
 }
 
 fn decode_avro(schema: &Schema, body: &[u8]) -> Result<Value, String> {
@@ -446,7 +553,10 @@ impl Mapping {
 }
 
 fn time_of(v: &Value, unit: TimeUnit) -> Option<Value> {
-    let n = v.as_i64()?;
+    // Protobuf's JSON form may carry 64-bit integers as strings.
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
     let t = match unit {
         TimeUnit::Millis => DateTime::from_timestamp_millis(n)?,
         TimeUnit::Seconds => DateTime::from_timestamp(n, 0)?,
@@ -474,6 +584,45 @@ mod tests {
         {"name": "authorized_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
         {"name": "merchant", "type": ["null", "string"], "default": null}]}"#;
 
+    /// `plant.SensorReading {reading_id, sensor, celsius, at_seconds (int64), line}`, and one
+    /// message encoded by Python's protobuf package.
+    const SENSOR_SET: &str = "CosBChJwbGFudC9zZW5zb3IucHJvdG8SBXBsYW50ImYKDVNlbnNvclJlYWRpbmcSEgoKcmVhZGluZ19pZBgBIAEoCRIOCgZzZW5zb3IYAiABKAkSDwoHY2Vsc2l1cxgDIAEoARISCgphdF9zZWNvbmRzGAQgASgDEgwKBGxpbmUYBSABKAliBnByb3RvMw==";
+    const SENSOR_BODY: &str = "0a027231120273371900000000008035402080fc96c8062a0141";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn confluent_protobuf_with_its_message_index() {
+        let reg = registry();
+        let expected = json!({"event_id": "r1", "entity_id": "s7", "value": 21.5,
+            "occurred_at": "2025-11-01T08:00:00.000Z", "event_type": "sensor.reading",
+            "source": "plant", "attributes": {"line": "A"}});
+        // A lone 0: the file's first message.
+        let mut short = vec![0, 0, 0, 0, 8, 0];
+        short.extend(hex(SENSOR_BODY));
+        assert_eq!(reg.decode("t", &short, None), Ok(Some(expected.clone())));
+        // The long form: one index, 0 (zigzag 1 then 0).
+        let mut long = vec![0, 0, 0, 0, 8, 2, 0];
+        long.extend(hex(SENSOR_BODY));
+        assert_eq!(reg.decode("t", &long, None), Ok(Some(expected)));
+        // An index past the file's messages, a huge count, and bytes that are not the message.
+        for bad in [
+            vec![0, 0, 0, 0, 8, 2, 2],
+            vec![0, 0, 0, 0, 8, 0xfe, 0xff, 0x7f],
+            vec![0, 0, 0, 0, 8, 0, 0xff],
+        ] {
+            assert_eq!(
+                reg.decode("t", &bad, None).unwrap_err().code,
+                "undecodable_value"
+            );
+        }
+    }
+
     fn registry() -> Registry {
         let schema: Value = serde_json::from_str(SCHEMA).unwrap();
         Registry::from_json(
@@ -486,7 +635,13 @@ mod tests {
                     "currency": "/currency",
                     "occurred_at": {"pointer": "/authorized_at", "time": "epoch_millis"},
                     "event_type": {"const": "payment.authorized"}, "source": {"const": "psp"}}
-            }, {"name": "proto-v1", "format": "protobuf", "confluent_id": 8}]})
+            }, {"name": "proto-v1", "format": "protobuf", "confluent_id": 8,
+                 "descriptor_set": SENSOR_SET, "message": "plant.SensorReading",
+                 "mapping": {"event_id": "/reading_id", "entity_id": "/sensor",
+                             "value": "/celsius",
+                             "occurred_at": {"pointer": "/at_seconds", "time": "epoch_seconds"},
+                             "event_type": {"const": "sensor.reading"},
+                             "source": {"const": "plant"}}}]})
             .to_string(),
         )
         .unwrap()
@@ -569,10 +724,6 @@ mod tests {
         let mut bad_zlib = vec![3, 5];
         bad_zlib.extend([0u8; 16]);
         assert_eq!(code(reg.decode("t", &bad_zlib, None)), "unknown_schema");
-        assert_eq!(
-            code(reg.decode("t", &[0, 0, 0, 0, 8, 1], None)),
-            "unsupported_format"
-        );
         // Mapped field missing: an event source mapping decoded the value to JSON itself.
         let r = reg.decode("t", br#"{"payment_id": "p"}"#, Some("7"));
         let reason = r.unwrap_err();
