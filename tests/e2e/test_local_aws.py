@@ -164,6 +164,31 @@ def test_eventbridge_events_and_bad_records_are_quarantined_not_lost():
     assert {"bad_base64", "malformed_json", "schema", "unknown_currency"} <= reasons
 
 
+def test_schema_registry_records_run_through_the_real_binaries():
+    """Avro (Confluent, Glue, Glue zlib, plain), JSON Schema and Protobuf (Confluent, Glue)
+    values, encoded by fastavro and Google's protobuf package, decoded by the real ingest binary
+    with schemas/registry.json (PIPELINE_SCHEMA_REGISTRY on the local stack), stored by the real
+    state machine; and each bad value quarantined alone."""
+    response = invoke_ingest(sample("ingest/msk-registry.json"))
+    (receipt,) = response["batches"]
+    report = output(executions(receipt["batch_id"])[-1]["executionArn"])
+    assert report["counts"]["input"] == 7 and report["counts"]["quarantined"] == 0 and reconciles(report)
+    stored = records()
+    wanted = {"evt-avro-001", "evt-avro-002", "evt-avro-003", "evt-avro-004", "evt-json-001", "evt-proto-001",
+              "evt-proto-002"}
+    assert wanted <= set(stored), sorted(wanted - set(stored))
+    assert stored["evt-proto-002"]["event"]["occurred_at"] == "2025-11-01T08:02:00Z"
+    assert stored["evt-avro-002"]["event"]["attributes"]["status"] == "declined"
+
+    response = invoke_ingest(sample("ingest/msk-registry-bad.json"))
+    (receipt,) = response["batches"]
+    report = output(executions(receipt["batch_id"])[-1]["executionArn"])
+    assert report["counts"]["input"] == 4 and report["counts"]["quarantined"] == 3 and reconciles(report)
+    quarantined = scan(os.environ["QUARANTINE_TABLE"])
+    reasons = {r["code"] for q in quarantined for r in json.loads(q["record"]["S"])["item"]["reasons"]}
+    assert {"unknown_schema", "undecodable_value", "unmapped_field"} <= reasons
+
+
 def kafka_event(events, offset):
     recs = [{"topic": "payments", "partition": 3, "offset": offset + i, "timestamp": 0, "timestampType": "CREATE_TIME",
              "key": None, "value": base64.b64encode(json.dumps(e).encode()).decode(), "headers": []}

@@ -171,8 +171,12 @@ impl Config {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     Error::Config(format!("cannot read PIPELINE_SCHEMA_REGISTRY {path}: {e}"))
                 })?;
-                pipeline_core::ingest::Registry::from_json(&text)
-                    .map_err(|e| Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {e}")))?
+                pipeline_core::ingest::Registry::from_json(&text).map_err(|e| match e {
+                    Error::Config(m) => {
+                        Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {m}"))
+                    }
+                    other => other,
+                })?
             }
             None => pipeline_core::ingest::Registry::empty(),
         };
