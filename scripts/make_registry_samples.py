@@ -11,9 +11,11 @@ Protobuf value carries the message-index list, here the single byte 0: the first
 AWS Glue header is version byte 3, a compression byte (0 none, 5 zlib) and the 16-byte schema
 version UUID, with zlib bodies compressed by Python's zlib. Output is deterministic:
 
-- events/ingest/msk-registry.json: one record per wire format (Confluent Avro, Glue Avro,
-  Glue Avro zlib, plain Avro on a registered topic, Confluent JSON Schema, Confluent
-  Protobuf, Glue Protobuf), all good;
+- events/ingest/msk-registry.json: one record per format and wire format, all good: Avro
+  (Confluent, Confluent with entity_id mapped from the record key, Glue, Glue zlib, plain on
+  a registered topic, and as the event source mapping
+  hands it over when it decoded the value to JSON itself: JSON bytes with
+  valueSchemaMetadata), JSON Schema (Confluent, Glue), Protobuf (Confluent, Glue, plain);
 - events/ingest/msk-registry-bad.json: an unknown schema id, Avro bytes cut short, a JSON
   value without a mapped field, and one good record beside them.
 """
@@ -52,12 +54,24 @@ PROTO = next(s for s in REGISTRY["schemas"] if s["name"] == "sensor-reading-prot
 PROTO["descriptor_set"] = base64.b64encode(
     descriptor_pb2.FileDescriptorSet(file=[PROTO_FILE]).SerializeToString()
 ).decode()
-REGISTRY_PATH.write_text(json.dumps(REGISTRY, indent=2) + "\n")
 GLUE_PROTO = uuid.UUID(PROTO["glue_version_id"]).bytes
+SENSOR_JSON = next(s for s in REGISTRY["schemas"] if s["name"] == "sensor-reading-v1")
+GLUE_JSON = uuid.UUID(SENSOR_JSON["glue_version_id"]).bytes
 PAYMENT = next(s for s in REGISTRY["schemas"] if s["name"] == "payment-authorized-v1")
 AVRO = fastavro.parse_schema(PAYMENT["schema"])
 CONFLUENT_PAYMENT = PAYMENT["confluent_id"]
 GLUE_PAYMENT = uuid.UUID(PAYMENT["glue_version_id"]).bytes
+# The same Avro record, registered again with a mapping that takes entity_id from the record
+# key (a producer keying by account): written here so the two entries cannot drift apart.
+KEYED = {
+    "name": "payment-authorized-keyed-v1",
+    "format": "avro",
+    "confluent_id": 104,
+    "schema": PAYMENT["schema"],
+    "mapping": {**PAYMENT["mapping"], "entity_id": {"key": ""}},
+}
+REGISTRY["schemas"] = [s for s in REGISTRY["schemas"] if s["name"] != KEYED["name"]] + [KEYED]
+REGISTRY_PATH.write_text(json.dumps(REGISTRY, indent=2) + "\n")
 CONFLUENT_SENSOR = 102
 BASE_MS = 1761984000000  # 2025-11-01T08:00:00Z
 
@@ -97,14 +111,14 @@ def payment(i, status="approved"):
     }
 
 
-def record(topic, partition, offset, value):
+def record(topic, partition, offset, value, key=b"acct-0042"):
     return {
         "topic": topic,
         "partition": partition,
         "offset": offset,
         "timestamp": BASE_MS + offset,
         "timestampType": "CREATE_TIME",
-        "key": base64.b64encode(b"acct-0042").decode(),
+        "key": base64.b64encode(key).decode(),
         "value": base64.b64encode(value).decode(),
         "headers": [],
     }
@@ -128,9 +142,21 @@ def write(name, doc):
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-sensor = json.dumps(
-    {"reading_id": "evt-json-001", "sensor": "sensor-7", "celsius": 21.5, "at": 1761984000, "line": "A"}
-).encode()
+def sensor_json(i):
+    return json.dumps(
+        {"reading_id": f"evt-json-{i:03}", "sensor": "sensor-7", "celsius": 21.0 + i / 2, "at": 1761984000 + i, "line": "A"}
+    ).encode()
+
+
+def esm_decoded(topic, partition, offset, fields, schema_id):
+    """A record as the event source mapping hands it over after decoding the value itself
+    (schema registry configured with EventRecordFormat JSON): JSON bytes plus the metadata."""
+    r = record(topic, partition, offset, json.dumps(fields).encode())
+    r["valueSchemaMetadata"] = {"dataFormat": "AVRO", "schemaId": str(schema_id)}
+    return r
+
+
+sensor = sensor_json(1)
 write(
     "msk-registry.json",
     event(
@@ -138,11 +164,16 @@ write(
             record("payments-avro", 0, 10, confluent(CONFLUENT_PAYMENT, avro(payment(1)))),
             record("payments-avro", 0, 11, glue(avro(payment(2, "declined")))),
             record("payments-avro", 0, 12, glue(avro(payment(3)), compress=True)),
+            # entity_id from the record key (acct-0099), not from the record's account_id.
+            record("payments-avro", 0, 13, confluent(KEYED["confluent_id"], avro(payment(9))), key=b"acct-0099"),
             record("payments-avro-plain", 0, 20, avro(payment(4))),
+            esm_decoded("payments-avro-esm", 0, 15, payment(8), CONFLUENT_PAYMENT),
             record("sensors-json", 0, 30, confluent(CONFLUENT_SENSOR, sensor)),
+            record("sensors-json", 0, 31, glue(sensor_json(3), version=GLUE_JSON)),
             # Confluent Protobuf: header, message-index list [0] written as the single byte 0.
             record("sensors-proto", 0, 40, confluent(PROTO["confluent_id"], b"\x00" + reading(1))),
             record("sensors-proto", 0, 41, glue(reading(2), version=GLUE_PROTO)),
+            record("sensors-proto-plain", 0, 50, reading(3)),
         ]
     ),
 )

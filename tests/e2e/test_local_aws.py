@@ -165,20 +165,21 @@ def test_eventbridge_events_and_bad_records_are_quarantined_not_lost():
 
 
 def test_schema_registry_records_run_through_the_real_binaries():
-    """Avro (Confluent, Glue, Glue zlib, plain), JSON Schema and Protobuf (Confluent, Glue)
-    values, encoded by fastavro and Google's protobuf package, decoded by the real ingest binary
+    """Avro (Confluent, Glue, Glue zlib, plain, decoded by the event source mapping), JSON Schema
+    (Confluent, Glue) and Protobuf (Confluent, Glue, plain) values, encoded by fastavro and Google's protobuf package, decoded by the real ingest binary
     with schemas/registry.json (PIPELINE_SCHEMA_REGISTRY on the local stack), stored by the real
     state machine; and each bad value quarantined alone."""
     response = invoke_ingest(sample("ingest/msk-registry.json"))
     (receipt,) = response["batches"]
     report = output(executions(receipt["batch_id"])[-1]["executionArn"])
-    assert report["counts"]["input"] == 7 and report["counts"]["quarantined"] == 0 and reconciles(report)
+    assert report["counts"]["input"] == 11 and report["counts"]["quarantined"] == 0 and reconciles(report)
     stored = records()
-    wanted = {"evt-avro-001", "evt-avro-002", "evt-avro-003", "evt-avro-004", "evt-json-001", "evt-proto-001",
-              "evt-proto-002"}
+    wanted = {"evt-avro-001", "evt-avro-002", "evt-avro-003", "evt-avro-004", "evt-avro-008", "evt-avro-009", "evt-json-001",
+              "evt-json-003", "evt-proto-001", "evt-proto-002", "evt-proto-003"}
     assert wanted <= set(stored), sorted(wanted - set(stored))
     assert stored["evt-proto-002"]["event"]["occurred_at"] == "2025-11-01T08:02:00Z"
     assert stored["evt-avro-002"]["event"]["attributes"]["status"] == "declined"
+    assert stored["evt-avro-009"]["event"]["entity_id"] == "acct-0099", "entity_id from the record key"
 
     response = invoke_ingest(sample("ingest/msk-registry-bad.json"))
     (receipt,) = response["batches"]

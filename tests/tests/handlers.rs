@@ -591,9 +591,9 @@ fn registry_config() -> Config {
     Config::from_vars(&vars).unwrap()
 }
 
-/// The schema-registry samples (written by scripts/make_registry_samples.py with fastavro):
-/// every wire format decodes to the same kind of contract event, and each one passes the
-/// whole chain.
+/// The schema-registry samples (written by scripts/make_registry_samples.py with fastavro and
+/// Google's protobuf package): every format in every wire format decodes to a contract event,
+/// and each one passes the whole chain.
 #[tokio::test]
 async fn registry_samples_decode_map_and_pass_the_chain() {
     let config = registry_config();
@@ -616,30 +616,45 @@ async fn registry_samples_decode_map_and_pass_the_chain() {
             "evt-avro-001",
             "evt-avro-002",
             "evt-avro-003",
+            "evt-avro-009",
+            "evt-avro-008",
             "evt-avro-004",
             "evt-json-001",
+            "evt-json-003",
             "evt-proto-001",
-            "evt-proto-002"
+            "evt-proto-002",
+            "evt-proto-003"
         ]
     );
     assert_eq!(
-        batch.events[6].payload["occurred_at"],
+        batch.events[9].payload["occurred_at"],
         "2025-11-01T08:02:00.000Z"
     );
-    assert_eq!(batch.events[6].payload["attributes"]["line"], "B");
+    assert_eq!(batch.events[9].payload["attributes"]["line"], "B");
+    // entity_id mapped from the record key, not from the record's account_id.
+    assert_eq!(batch.events[3].payload["entity_id"], "acct-0099");
+    assert_eq!(
+        batch.events[3].payload["attributes"]["account_id"],
+        "acct-0042"
+    );
+    // Handed over already decoded by the event source mapping: only the mapping applied.
+    assert_eq!(
+        batch.events[4].payload["occurred_at"],
+        "2025-11-01T08:08:00.000Z"
+    );
     let first = &batch.events[0].payload;
     assert_eq!(first["occurred_at"], "2025-11-01T08:01:00.000Z");
     assert_eq!(first["attributes"]["merchant"], "grocer");
     assert_eq!(batch.events[1].payload["attributes"]["status"], "declined");
     assert_eq!(
-        batch.events[4].payload["occurred_at"],
-        "2025-11-01T08:00:00.000Z"
+        batch.events[6].payload["occurred_at"],
+        "2025-11-01T08:00:01.000Z"
     );
     let report = p
         .run_batch(batch, pipeline_tests::fixtures::now())
         .await
         .unwrap();
-    assert_eq!(report.counts.persisted, 7, "{:?}", report.outcomes);
+    assert_eq!(report.counts.persisted, 11, "{:?}", report.outcomes);
 }
 
 /// Each failure kind is quarantined alone with its reason and the original bytes; the good
@@ -672,12 +687,15 @@ async fn registry_failures_quarantine_only_their_record() {
         "the original bytes, base64"
     );
 
-    // Without a registry, the same records are not JSON: quarantined, never dropped.
+    // Without a registry, the binary records are not JSON: quarantined, never dropped. Only
+    // the one the event source mapping had decoded to JSON reads as JSON (unmapped, so
+    // validate would quarantine it in turn).
     Ingest::new(&Config::defaults().unwrap(), &sink)
         .handle(ev("ingest/msk-registry.json"))
         .await
         .unwrap();
     let b = sink.take().remove(0);
     conserved(&b);
-    assert_eq!(b.events.len(), 0);
+    assert_eq!((b.events.len(), b.quarantine.len()), (1, 10));
+    assert_eq!(b.events[0].payload["payment_id"], "evt-avro-008");
 }

@@ -165,7 +165,11 @@ fn decode_kafka_record(r: &Value, registry: &Registry) -> Item {
             let schema_id = r
                 .pointer("/valueSchemaMetadata/schemaId")
                 .and_then(Value::as_str);
-            match registry.decode(topic, &bytes, schema_id) {
+            let key = r
+                .get("key")
+                .and_then(Value::as_str)
+                .and_then(|k| STANDARD.decode(k).ok());
+            match registry.decode(topic, &bytes, schema_id, key.as_deref()) {
                 Ok(Some(payload)) => Item::Event(RawEvent {
                     payload,
                     provenance,

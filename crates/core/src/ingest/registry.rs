@@ -213,31 +213,17 @@ impl Registry {
     /// Decodes a record value: `Ok(None)` when no schema applies (the caller reads it as JSON,
     /// as without a registry); `Ok(Some(event))` with the mapped contract event; `Err` with
     /// the reason to quarantine it with. `schema_id` is the event source mapping's
-    /// `valueSchemaMetadata.schemaId`, when it decoded the value to JSON itself.
+    /// `valueSchemaMetadata.schemaId`, when it decoded the value to JSON itself; `key` the
+    /// record's key bytes, read only when the mapping uses the key.
     pub fn decode(
         &self,
         topic: &str,
         bytes: &[u8],
         schema_id: Option<&str>,
+        key: Option<&[u8]>,
     ) -> Result<Option<Value>, Reason> {
         let (wire, start) = Self::wire_format(bytes);
         let entry = match &wire {
-            WireFormat::Confluent(id) => Some(self.confluent.get(id).ok_or_else(|| {
-                Reason::new(
-                    "unknown_schema",
-                    format!("Confluent schema id {id} is not in the schema registry file"),
-                )
-            })?),
-            WireFormat::Glue { version_id, .. } => {
-                Some(self.glue.get(version_id).ok_or_else(|| {
-                    Reason::new(
-                        "unknown_schema",
-                        format!(
-                            "Glue schema version {version_id} is not in the schema registry file"
-                        ),
-                    )
-                })?)
-            }
             WireFormat::Plain => match schema_id {
                 // Decoded to JSON by the event source mapping: only the mapping is ours.
                 Some(id) => id
@@ -247,62 +233,115 @@ impl Registry {
                     .or_else(|| self.glue.get(&id.to_ascii_lowercase())),
                 None => self.topics.get(topic),
             },
+            headed => Some(self.entry_of(headed, "value")?),
         };
         let Some(entry) = entry else {
             return Ok(None);
         };
-        let body = &bytes[start..];
-        let inflated;
-        let body = match wire {
-            WireFormat::Glue { zlib: true, .. } => {
-                let mut out = Vec::new();
-                flate2::read::ZlibDecoder::new(body)
-                    .take(16 * 1024 * 1024)
-                    .read_to_end(&mut out)
-                    .map_err(|e| {
-                        Reason::new(
-                            "undecodable_value",
-                            format!("Glue value marked zlib does not inflate: {e}"),
-                        )
-                    })?;
-                inflated = out;
-                &inflated[..]
-            }
-            _ => body,
-        };
-        let plain_json = matches!(wire, WireFormat::Plain) && schema_id.is_some();
-        let record = match &entry.body {
-            _ if plain_json => crate::json::parse(body).map_err(|e| {
+        let record = match (&wire, schema_id) {
+            (WireFormat::Plain, Some(_)) => crate::json::parse(&bytes[start..]).map_err(|e| {
                 Reason::new(
                     "undecodable_value",
                     format!("value of schema {} is not JSON: {e}", entry.name),
                 )
             })?,
-            Body::Avro(schema) => decode_avro(schema, body).map_err(|e| {
-                Reason::new(
-                    "undecodable_value",
-                    format!("bytes do not match Avro schema {}: {e}", entry.name),
-                )
-            })?,
-            Body::Json => crate::json::parse(body).map_err(|e| {
-                Reason::new(
-                    "undecodable_value",
-                    format!("value of JSON schema {} is not JSON: {e}", entry.name),
-                )
-            })?,
-            Body::Protobuf(message) => {
-                let confluent = matches!(wire, WireFormat::Confluent(_));
-                decode_protobuf(message, body, confluent).map_err(|e| {
-                    Reason::new(
-                        "undecodable_value",
-                        format!("bytes do not match Protobuf schema {}: {e}", entry.name),
-                    )
-                })?
-            }
+            _ => body_of(entry, &wire, &bytes[start..], "value")?,
         };
         match &entry.mapping {
-            Some(m) => m.apply(&entry.name, &record).map(Some),
+            Some(m) => {
+                let key = if m.uses_key() {
+                    Some(self.key_document(key)?)
+                } else {
+                    None
+                };
+                m.apply(&entry.name, &record, key.as_ref()).map(Some)
+            }
             None => Ok(Some(record)),
+        }
+    }
+
+    /// The registered schema a Confluent or Glue header names.
+    fn entry_of(&self, wire: &WireFormat, what: &str) -> Result<&Arc<Entry>, Reason> {
+        let unknown = |which: String| {
+            Reason::new(
+                "unknown_schema",
+                format!("the {what}'s {which} is not in the schema registry file"),
+            )
+        };
+        match wire {
+            WireFormat::Confluent(id) => self
+                .confluent
+                .get(id)
+                .ok_or_else(|| unknown(format!("Confluent schema id {id}"))),
+            WireFormat::Glue { version_id, .. } => self
+                .glue
+                .get(version_id)
+                .ok_or_else(|| unknown(format!("Glue schema version {version_id}"))),
+            WireFormat::Plain => Err(unknown("schema (no header)".into())),
+        }
+    }
+
+    /// A record key as a mapping sees it: decoded with its schema when it carries a Confluent
+    /// or Glue header; otherwise its text, or the JSON object that text holds.
+    fn key_document(&self, key: Option<&[u8]>) -> Result<Value, Reason> {
+        let Some(bytes) = key else {
+            return Err(Reason::new(
+                "unmapped_field",
+                "the mapping reads the record key, and the record has none",
+            ));
+        };
+        let (wire, start) = Self::wire_format(bytes);
+        match wire {
+            WireFormat::Plain => match std::str::from_utf8(bytes) {
+                Ok(text) => Ok(match crate::json::parse(bytes) {
+                    Ok(v @ Value::Object(_)) => v,
+                    _ => Value::String(text.to_owned()),
+                }),
+                Err(_) => Err(Reason::new(
+                    "undecodable_value",
+                    "the record key is neither text nor in a registry wire format",
+                )),
+            },
+            headed => body_of(
+                self.entry_of(&headed, "key")?,
+                &headed,
+                &bytes[start..],
+                "key",
+            ),
+        }
+    }
+}
+
+/// The decoded body of a value or key in `entry`'s format (inflated first when the Glue
+/// header says zlib).
+fn body_of(entry: &Entry, wire: &WireFormat, body: &[u8], what: &str) -> Result<Value, Reason> {
+    let undecodable = |e: String| {
+        Reason::new(
+            "undecodable_value",
+            format!("{what} of schema {}: {e}", entry.name),
+        )
+    };
+    let inflated;
+    let body = match wire {
+        WireFormat::Glue { zlib: true, .. } => {
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(body)
+                .take(16 * 1024 * 1024)
+                .read_to_end(&mut out)
+                .map_err(|e| undecodable(format!("marked zlib, does not inflate: {e}")))?;
+            inflated = out;
+            &inflated[..]
+        }
+        _ => body,
+    };
+    match &entry.body {
+        Body::Avro(schema) => {
+            decode_avro(schema, body).map_err(|e| undecodable(format!("not this Avro record: {e}")))
+        }
+        Body::Json => crate::json::parse(body).map_err(|e| undecodable(format!("not JSON: {e}"))),
+        Body::Protobuf(message) => {
+            decode_protobuf(message, body, matches!(wire, WireFormat::Confluent(_)))
+                .map_err(|e| undecodable(format!("not this Protobuf message: {e}")))
         }
     }
 }
@@ -371,8 +410,11 @@ fn message_at(registered: &MessageDescriptor, path: &[i64]) -> Result<MessageDes
             .map(|i| list.swap_remove(i))
             .ok_or_else(|| format!("message index {i} is not in the schema"))
     };
-    let mut at = pick(registered.parent_file().messages().collect(), path[0])?;
-    for &i in &path[1..] {
+    let Some((&first, nested)) = path.split_first() else {
+        return Err("empty message-index list".into());
+    };
+    let mut at = pick(registered.parent_file().messages().collect(), first)?;
+    for &i in nested {
         at = pick(at.child_messages().collect(), i)?;
     }
     if at.full_name() != registered.full_name() {
@@ -421,8 +463,13 @@ fn decode_avro(schema: &Schema, body: &[u8]) -> Result<Value, String> {
 #[derive(Debug, Clone)]
 enum Source {
     Pointer(String),
+    /// A JSON Pointer into the record's key (`""`: the whole key).
+    Key(String),
     Const(Value),
-    Time { pointer: String, unit: TimeUnit },
+    Time {
+        pointer: String,
+        unit: TimeUnit,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -451,6 +498,17 @@ impl Mapping {
                 Value::Object(o) if o.len() == 1 && o.contains_key("const") => {
                     Source::Const(o.get("const").cloned().unwrap_or(Value::Null))
                 }
+                Value::Object(o) if o.len() == 1 && o.contains_key("key") => {
+                    match o.get("key").and_then(Value::as_str) {
+                        Some(p) if p.is_empty() || p.starts_with('/') => Source::Key(p.to_owned()),
+                        _ => {
+                            return Err(bad(
+                                &field,
+                                "\"key\" takes a JSON Pointer (\"\" for the whole key)",
+                            ));
+                        }
+                    }
+                }
                 Value::Object(o) => {
                     let pointer = o
                         .get("pointer")
@@ -478,7 +536,7 @@ impl Mapping {
                 _ => {
                     return Err(bad(
                         &field,
-                        "expected a JSON Pointer, {\"const\": v} or {\"pointer\": p, \"time\": unit}",
+                        "expected a JSON Pointer, {\"const\": v}, {\"key\": p} or {\"pointer\": p, \"time\": unit}",
                     ));
                 }
             };
@@ -487,9 +545,15 @@ impl Mapping {
         Ok(Mapping { fields })
     }
 
-    /// The contract event for `record`: every mapped field, then the record's other top-level
-    /// fields as `attributes` (scalars as they are, anything else as its JSON text).
-    fn apply(&self, schema: &str, record: &Value) -> Result<Value, Reason> {
+    /// Whether a field is taken from the record's key.
+    fn uses_key(&self) -> bool {
+        self.fields.iter().any(|(_, s)| matches!(s, Source::Key(_)))
+    }
+
+    /// The contract event for `record` (and its decoded `key`, when the mapping uses it):
+    /// every mapped field, then the record's other top-level fields as `attributes` (scalars
+    /// as they are, anything else as its JSON text).
+    fn apply(&self, schema: &str, record: &Value, key: Option<&Value>) -> Result<Value, Reason> {
         let mut event = Map::new();
         let mut used: Vec<&str> = Vec::new();
         // Every field that cannot be mapped, so the reason names them all.
@@ -497,6 +561,13 @@ impl Mapping {
         for (field, source) in &self.fields {
             let value = match source {
                 Source::Const(v) => v.clone(),
+                Source::Key(p) => match key.and_then(|k| k.pointer(p)).filter(|v| !v.is_null()) {
+                    Some(v) => v.clone(),
+                    None => {
+                        missing.push(format!("{field} (from the key at {p:?}: absent)"));
+                        continue;
+                    }
+                },
                 Source::Pointer(p) | Source::Time { pointer: p, .. } => {
                     if let Some(top) = p.strip_prefix('/').and_then(|r| r.split('/').next()) {
                         used.push(top);
@@ -605,11 +676,14 @@ mod tests {
         // A lone 0: the file's first message.
         let mut short = vec![0, 0, 0, 0, 8, 0];
         short.extend(hex(SENSOR_BODY));
-        assert_eq!(reg.decode("t", &short, None), Ok(Some(expected.clone())));
+        assert_eq!(
+            reg.decode("t", &short, None, None),
+            Ok(Some(expected.clone()))
+        );
         // The long form: one index, 0 (zigzag 1 then 0).
         let mut long = vec![0, 0, 0, 0, 8, 2, 0];
         long.extend(hex(SENSOR_BODY));
-        assert_eq!(reg.decode("t", &long, None), Ok(Some(expected)));
+        assert_eq!(reg.decode("t", &long, None, None), Ok(Some(expected)));
         // An index past the file's messages, a huge count, and bytes that are not the message.
         for bad in [
             vec![0, 0, 0, 0, 8, 2, 2],
@@ -617,7 +691,7 @@ mod tests {
             vec![0, 0, 0, 0, 8, 0, 0xff],
         ] {
             assert_eq!(
-                reg.decode("t", &bad, None).unwrap_err().code,
+                reg.decode("t", &bad, None, None).unwrap_err().code,
                 "undecodable_value"
             );
         }
@@ -680,7 +754,10 @@ mod tests {
         let reg = registry();
         let mut confluent = vec![0, 0, 0, 0, 7];
         confluent.extend(body());
-        assert_eq!(reg.decode("t", &confluent, None), Ok(Some(expected())));
+        assert_eq!(
+            reg.decode("t", &confluent, None, None),
+            Ok(Some(expected()))
+        );
 
         let uuid = [
             0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
@@ -689,21 +766,21 @@ mod tests {
         let mut glue = vec![3, 0];
         glue.extend(uuid);
         glue.extend(body());
-        assert_eq!(reg.decode("t", &glue, None), Ok(Some(expected())));
+        assert_eq!(reg.decode("t", &glue, None, None), Ok(Some(expected())));
 
         let mut zlib = vec![3, 5];
         zlib.extend(uuid);
         let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut enc, &body()).unwrap();
         zlib.extend(enc.finish().unwrap());
-        assert_eq!(reg.decode("t", &zlib, None), Ok(Some(expected())));
+        assert_eq!(reg.decode("t", &zlib, None, None), Ok(Some(expected())));
 
         assert_eq!(
-            reg.decode("payments-plain", &body(), None),
+            reg.decode("payments-plain", &body(), None, None),
             Ok(Some(expected()))
         );
         // Another topic without a header: JSON, as without a registry.
-        assert_eq!(reg.decode("other", b"{}", None), Ok(None));
+        assert_eq!(reg.decode("other", b"{}", None, None), Ok(None));
     }
 
     #[test]
@@ -711,27 +788,83 @@ mod tests {
         let reg = registry();
         let code = |r: Result<Option<Value>, Reason>| r.unwrap_err().code;
         assert_eq!(
-            code(reg.decode("t", &[0, 0, 0, 0, 99, 1], None)),
+            code(reg.decode("t", &[0, 0, 0, 0, 99, 1], None, None)),
             "unknown_schema"
         );
         let mut truncated = vec![0, 0, 0, 0, 7];
         truncated.extend(&body()[..6]);
-        assert_eq!(code(reg.decode("t", &truncated, None)), "undecodable_value");
+        assert_eq!(
+            code(reg.decode("t", &truncated, None, None)),
+            "undecodable_value"
+        );
         let mut trailing = vec![0, 0, 0, 0, 7];
         trailing.extend(body());
         trailing.push(1);
-        assert_eq!(code(reg.decode("t", &trailing, None)), "undecodable_value");
+        assert_eq!(
+            code(reg.decode("t", &trailing, None, None)),
+            "undecodable_value"
+        );
         let mut bad_zlib = vec![3, 5];
         bad_zlib.extend([0u8; 16]);
-        assert_eq!(code(reg.decode("t", &bad_zlib, None)), "unknown_schema");
+        assert_eq!(
+            code(reg.decode("t", &bad_zlib, None, None)),
+            "unknown_schema"
+        );
         // Mapped field missing: an event source mapping decoded the value to JSON itself.
-        let r = reg.decode("t", br#"{"payment_id": "p"}"#, Some("7"));
+        let r = reg.decode("t", br#"{"payment_id": "p"}"#, Some("7"), None);
         let reason = r.unwrap_err();
         assert_eq!(reason.code, "unmapped_field");
         for field in ["entity_id", "value", "currency", "occurred_at"] {
             assert!(reason.message.contains(field), "{}", reason.message);
         }
         assert!(!reason.message.contains("event_id"), "{}", reason.message);
+    }
+
+    #[test]
+    fn a_mapping_can_take_fields_from_the_record_key() {
+        let mapping = |entity: Value| {
+            json!({"event_id": "/id", "entity_id": entity, "value": "/v", "occurred_at": "/at",
+                   "event_type": {"const": "x.y"}, "source": {"const": "s"}})
+        };
+        let reg = Registry::from_json(
+            &json!({"schemas": [
+                {"name": "keyed-json", "format": "json", "confluent_id": 9,
+                 "mapping": mapping(json!({"key": "/account"}))},
+                {"name": "keyed-text", "format": "json", "confluent_id": 10,
+                 "mapping": mapping(json!({"key": ""}))}]})
+            .to_string(),
+        )
+        .unwrap();
+        let value = |id: u8| {
+            let mut v = vec![0, 0, 0, 0, id];
+            v.extend(br#"{"id": "k1", "v": 1, "at": "2026-11-01T00:00:00Z"}"#);
+            v
+        };
+        let entity = |r: Result<Option<Value>, Reason>| r.unwrap().unwrap()["entity_id"].clone();
+        // A JSON object key, plain; the same key in the Confluent wire format; a text key.
+        let plain = br#"{"account": "acct-1"}"#;
+        assert_eq!(
+            entity(reg.decode("t", &value(9), None, Some(plain))),
+            "acct-1"
+        );
+        let mut headed = vec![0, 0, 0, 0, 9];
+        headed.extend(br#"{"account": "acct-2"}"#);
+        assert_eq!(
+            entity(reg.decode("t", &value(9), None, Some(&headed))),
+            "acct-2"
+        );
+        assert_eq!(
+            entity(reg.decode("t", &value(10), None, Some(b"acct-3"))),
+            "acct-3"
+        );
+        // No key, or a key without the field: the field is unmapped, and said so.
+        let no_key = reg.decode("t", &value(9), None, None).unwrap_err();
+        assert_eq!(no_key.code, "unmapped_field");
+        let r = reg.decode("t", &value(9), None, Some(br#"{"other": 1}"#));
+        assert!(r.unwrap_err().message.contains("entity_id (from the key"));
+        // A key in an unknown schema.
+        let r = reg.decode("t", &value(9), None, Some(&[0, 0, 0, 0, 77, 1]));
+        assert_eq!(r.unwrap_err().code, "unknown_schema");
     }
 
     #[test]
