@@ -654,9 +654,7 @@ impl Store for DynamoStore {
             .iter()
             .map(|i| item::quarantine_of(table, i))
             .collect::<Result<Vec<_>, _>>()?;
-        records.sort_by(|a, b| {
-            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
-        });
+        pipeline_core::store::oldest_first(&mut records);
         Ok(records)
     }
 
@@ -686,9 +684,7 @@ impl Store for DynamoStore {
         let mut all = self
             .scan_decoded(&self.tables.quarantine, item::quarantine_of)
             .await?;
-        all.sort_by(|a, b| {
-            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
-        });
+        pipeline_core::store::oldest_first(&mut all);
         Ok(all)
     }
 

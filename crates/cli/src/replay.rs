@@ -140,40 +140,21 @@ async fn replay_one<S: Store>(
         }],
         quarantine: Vec::new(),
     };
+    // Each stage either passes the event on or quarantines it: the first quarantine ends the
+    // replay of this entry as a failure.
     let valid = p.validate(batch);
-    let failed = match valid.quarantine.first() {
-        Some(f) => Some(f.clone()),
-        None => {
-            let enriched = p.enrich(valid).await?;
-            match enriched.quarantine.first() {
-                Some(f) => Some(f.clone()),
-                None => {
-                    let scored = p.detect(enriched).await?;
-                    match (scored.quarantine.first(), scored.events.first()) {
-                        (Some(f), _) => Some(f.clone()),
-                        (None, None) => None,
-                        (None, Some(ev)) => match predict(p.store(), ev).await? {
-                            (Status::Conflict, reason) => Some(Quarantined {
-                                stage: pipeline_core::batch::Stage::Persist,
-                                reasons: reason.into_iter().collect(),
-                                ..q.item.clone()
-                            }),
-                            (status, _) => {
-                                let status = if dry_run {
-                                    status
-                                } else {
-                                    let report = p.persist(scored, now).await?;
-                                    report.outcomes.first().map_or(status, |o| o.status)
-                                };
-                                return settle(p, q, status, &batch_id, dry_run, now).await;
-                            }
-                        },
-                    }
-                }
-            }
-        }
-    };
-    let Some(f) = failed else {
+    if let Some(f) = valid.quarantine.first() {
+        return fail(p, q, f.clone(), batch_id, dry_run, now).await;
+    }
+    let enriched = p.enrich(valid).await?;
+    if let Some(f) = enriched.quarantine.first() {
+        return fail(p, q, f.clone(), batch_id, dry_run, now).await;
+    }
+    let scored = p.detect(enriched).await?;
+    if let Some(f) = scored.quarantine.first() {
+        return fail(p, q, f.clone(), batch_id, dry_run, now).await;
+    }
+    let Some(ev) = scored.events.first() else {
         // A stage returned neither the event nor a quarantine entry for it: a bug, reported
         // rather than guessed at.
         return Err(CliError::Config(format!(
@@ -181,6 +162,34 @@ async fn replay_one<S: Store>(
             q.quarantine_id
         )));
     };
+    let status = match predict(p.store(), ev).await? {
+        (Status::Conflict, reason) => {
+            let f = Quarantined {
+                stage: pipeline_core::batch::Stage::Persist,
+                reasons: reason.into_iter().collect(),
+                ..q.item.clone()
+            };
+            return fail(p, q, f, batch_id, dry_run, now).await;
+        }
+        (status, _) if dry_run => status,
+        (status, _) => {
+            let report = p.persist(scored, now).await?;
+            report.outcomes.first().map_or(status, |o| o.status)
+        }
+    };
+    settle(p, q, status, &batch_id, dry_run, now).await
+}
+
+/// The event failed again as `f`: the entry takes the new reasons (unless they are exactly
+/// the ones an earlier replay left), marked `quarantined`.
+async fn fail<S: Store>(
+    p: &Pipeline<S>,
+    q: &QuarantineRecord,
+    f: Quarantined,
+    batch_id: String,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Attempt, CliError> {
     let unchanged = q.replayed.is_some() && q.item.reasons == f.reasons && q.item.stage == f.stage;
     let wrote = !dry_run && !unchanged;
     if wrote {

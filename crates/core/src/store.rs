@@ -198,6 +198,14 @@ pub struct QuarantineRecord {
     pub item: Quarantined,
 }
 
+/// Sorts quarantine entries oldest first, then by id: the order
+/// [`Store::list_quarantine`] and [`Store::quarantine_of`] answer in.
+pub fn oldest_first(entries: &mut [QuarantineRecord]) {
+    entries.sort_by(|a, b| {
+        (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
+    });
+}
+
 /// What the last replay of a quarantine entry did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replay {
@@ -286,9 +294,7 @@ pub trait Store: Send + Sync {
     /// The default reads [`Store::dump`]; stores override it to read the quarantine alone.
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
         let mut all = self.dump().await?.quarantine;
-        all.sort_by(|a, b| {
-            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
-        });
+        oldest_first(&mut all);
         Ok(all)
     }
 

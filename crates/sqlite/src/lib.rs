@@ -677,17 +677,13 @@ impl Store for SqliteStore {
 
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
         let mut all = self.list_quarantine_sync()?;
-        all.sort_by(|a, b| {
-            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
-        });
+        pipeline_core::store::oldest_first(&mut all);
         Ok(all)
     }
 
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
         let mut records = SqliteStore::quarantine_of(self, event_id)?;
-        records.sort_by(|a, b| {
-            (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
-        });
+        pipeline_core::store::oldest_first(&mut records);
         Ok(records)
     }
 
