@@ -13,6 +13,7 @@
 //! - `evaluate`: `pipeline evaluate`, scoring detection against labels.
 //! - `bench`: stage throughput.
 //! - `replay`: quarantined events through the chain again.
+//! - `report`: `pipeline report`, one self-contained HTML page of what a store holds.
 //! - `send`: `PutEvents` to the ingest bus; `watch` (fetching and rendering): the deployed
 //!   pipeline's executions and metrics.
 //! - `error`: the CLI's error type and exit codes.
@@ -31,6 +32,7 @@ mod generate;
 mod input;
 mod inspect;
 mod replay;
+mod report;
 mod run;
 #[cfg(feature = "aws")]
 mod send;
@@ -129,6 +131,13 @@ enum Command {
     /// entry marked `replayed` with the outcome; one that fails again keeps (or takes) its new
     /// reasons. Replaying twice changes nothing the second time; `--dry-run` writes nothing.
     Replay(replay::ReplayArgs),
+    /// Write one self-contained HTML report of what the store holds.
+    ///
+    /// A summary (outcomes, quarantine and anomaly reasons, lag) and, per entity (the most
+    /// anomalous by default), its value series with the expected range, every anomaly marked
+    /// with its reasons and the other flags on their own track; with `--labels`, the labelled
+    /// windows and the evaluation figures. Opens in a browser without network access.
+    Report(report::ReportArgs),
     /// Publish events to the deployed pipeline's ingest bus (EventBridge PutEvents).
     ///
     /// INPUT is what `run` takes. Each entry's detail is `{"events": [...]}`; entries refused
@@ -181,6 +190,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate::evaluate(args),
         Command::Bench(args) => bench::bench(args),
         Command::Replay(args) => replay::run(args),
+        Command::Report(args) => report::report(args),
         #[cfg(feature = "aws")]
         Command::Send(args) => send::send(args),
         #[cfg(feature = "aws")]

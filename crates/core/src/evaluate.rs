@@ -409,6 +409,23 @@ impl<'a> Prepared<'a> {
         Prepared { streams, unmatched }
     }
 
+    /// Each entity's labelled windows in event time (first and last event inside, ms),
+    /// merged and sorted, as they are scored: point labels already widened.
+    pub fn windows_ms(&self) -> BTreeMap<&'a str, Vec<(i64, i64)>> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| !s.windows.is_empty())
+            .map(|(entity, s)| {
+                let spans = s
+                    .windows
+                    .iter()
+                    .map(|&(a, b)| (s.events[a].t_ms, s.events[b].t_ms))
+                    .collect();
+                (*entity, spans)
+            })
+            .collect()
+    }
+
     /// Scores the flags chosen by `flag`.
     pub fn evaluate(&self, flag: impl Fn(&Outcome) -> bool) -> Evaluation {
         let mut total = Tally::default();
@@ -637,6 +654,10 @@ mod tests {
         close(f.score_standard, 100.0 * (s - 1.0 + 2.0) / (2.0 * s + 2.0));
         close(f.precision, 1.0);
         close(f.recall, 0.1);
+        // As drawn: the same widened windows, in event time.
+        let o = stream(200, &[]);
+        let spans = Prepared::new(&o, &labels).windows_ms();
+        assert_eq!(spans["x"], vec![(95_000, 104_000), (145_000, 154_000)]);
     }
 
     #[test]

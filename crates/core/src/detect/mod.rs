@@ -173,6 +173,81 @@ impl DetectReason {
     }
 }
 
+/// One line a person can read, with the reason's numbers: what `pipeline report` shows beside
+/// a flag and what a log line or alert can quote.
+impl std::fmt::Display for DetectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        match self {
+            DetectReason::ValueOutlier {
+                test,
+                stat,
+                probability,
+                value,
+                expected,
+                range,
+                hour,
+                day,
+                threshold,
+            } => {
+                let test = match test {
+                    Test::Point => "point",
+                    Test::Level => "level",
+                    Test::Variance => "variance",
+                    Test::Flatline => "flatline",
+                    Test::Shift => "shift",
+                    Test::Rate => "rate",
+                };
+                let day = DAYS.get(usize::from(*day)).copied().unwrap_or("?");
+                // Probabilities reach 1e-30: printed in full they would be 30 digits long.
+                let p = |x: f64| {
+                    if x != 0.0 && x.abs() < 1e-3 {
+                        format!("{x:.2e}")
+                    } else {
+                        x.to_string()
+                    }
+                };
+                write!(
+                    f,
+                    "value {value} outside the expected {} … {} (expected {expected} for {day} \
+                     {hour:02}h); {test} test, statistic {stat}, probability {} < {}",
+                    range[0],
+                    range[1],
+                    p(*probability),
+                    p(*threshold)
+                )
+            }
+            DetectReason::FailureVelocity {
+                failures,
+                window_s,
+                threshold,
+            } => write!(
+                f,
+                "{failures} failures in {} min (more than {threshold})",
+                window_s / 60
+            ),
+            DetectReason::EventVelocity {
+                events,
+                window_s,
+                threshold,
+            } => write!(
+                f,
+                "{events} events in {} min (more than {threshold})",
+                window_s / 60
+            ),
+            DetectReason::NewCountry { country, known } => {
+                write!(f, "new country {country} (after {known} known)")
+            }
+            DetectReason::NewMerchant { merchant, known } => {
+                write!(f, "new merchant {merchant} (after {known} known)")
+            }
+            DetectReason::LateEvent { behind_s } => {
+                write!(f, "late by {behind_s} s: not counted in velocity")
+            }
+        }
+    }
+}
+
 /// The detect stage's verdict on one event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Detection {

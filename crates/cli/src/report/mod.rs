@@ -1,0 +1,498 @@
+//! `pipeline report`: one self-contained HTML file showing what a run stored and what the
+//! detector made of it.
+//!
+//! Anomaly detection is judged by looking at a series with its flags on it, so the report
+//! draws, per entity, the value over event time with the range the detector expected, every
+//! anomaly marked (reasons on hover and in a table beside the chart) and the non-value flags
+//! (failure and event bursts, new countries and merchants, late events) on a track of their
+//! own; with `--labels`, the labelled windows behind the series and the evaluation figures.
+//!
+//! It reads a store (the embedded file or DynamoDB), not a run's output, so it also shows
+//! what several runs or a deployment accumulated. This module gathers the figures
+//! ([`build`]); `html` draws them. The expected range is not stored with each record (it would
+//! cost every record bytes at every boundary), so it is recomputed by running the entity's
+//! records through a fresh detector in the order they were processed (input line order for a
+//! local run, event time otherwise): the same code and configuration give the same range the
+//! detector used, which a test checks against the ranges stored in value-outlier reasons.
+
+mod html;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pipeline_core::detect::{DetectConfig, DetectReason, EntityState, Observation, observe};
+use pipeline_core::evaluate::{Evaluation, Label, Outcome, Prepared, parse_labels};
+use pipeline_core::event::Provenance;
+use pipeline_core::store::{EventRecord, RecordStatus, Store, StoreDump};
+use pipeline_handlers::Config;
+
+use crate::error::CliError;
+use crate::stores::{StoreArgs, StoreKind};
+
+/// Arguments of `pipeline report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Draw this entity (repeat for several). Default: the most anomalous ones.
+    #[arg(long = "entity", value_name = "ID")]
+    entities: Vec<String>,
+    /// How many entities to draw when none is named.
+    #[arg(long, default_value_t = 6)]
+    top: usize,
+    /// Labels (as for `pipeline evaluate`): windows drawn behind the series, and the
+    /// evaluation figures in the summary.
+    #[arg(long, value_name = "FILE")]
+    labels: Option<String>,
+    /// The HTML file to write.
+    #[arg(long, short, value_name = "FILE")]
+    output: PathBuf,
+    /// Which store to read.
+    #[command(flatten)]
+    target: StoreArgs,
+}
+
+/// Runs the command.
+pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
+    let labels =
+        match &args.labels {
+            Some(path) => Some(parse_labels(&crate::input::read_text(path)?).map_err(|e| {
+                CliError::Input {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+    let runtime = crate::input::runtime()?;
+    let dump = runtime.block_on(async {
+        Ok::<_, CliError>(match args.target.store {
+            StoreKind::Embedded => args.target.existing_sqlite()?.dump().await?,
+            #[cfg(feature = "aws")]
+            StoreKind::Dynamodb => args.target.dynamodb().await.dump().await?,
+            #[cfg(not(feature = "aws"))]
+            StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
+        })
+    })?;
+    let config = Config::from_env()?;
+    let choice = if args.entities.is_empty() {
+        Choice::MostAnomalous(args.top)
+    } else {
+        Choice::Named(args.entities.clone())
+    };
+    let report = build(&dump, &config.detect, labels.as_deref(), &choice);
+    for missing in &report.missing {
+        eprintln!("pipeline report: no records for entity {missing}");
+    }
+    let page = html::render(&report, &args.target.label());
+    std::fs::write(&args.output, page)
+        .map_err(|e| CliError::io(args.output.display().to_string(), e))?;
+    println!(
+        "pipeline report: {} records, {} anomalies, {} quarantine entries; {} entities drawn → {}",
+        report.summary.records,
+        report.summary.anomalies,
+        report.summary.quarantine,
+        report.entities.len(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which entities to draw.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// These, in this order.
+    Named(Vec<String>),
+    /// The n with most anomalies (then highest score, then most events).
+    MostAnomalous(usize),
+}
+
+/// Everything the page shows.
+#[derive(Debug)]
+pub struct Report {
+    /// Whole-store figures.
+    pub summary: Summary,
+    /// With labels: the product's `is_anomaly` scored against them.
+    pub evaluation: Option<Evaluation>,
+    /// The entities drawn.
+    pub entities: Vec<EntityView>,
+    /// Named entities with no record.
+    pub missing: Vec<String>,
+}
+
+/// Figures over the whole store.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Stored records.
+    pub records: usize,
+    /// Records written once.
+    pub persisted: usize,
+    /// Records replaced by a correction.
+    pub updated: usize,
+    /// Entities with records.
+    pub entities: usize,
+    /// Records flagged `is_anomaly`.
+    pub anomalies: usize,
+    /// Flagged records per reason code (a record counts once per code).
+    pub anomaly_reasons: BTreeMap<String, usize>,
+    /// Quarantine entries.
+    pub quarantine: usize,
+    /// Entries replayed successfully since.
+    pub replayed: usize,
+    /// Entries per reason code (an entry counts once per code).
+    pub quarantine_reasons: BTreeMap<String, usize>,
+    /// Entries per stage.
+    pub quarantine_stages: BTreeMap<String, usize>,
+    /// `received − occurred`: how late events reached the pipeline.
+    pub ingestion_lag: Option<Lag>,
+    /// `first persisted − received`: how long the pipeline took.
+    pub pipeline_lag: Option<Lag>,
+}
+
+/// Percentiles of a lag, ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Median.
+    pub p50_ms: i64,
+    /// 95th percentile.
+    pub p95_ms: i64,
+    /// Largest.
+    pub max_ms: i64,
+}
+
+/// One entity's series.
+#[derive(Debug)]
+pub struct EntityView {
+    /// The entity.
+    pub entity_id: String,
+    /// Its records, in the order the detector saw them.
+    pub points: Vec<Point>,
+    /// Labelled windows (ms, inclusive), when labels were given.
+    pub windows: Vec<(i64, i64)>,
+}
+
+impl EntityView {
+    /// Records flagged `is_anomaly`.
+    pub fn anomalies(&self) -> usize {
+        self.points.iter().filter(|p| p.is_anomaly).count()
+    }
+}
+
+/// One record as drawn.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The event.
+    pub event_id: String,
+    /// Event time, ms.
+    pub t_ms: i64,
+    /// Base-currency value (what the detector scored).
+    pub value: f64,
+    /// The range the detector expected before it saw this value; `None` while it warms up.
+    pub band: Option<[f64; 2]>,
+    /// The stored verdict.
+    pub score: f64,
+    /// The stored verdict.
+    pub is_anomaly: bool,
+    /// The stored reasons.
+    pub reasons: Vec<DetectReason>,
+}
+
+/// Gathers the figures of `dump` and the series of the chosen entities.
+pub fn build(
+    dump: &StoreDump,
+    cfg: &DetectConfig,
+    labels: Option<&[Label]>,
+    choice: &Choice,
+) -> Report {
+    let summary = summarise(dump);
+    let mut by_entity: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
+    for r in &dump.events {
+        by_entity.entry(r.entity_id.as_str()).or_default().push(r);
+    }
+    let (chosen, missing) = match choice {
+        Choice::Named(ids) => {
+            let (found, missing): (Vec<&String>, Vec<&String>) = ids
+                .iter()
+                .partition(|id| by_entity.contains_key(id.as_str()));
+            (
+                found.into_iter().cloned().collect::<Vec<_>>(),
+                missing.into_iter().cloned().collect(),
+            )
+        }
+        Choice::MostAnomalous(n) => {
+            let mut ranked: Vec<(&str, usize, f64, usize)> = by_entity
+                .iter()
+                .map(|(id, rs)| {
+                    let flagged = rs.iter().filter(|r| r.detection.is_anomaly).count();
+                    let top = rs.iter().map(|r| r.detection.score).fold(0.0, f64::max);
+                    (*id, flagged, top, rs.len())
+                })
+                .collect();
+            ranked.sort_by(|a, b| {
+                b.1.cmp(&a.1)
+                    .then(b.2.total_cmp(&a.2))
+                    .then(b.3.cmp(&a.3))
+                    .then(a.0.cmp(b.0))
+            });
+            (
+                ranked
+                    .into_iter()
+                    .take(*n)
+                    .map(|r| r.0.to_owned())
+                    .collect(),
+                Vec::new(),
+            )
+        }
+    };
+
+    let outcomes: Vec<Outcome> = dump
+        .events
+        .iter()
+        .map(|r| Outcome {
+            event_id: r.event_id.clone(),
+            entity_id: r.entity_id.clone(),
+            kind: r.event.source.clone(),
+            t_ms: r.event.occurred_ms(),
+            score: r.detection.score,
+            is_anomaly: r.detection.is_anomaly,
+        })
+        .collect();
+    let (evaluation, windows) = match labels {
+        Some(labels) => {
+            let prepared = Prepared::new(&outcomes, labels);
+            let windows: HashMap<String, Vec<(i64, i64)>> = prepared
+                .windows_ms()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            (Some(prepared.evaluate(|o| o.is_anomaly)), windows)
+        }
+        None => (None, HashMap::new()),
+    };
+
+    let entities = chosen
+        .into_iter()
+        .map(|id| {
+            let records = by_entity.remove(id.as_str()).unwrap_or_default();
+            EntityView {
+                points: series(&id, records, cfg),
+                windows: windows.get(&id).cloned().unwrap_or_default(),
+                entity_id: id,
+            }
+        })
+        .collect();
+    Report {
+        summary,
+        evaluation,
+        entities,
+        missing,
+    }
+}
+
+/// The entity's records in processing order, each with the range a fresh detector expected
+/// just before it.
+fn series(entity_id: &str, mut records: Vec<&EventRecord>, cfg: &DetectConfig) -> Vec<Point> {
+    // A local run processes lines in input order, which is not event time when the input is
+    // out of order; the provenance keeps the line. Anything else is ordered by event time.
+    let line = |r: &EventRecord| match &r.provenance {
+        Provenance::File { path, line } => Some((path.clone(), *line)),
+        _ => None,
+    };
+    let one_file = records
+        .first()
+        .and_then(|r| line(r))
+        .is_some_and(|(p, _)| records.iter().all(|r| line(r).is_some_and(|(q, _)| q == p)));
+    if one_file {
+        records.sort_by_key(|r| line(r).map(|(_, l)| l));
+    } else {
+        records.sort_by(|a, b| {
+            (a.event.occurred_ms(), &a.event_id).cmp(&(b.event.occurred_ms(), &b.event_id))
+        });
+    }
+    let mut state = EntityState::new(entity_id);
+    records
+        .into_iter()
+        .map(|r| {
+            let obs = Observation::of(&r.event, r.enrichment.base_value, cfg);
+            let a = state
+                .value
+                .assess(obs.value, obs.ctx, None, cfg.value_probability);
+            let band = (a.low.is_finite() && a.high.is_finite() && a.low < a.high)
+                .then_some([a.low, a.high]);
+            observe(&mut state, &obs, cfg, true);
+            Point {
+                event_id: r.event_id.clone(),
+                t_ms: obs.t_ms,
+                value: obs.value,
+                band,
+                score: r.detection.score,
+                is_anomaly: r.detection.is_anomaly,
+                reasons: r.detection.reasons.clone(),
+            }
+        })
+        .collect()
+}
+
+fn summarise(dump: &StoreDump) -> Summary {
+    let mut s = Summary {
+        records: dump.events.len(),
+        quarantine: dump.quarantine.len(),
+        ..Summary::default()
+    };
+    let mut entities = std::collections::HashSet::new();
+    let (mut ingestion, mut pipeline) = (Vec::new(), Vec::new());
+    for r in &dump.events {
+        entities.insert(r.entity_id.as_str());
+        match r.status {
+            RecordStatus::Persisted => s.persisted += 1,
+            RecordStatus::Updated => s.updated += 1,
+        }
+        if r.detection.is_anomaly {
+            s.anomalies += 1;
+            let mut codes: Vec<&str> = r.detection.reasons.iter().map(|x| x.code()).collect();
+            codes.sort_unstable();
+            codes.dedup();
+            for c in codes {
+                *s.anomaly_reasons.entry(c.to_owned()).or_default() += 1;
+            }
+        }
+        let lag = r.enrichment.ingestion_lag_ms;
+        ingestion.push(lag);
+        let received = r.event.occurred_ms() + lag;
+        pipeline.push(r.first_persisted_at.timestamp_millis() - received);
+    }
+    s.entities = entities.len();
+    s.ingestion_lag = percentiles(ingestion);
+    s.pipeline_lag = percentiles(pipeline);
+    for q in &dump.quarantine {
+        if q.replayed
+            .as_ref()
+            .is_some_and(|r| !matches!(r.status, pipeline_core::persist::Status::Quarantined))
+        {
+            s.replayed += 1;
+        }
+        *s.quarantine_stages
+            .entry(q.item.stage.as_str().to_owned())
+            .or_default() += 1;
+        let mut codes: Vec<&str> = q.item.reasons.iter().map(|x| x.code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            *s.quarantine_reasons.entry(c.to_owned()).or_default() += 1;
+        }
+    }
+    s
+}
+
+fn percentiles(mut xs: Vec<i64>) -> Option<Lag> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_unstable();
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Some(Lag {
+        p50_ms: at(0.5),
+        p95_ms: at(0.95),
+        max_ms: at(1.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    use pipeline_handlers::Pipeline;
+    use pipeline_sqlite::SqliteStore;
+
+    /// The sample stream run through the real chain on a fresh in-memory store.
+    fn sample() -> StoreDump {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../events/streams/transactions.jsonl"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let pipeline = Pipeline::new(
+            Config::defaults().unwrap(),
+            SqliteStore::in_memory().unwrap(),
+        )
+        .unwrap();
+        let runtime = crate::input::runtime().unwrap();
+        runtime.block_on(async {
+            for job in crate::run::load_text(path, &text, &pipeline).unwrap() {
+                crate::run::run_job(&pipeline, job).await.unwrap();
+            }
+            pipeline.store().dump().await.unwrap()
+        })
+    }
+
+    #[test]
+    fn the_drawn_range_is_the_one_the_detector_used() {
+        let dump = sample();
+        let cfg = Config::defaults().unwrap().detect;
+        let report = build(&dump, &cfg, None, &Choice::MostAnomalous(usize::MAX));
+        assert_eq!(report.summary.records, dump.events.len());
+        let drawn: usize = report.entities.iter().map(|e| e.points.len()).sum();
+        assert_eq!(drawn, dump.events.len(), "every record is drawn");
+        let marks: usize = report.entities.iter().map(EntityView::anomalies).sum();
+        assert_eq!(marks, report.summary.anomalies);
+
+        // A correction is stored in place of the version the detector first saw, so an
+        // entity with one is replayed from a slightly different history: leave those out.
+        let corrected: std::collections::HashSet<&str> = dump
+            .events
+            .iter()
+            .filter(|r| r.status == RecordStatus::Updated)
+            .map(|r| r.entity_id.as_str())
+            .collect();
+        let mut compared = 0;
+        for e in report
+            .entities
+            .iter()
+            .filter(|e| !corrected.contains(e.entity_id.as_str()))
+        {
+            for p in &e.points {
+                for r in &p.reasons {
+                    if let DetectReason::ValueOutlier { range, .. } = r {
+                        let band = p.band.expect("an outlier has a range");
+                        for (drawn, stored) in band.iter().zip(range) {
+                            let tolerance = 0.01 * stored.abs().max(1e-6);
+                            assert!(
+                                (drawn - stored).abs() <= tolerance,
+                                "{}: drawn {band:?}, stored {range:?}",
+                                p.event_id
+                            );
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared >= 3, "only {compared} outliers compared");
+    }
+
+    #[test]
+    fn named_entities_come_in_order_and_unknown_ones_are_reported() {
+        let dump = sample();
+        let cfg = Config::defaults().unwrap().detect;
+        let choice = Choice::Named(vec![
+            "acct-0002".into(),
+            "nobody".into(),
+            "acct-0001".into(),
+        ]);
+        let report = build(&dump, &cfg, None, &choice);
+        let ids: Vec<&str> = report
+            .entities
+            .iter()
+            .map(|e| e.entity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["acct-0002", "acct-0001"]);
+        assert_eq!(report.missing, ["nobody"]);
+    }
+
+    #[test]
+    fn percentiles_of_a_known_list() {
+        let lag = percentiles((1..=100).collect()).unwrap();
+        assert_eq!((lag.p50_ms, lag.p95_ms, lag.max_ms), (51, 95, 100));
+        assert_eq!(percentiles(Vec::new()), None);
+    }
+}
