@@ -119,11 +119,11 @@ fn stdout(args: &[&str]) -> String {
     String::from_utf8(common::pipeline(args).stdout).unwrap()
 }
 
-/// `show` and `anomalies` read DynamoDB with `--store dynamodb` and print what they print for
-/// the embedded store after the same run: same anomalies, same record summary, same
-/// quarantine reasons.
+/// `show`, `anomalies` and `report` read DynamoDB with `--store dynamodb` and print what they
+/// print for the embedded store after the same run: same anomalies, same record summary, same
+/// quarantine reasons, same report charts.
 #[tokio::test]
-async fn show_and_anomalies_read_dynamodb_like_the_embedded_store() {
+async fn show_anomalies_and_report_read_dynamodb_like_the_embedded_store() {
     if endpoint().is_none() {
         eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
         return;
@@ -177,4 +177,21 @@ async fn show_and_anomalies_read_dynamodb_like_the_embedded_store() {
     let bad = show(&[&["show", "evt-bad-001"][..], &dynamo].concat());
     assert_eq!(bad["quarantine"].as_array().unwrap().len(), 1, "{bad}");
     assert!(bad["record"].is_null());
+
+    // The HTML report draws the same entities, marks and flags from either store (the
+    // summary differs only in when things were written, so the entity sections are compared).
+    let page = |store: &[&str], name: &str| -> String {
+        let path = dir.path().join(name);
+        let path = path.to_str().unwrap();
+        stdout(&[&["report", "-o", path][..], store].concat());
+        let html = std::fs::read_to_string(path).unwrap();
+        let at = html.find("<section id=\"entities\">").unwrap();
+        html[at..].to_owned()
+    };
+    let from_dynamo = page(&dynamo, "dynamo.html");
+    assert_eq!(from_dynamo, page(&embedded, "sqlite.html"));
+    assert!(
+        from_dynamo.contains("class=\"mark\""),
+        "an anomaly is marked"
+    );
 }
