@@ -82,6 +82,25 @@ def entered_states(execution_arn):
     return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e], history
 
 
+def pipeline(*args):
+    """The `pipeline` CLI (built with `--features aws` by scripts/test) on the local stack."""
+    out = subprocess.run([os.path.join(ROOT, "target", "debug", "pipeline"), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, f"pipeline {args}: {out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def pipeline_logs(*args, attempts=20):
+    """`pipeline logs ... --json`, waiting for the shipper to deliver the last lines."""
+    for _ in range(attempts):
+        out = subprocess.run([os.path.join(ROOT, "target", "debug", "pipeline"), "logs", "--json", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120, check=False)
+        if out.returncode == 0 and '"persist done"' in out.stdout:
+            return out.stdout
+        time.sleep(0.5)
+    raise AssertionError(f"pipeline logs {args}: {out.stdout}\n{out.stderr}")
+
+
 def output(execution_arn):
     return json.loads(client("stepfunctions").describe_execution(executionArn=execution_arn)["output"])
 
@@ -220,6 +239,23 @@ def test_a_failing_stage_is_retried_then_caught_and_the_batch_quarantined():
     mine = [q for q in quarantined if (q.get("event_id") or "").startswith("evt-fault-")]
     assert len(mine) == 3 and all(q["stage"] == "enrich" for q in mine)
     assert all("Pipeline.Retryable.InjectedFault" in q["reasons"][0]["message"] for q in mine)
+
+    # `pipeline watch` shows the execution with the stage that failed and its error, and the
+    # counts from persist's summary line; `pipeline logs --batch` prints that batch's lines from
+    # every function it reached, in time order (the log shipper plays Lambda's log delivery).
+    view = json.loads(pipeline("watch", "--once", "--json"))
+    (shown,) = [x for x in view["executions"] if x["name"] == execution["name"]]
+    assert shown["status"] == "SUCCEEDED" and shown["failed_stage"] == "enrich", shown
+    assert shown["error"] == "Pipeline.Retryable.InjectedFault", shown
+    assert shown["counts"]["input"] == 3 and shown["counts"]["quarantined"] == 3, shown
+    lines = [json.loads(x) for x in pipeline_logs("--batch", receipt["batch_id"]).splitlines()]
+    sources = [x["source"] for x in lines]
+    assert [s for i, s in enumerate(sources) if s not in sources[:i]] == ["ingest", "validate", "enrich", "persist"], sources
+    assert [x["timestamp"] for x in lines] == sorted(x["timestamp"] for x in lines)
+    failures = [x["message"] for x in lines if x["source"] == "enrich"]
+    assert len(failures) >= 2 and all(f["error_type"] == "Pipeline.Retryable.InjectedFault" for f in failures)
+    assert all(f["span"]["batch_id"] == receipt["batch_id"] for f in failures)
+    assert lines[-1]["message"]["message"] == "persist done"
 
 
 def watch_log_documents():

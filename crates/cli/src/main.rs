@@ -15,7 +15,8 @@
 //! - `replay`: quarantined events through the chain again.
 //! - `report`: `pipeline report`, one self-contained HTML page of what a store holds.
 //! - `send`: `PutEvents` to the ingest bus; `watch` (fetching and rendering): the deployed
-//!   pipeline's executions and metrics.
+//!   pipeline's executions and metrics; `logs` (with `cwlogs`): its log lines of one
+//!   execution, batch or event.
 //! - `error`: the CLI's error type and exit codes.
 
 // The local run allocates and frees small strings and maps per event on two threads; mimalloc
@@ -25,12 +26,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod benchmark;
+#[cfg(feature = "aws")]
+mod cwlogs;
 mod error;
 mod evaluate;
 mod feed;
 mod generate;
 mod input;
 mod inspect;
+#[cfg(feature = "aws")]
+mod logs;
 mod replay;
 mod report;
 mod run;
@@ -156,6 +161,16 @@ enum Command {
     /// Watch the deployed pipeline (needs a build with `--features aws`).
     #[cfg(not(feature = "aws"))]
     Watch(WithoutAws),
+    /// Print the deployed functions' log lines of one execution, batch or event, in time order.
+    ///
+    /// Reads all five functions' log groups and the state machine's (CloudWatch Logs), keeps
+    /// the lines whose correlation fields name the execution, batch or event, and prints them
+    /// readably on a terminal, as JSON Lines otherwise. `--follow` keeps printing new ones.
+    #[cfg(feature = "aws")]
+    Logs(logs::LogsArgs),
+    /// Print the deployed functions' log lines (needs a build with `--features aws`).
+    #[cfg(not(feature = "aws"))]
+    Logs(WithoutAws),
 }
 
 /// The arguments of a command this build has no AWS support for: taken as they come, so the
@@ -199,6 +214,10 @@ fn main() -> ExitCode {
         Command::Send(_) => Err(stores::without_aws("`pipeline send`")),
         #[cfg(not(feature = "aws"))]
         Command::Watch(_) => Err(stores::without_aws("`pipeline watch`")),
+        #[cfg(feature = "aws")]
+        Command::Logs(args) => logs::logs(args),
+        #[cfg(not(feature = "aws"))]
+        Command::Logs(_) => Err(stores::without_aws("`pipeline logs`")),
     };
     match result {
         Ok(code) => code,

@@ -14,10 +14,27 @@ pub(super) enum Target {
     Execution(&'static str),
 }
 
+/// The most log events read per log group and refresh.
+const LOG_CAP: usize = 50_000;
+
+/// The counts of persist's summary line, as logged.
+const COUNT_FIELDS: [&str; 8] = [
+    "input",
+    "persisted",
+    "duplicate",
+    "updated",
+    "stale",
+    "conflict",
+    "quarantined",
+    "anomalies",
+];
+
 /// Fetches snapshots.
 pub(super) struct Watcher {
     pub(super) sfn: aws_sdk_sfn::Client,
     pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
+    pub(super) logs: aws_sdk_cloudwatchlogs::Client,
+    pub(super) stack: Option<String>,
     pub(super) arn: String,
     pub(super) namespace: String,
     pub(super) minutes: u32,
@@ -29,11 +46,11 @@ impl Watcher {
         let now = Utc::now();
         let (start, end) = window(now, self.minutes);
         let (machine, metrics, p99) = tokio::join!(
-            self.machine(),
+            self.machine(start, end),
             self.metrics(start, end),
             self.lag_p99(start, end)
         );
-        let (mut machine, executions, note) = machine?;
+        let (mut machine, executions, note, warnings) = machine?;
         let (metrics, by_function, execution_metrics, any_data) = metrics?;
         machine.metrics = execution_metrics;
         let mut snapshot = Snapshot {
@@ -46,7 +63,7 @@ impl Watcher {
             metrics,
             by_function,
             metrics_note: (!any_data).then(|| no_metrics_note(self.minutes)),
-            warnings: Vec::new(),
+            warnings,
         };
         let p99 = match p99 {
             Ok(v) => v,
@@ -63,8 +80,12 @@ impl Watcher {
         Ok(snapshot)
     }
 
-    /// The state machine, its recent executions (Standard), or why there are none (Express).
-    async fn machine(&self) -> Result<(MachineView, Vec<ExecutionView>, Option<String>), CliError> {
+    /// The state machine, its recent executions, or why there are none.
+    async fn machine(
+        &self,
+        start: i64,
+        end: i64,
+    ) -> Result<(MachineView, Vec<ExecutionView>, Option<String>, Vec<String>), CliError> {
         let d = self
             .sfn
             .describe_state_machine()
@@ -79,9 +100,60 @@ impl Watcher {
             status: d.status().map(|s| s.as_str().to_owned()),
             metrics: BTreeMap::new(),
         };
-        if *d.r#type() == StateMachineType::Express {
-            return Ok((view, Vec::new(), Some(EXPRESS_NOTE.to_owned())));
+        let logging = d.logging_configuration();
+        let group = logging
+            .and_then(|l| l.destinations().first())
+            .and_then(|x| x.cloud_watch_logs_log_group())
+            .and_then(|g| g.log_group_arn())
+            .and_then(crate::cwlogs::group_of_arn)
+            .map(str::to_owned);
+        let level = logging
+            .and_then(|l| l.level())
+            .map(|l| l.as_str().to_owned());
+        let stack = self.stack.clone().or_else(|| {
+            group
+                .as_deref()
+                .and_then(crate::cwlogs::stack_of_machine_group)
+                .map(str::to_owned)
+        });
+        let mut warnings = Vec::new();
+        let (mut executions, note) = if *d.r#type() == StateMachineType::Express {
+            match (&group, level.as_deref()) {
+                (Some(group), Some(level)) if level != "OFF" => {
+                    let (xs, mut w) = self.express_executions(group, start, end).await?;
+                    warnings.append(&mut w);
+                    let note = (level != "ALL").then(|| {
+                        format!(
+                            "the state machine logs at level {level}: only failures are logged, \
+                             so executions that went well are not listed and statuses may be \
+                             unknown; set StateMachineLogLevel=ALL to see every execution"
+                        )
+                    });
+                    (xs, note)
+                }
+                _ => (Vec::new(), Some(EXPRESS_NOTE.to_owned())),
+            }
+        } else {
+            (self.standard_executions().await?, None)
+        };
+        match &stack {
+            Some(stack) if !executions.is_empty() => {
+                if let Err(e) = self.add_counts(stack, &mut executions, start).await {
+                    warnings.push(format!("event counts unavailable: {}", describe(&e)));
+                }
+            }
+            None if !executions.is_empty() => warnings.push(
+                "event counts unavailable: pass --stack (the functions' log groups are \
+                 /aws/lambda/<stack>-<stage>)"
+                    .into(),
+            ),
+            _ => {}
         }
+        Ok((view, executions, note, warnings))
+    }
+
+    /// Standard executions from the API, each with its failed stage from its history.
+    async fn standard_executions(&self) -> Result<Vec<ExecutionView>, CliError> {
         let out = self
             .sfn
             .list_executions()
@@ -90,23 +162,158 @@ impl Watcher {
             .send()
             .await
             .map_err(|e| CliError::aws(format!("ListExecutions on {}", self.arn), e))?;
+        let histories = futures::future::join_all(
+            out.executions()
+                .iter()
+                .map(|x| self.history(x.execution_arn())),
+        )
+        .await;
         let mut executions: Vec<(Option<DateTime<Utc>>, ExecutionView)> = out
             .executions()
             .iter()
-            .map(|x| {
+            .zip(histories)
+            .map(|(x, events)| {
                 let start = sfn_time(x.start_date());
+                let summary = history::summarise(&events.unwrap_or_default());
                 let view = ExecutionView {
                     name: x.name().to_owned(),
                     status: x.status().as_str().to_owned(),
                     start: start.map(rfc3339),
                     stop: x.stop_date().and_then(sfn_time).map(rfc3339),
+                    failed_stage: summary.failed_stage,
+                    error: summary.error,
+                    counts: None,
                 };
                 (start, view)
             })
             .collect();
         // The API lists newest first; emulators need not, and the view promises it.
         executions.sort_by_key(|x| std::cmp::Reverse(x.0));
-        Ok((view, executions.into_iter().map(|(_, v)| v).collect(), None))
+        Ok(executions.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// One Standard execution's history events (at most the first 1,000: ours have ~30).
+    async fn history(&self, arn: &str) -> Result<Vec<history::StepEvent>, CliError> {
+        let out = self
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .send()
+            .await
+            .map_err(|e| CliError::aws(format!("GetExecutionHistory on {arn}"), e))?;
+        Ok(out
+            .events()
+            .iter()
+            .map(|e| history::StepEvent {
+                t_ms: sfn_time(e.timestamp()).map_or(0, |t| t.timestamp_millis()),
+                kind: e.r#type().as_str().to_owned(),
+                state: e
+                    .state_entered_event_details()
+                    .map(|d| d.name().to_owned())
+                    .or_else(|| e.state_exited_event_details().map(|d| d.name().to_owned())),
+                error: e
+                    .lambda_function_failed_event_details()
+                    .and_then(|d| d.error())
+                    .or_else(|| e.task_failed_event_details().and_then(|d| d.error()))
+                    .or_else(|| e.execution_failed_event_details().and_then(|d| d.error()))
+                    .or_else(|| {
+                        e.lambda_function_timed_out_event_details()
+                            .and_then(|d| d.error())
+                    })
+                    .or_else(|| e.task_timed_out_event_details().and_then(|d| d.error()))
+                    .map(str::to_owned),
+            })
+            .collect())
+    }
+
+    /// Express executions from the state machine's log group over the window, newest first.
+    async fn express_executions(
+        &self,
+        group: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<(Vec<ExecutionView>, Vec<String>), CliError> {
+        let read = crate::cwlogs::read(
+            &self.logs,
+            group,
+            start * 1000,
+            Some(end * 1000),
+            None,
+            LOG_CAP,
+        )
+        .await?;
+        let mut warnings = Vec::new();
+        if read.missing {
+            warnings.push(format!("log group {group} does not exist"));
+        }
+        if read.truncated {
+            warnings.push(format!(
+                "more than {LOG_CAP} execution log events in the window: the oldest were read; \
+                 shorten --minutes to see the newest executions"
+            ));
+        }
+        let events: Vec<history::LoggedEvent> = read
+            .lines
+            .iter()
+            .filter_map(|l| history::parse_log_event(&l.message, l.t_ms))
+            .collect();
+        let executions = history::by_execution(events)
+            .into_iter()
+            .take(usize::try_from(self.executions).unwrap_or(10))
+            .map(|(arn, events)| {
+                let s = history::summarise(&events);
+                let time =
+                    |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis).map(rfc3339);
+                ExecutionView {
+                    name: history::execution_name(&arn).to_owned(),
+                    status: s.status.unwrap_or("UNKNOWN").to_owned(),
+                    start: time(s.start_ms),
+                    stop: time(s.stop_ms),
+                    failed_stage: s.failed_stage,
+                    error: s.error,
+                    counts: None,
+                }
+            })
+            .collect();
+        Ok((executions, warnings))
+    }
+
+    /// Fills in each execution's counts from persist's `persist done` lines.
+    async fn add_counts(
+        &self,
+        stack: &str,
+        executions: &mut [ExecutionView],
+        start: i64,
+    ) -> Result<(), CliError> {
+        let group = crate::cwlogs::function_group(stack, Stage::Persist.as_str());
+        let read = crate::cwlogs::read(
+            &self.logs,
+            &group,
+            start * 1000,
+            None,
+            Some("\"persist done\""),
+            LOG_CAP,
+        )
+        .await?;
+        let mut counts: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+        for line in &read.lines {
+            let Ok(doc) = serde_json::from_str::<Value>(&line.message) else {
+                continue;
+            };
+            let Some(execution) = doc.pointer("/span/execution").and_then(Value::as_str) else {
+                continue;
+            };
+            let c: BTreeMap<String, u64> = COUNT_FIELDS
+                .iter()
+                .filter_map(|k| Some(((*k).to_owned(), doc.get(*k)?.as_u64()?)))
+                .collect();
+            counts.insert(execution.to_owned(), c);
+        }
+        for x in executions {
+            x.counts = counts.remove(&x.name);
+        }
+        Ok(())
     }
 
     /// Every count, the lag's sum, sample count and maximum, and the execution metrics, in

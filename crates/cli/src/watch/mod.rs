@@ -2,10 +2,13 @@
 //! of it for scripts.
 //!
 //! - **State machine** (Step Functions): its type and status (`DescribeStateMachine`), and the
-//!   most recent executions with their outcome (`ListExecutions`). Express executions cannot be
-//!   listed through the API, so for an Express machine the view says so and relies on the
-//!   `AWS/States` metrics (`ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed`, …),
-//!   which are shown for either type.
+//!   most recent executions with their status, duration, the stage that failed and its error.
+//!   Standard executions come from the API (`ListExecutions`, `GetExecutionHistory`). Express
+//!   executions cannot be listed through the API, so they are read from the state machine's
+//!   CloudWatch Logs log group (`FilterLogEvents`; see `history`). Either way, the event counts
+//!   of an execution come from persist's summary line (`persist done`) in its log group. The
+//!   `AWS/States` metrics (`ExecutionsStarted`, `ExecutionsSucceeded`, `ExecutionsFailed`, …)
+//!   are shown for either type.
 //! - **Pipeline metrics** (CloudWatch `GetMetricData`, one call): the functions' EMF metrics
 //!   in the metrics namespace with the dimension `Function` = the stage name, the contract of
 //!   the dashboard in template.yaml and of docs/deploy.md. Counts are summed over the last
@@ -69,9 +72,10 @@ pub const EXECUTION_METRICS: [&str; 6] = [
     "ExecutionsAborted",
     "ExecutionThrottled",
 ];
-/// What the view says for an Express state machine.
-pub const EXPRESS_NOTE: &str = "Express executions are not listable through the Step Functions API (ListExecutions); \
-     the execution counts come from the CloudWatch AWS/States metrics instead";
+/// What the view says for an Express state machine that logs nowhere.
+pub const EXPRESS_NOTE: &str = "Express executions are not listable through the Step Functions API (ListExecutions) \
+     and this state machine logs to no CloudWatch Logs log group; set its logging (the template's \
+     StateMachineLogLevel, ALL by default) to list them here; the counts come from the AWS/States metrics";
 
 /// Arguments of `pipeline watch`.
 #[derive(Debug, clap::Args)]
@@ -94,9 +98,13 @@ pub struct WatchArgs {
     /// The metrics window: the last M minutes.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1440))]
     minutes: u32,
-    /// How many recent executions to list (Standard state machines).
+    /// How many recent executions to list.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=1000))]
     executions: i32,
+    /// The stack name, which names the functions' log groups (`/aws/lambda/<stack>-<stage>`)
+    /// for the event counts; by default read off the state machine's log group.
+    #[arg(long, env = "PIPELINE_STACK")]
+    stack: Option<String>,
 }
 
 /// One view of the pipeline (`--json` prints exactly this).
@@ -156,6 +164,16 @@ pub struct ExecutionView {
     pub start: Option<String>,
     /// Stop (RFC 3339, UTC); null while running.
     pub stop: Option<String>,
+    /// The stage that failed (`validate` … `persist`, `quarantine`), also when the state
+    /// machine caught the failure and quarantined the batch (the execution then succeeds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<String>,
+    /// The error that stage failed with (its `error_type`, or `States.Timeout` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Persist's counts for the batch, when its summary line was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<BTreeMap<String, u64>>,
 }
 
 /// What the view says when CloudWatch has no data point at all for the window.
@@ -190,6 +208,8 @@ async fn watch_async(args: WatchArgs) -> Result<ExitCode, CliError> {
     let watcher = Watcher {
         sfn: aws_sdk_sfn::Client::new(&sdk),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+        logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+        stack: args.stack.clone().filter(|s| !s.trim().is_empty()),
         arn,
         namespace: args.namespace.clone(),
         minutes: args.minutes,
@@ -243,6 +263,7 @@ fn describe(e: &dyn std::error::Error) -> String {
 }
 
 mod fetch;
+pub(crate) mod history;
 mod render;
 
 use fetch::Watcher;

@@ -50,13 +50,16 @@ pub fn render(s: &Snapshot, interval: Option<u64>) -> String {
     let _ = writeln!(o, "\nrecent executions");
     if let Some(note) = &s.executions_note {
         let _ = writeln!(o, "  note: {note}");
-    } else if s.executions.is_empty() {
-        let _ = writeln!(o, "  (none)");
+    }
+    if s.executions.is_empty() {
+        if s.executions_note.is_none() {
+            let _ = writeln!(o, "  (none)");
+        }
     } else {
         let _ = writeln!(
             o,
-            "  {:<10} {:<20} {:>10}  NAME",
-            "STATUS", "START (UTC)", "DURATION"
+            "  {:<10} {:<20} {:>9}  {:<11} {:<36} {:>17}  NAME",
+            "STATUS", "START (UTC)", "DURATION", "FAILED AT", "ERROR", "IN/STORED/QUAR"
         );
         for x in &s.executions {
             let start = x.start.as_deref().and_then(parse_time);
@@ -65,18 +68,35 @@ pub fn render(s: &Snapshot, interval: Option<u64>) -> String {
                 (Some(a), Some(b)) => {
                     format!("{:.1} s", (b - a).num_milliseconds() as f64 / 1000.0)
                 }
-                (Some(_), None) => "running".to_owned(),
+                (Some(_), None) if x.status == "RUNNING" => "running".to_owned(),
                 _ => "-".to_owned(),
             };
+            let counts = x.counts.as_ref().map_or_else(
+                || "-".to_owned(),
+                |c| {
+                    let n = |k: &str| c.get(k).map_or("?".to_owned(), u64::to_string);
+                    format!(
+                        "{}/{}/{}",
+                        n("input"),
+                        c.get("persisted").map_or("?".to_owned(), |p| {
+                            (p + c.get("updated").copied().unwrap_or(0)).to_string()
+                        }),
+                        n("quarantined")
+                    )
+                },
+            );
             let _ = writeln!(
                 o,
-                "  {:<10} {:<20} {:>10}  {}",
+                "  {:<10} {:<20} {:>9}  {:<11} {:<36} {:>17}  {}",
                 x.status,
                 start.map_or_else(
                     || "-".to_owned(),
                     |t| t.format("%Y-%m-%d %H:%M:%S").to_string()
                 ),
                 duration,
+                x.failed_stage.as_deref().unwrap_or("-"),
+                x.error.as_deref().unwrap_or("-"),
+                counts,
                 x.name
             );
         }

@@ -192,7 +192,8 @@ where
 {
     let span = invocation_span(stage, &event.context);
     let inner = span.clone();
-    async move {
+    correlate(&span, &event.payload);
+    logged(async move {
         let started = Instant::now();
         let after = inject_fault(fault_injection, stage, &event.payload)?;
         let batch: Batch<I> = parse(event.payload, expected)?;
@@ -208,9 +209,43 @@ where
         let (events, quarantined) = (out.events.len(), out.quarantine.len());
         info!(stage, batch_id, events, quarantined, "stage done");
         Ok(out)
-    }
+    })
     .instrument(span)
     .await
+}
+
+/// Records the batch's correlation fields off the raw document before anything can fail, so
+/// that the line reporting a failure (a fault, a malformed batch, a store error) names its
+/// batch and execution too: what `pipeline logs --batch` finds.
+fn correlate(span: &tracing::Span, payload: &Value) {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        batch_id: String,
+        received_at: chrono::DateTime<chrono::Utc>,
+    }
+    if let Ok(k) = <Key as serde::Deserialize>::deserialize(payload) {
+        let execution = Batch::<Value> {
+            batch_id: k.batch_id.clone(),
+            received_at: k.received_at,
+            input_count: 0,
+            events: Vec::new(),
+            quarantine: Vec::new(),
+        }
+        .execution_name();
+        record_batch(span, &k.batch_id, &execution);
+    }
+}
+
+/// Runs an invocation and logs its failure, with the error type the state machine's Retry and
+/// Catch match, inside the invocation span (the runtime's own report has no correlation fields).
+async fn logged<T>(
+    work: impl Future<Output = Result<T, FunctionError>>,
+) -> Result<T, FunctionError> {
+    let result = work.await;
+    if let Err(e) = &result {
+        tracing::error!(error_type = e.error_type(), error = %e.0, "invocation failed");
+    }
+    result
 }
 
 /// The entity states for the entities of a batch: one batched read, none for an empty batch.

@@ -96,7 +96,7 @@ impl<S: Store> Persist<S> {
         }
         .execution_name();
         record_batch(span, &failed.batch_id, &execution);
-        warn!(error = %failed.error.error, failed_stage = ?failed.failed_stage, events = failed.events.len(),
+        warn!(error = %failed.error.error, failed_stage = failed.failed_stage.map_or("unknown", Stage::as_str), events = failed.events.len(),
               "quarantining a batch that failed a stage");
         metrics::counter!(metric::EVENTS_QUARANTINED).increment(failed.events.len() as u64);
         Ok(self.quarantine_failed(failed, now).await?)
@@ -158,7 +158,8 @@ impl<S: Store> Handler for Persist<S> {
     async fn handle(&self, event: LambdaEvent<Value>) -> Result<PersistReport, FunctionError> {
         let span = invocation_span(Self::STAGE, &event.context);
         let inner = span.clone();
-        async move {
+        super::correlate(&span, &event.payload);
+        super::logged(async move {
             let started = Instant::now();
             let now = Utc::now();
             let report = if FailedBatch::is_failed_batch(&event.payload) {
@@ -169,7 +170,7 @@ impl<S: Store> Handler for Persist<S> {
             record_latency(started);
             record_report(&report);
             Ok(report)
-        }
+        })
         .instrument(span)
         .await
     }
