@@ -113,7 +113,10 @@ impl Wanted {
         };
         let field = |p: &str| doc.pointer(p).and_then(Value::as_str);
         match self {
-            Wanted::Execution(x) => field("/span/execution") == Some(x),
+            // Ingest's lines name the execution they start at the top level.
+            Wanted::Execution(x) => {
+                field("/span/execution") == Some(x) || field("/execution") == Some(x)
+            }
             Wanted::Batch(b) => field("/span/batch_id") == Some(b) || field("/batch_id") == Some(b),
             Wanted::Event(e) => field("/event_id") == Some(e),
         }

@@ -1,0 +1,374 @@
+//! `pipeline watch` on an Express state machine and `pipeline logs`, against CloudWatch Logs on
+//! a local emulator (moto, started by scripts/test). Skipped when `AWS_ENDPOINT_URL` is not
+//! set, unless `PIPELINE_REQUIRE_AWS=1`.
+//!
+//! The log groups hold what a deployment's hold:
+//! - the functions' lines, as the functions wrote them: `fixtures/function-logs.jsonl` was
+//!   captured from the local stack (`scripts/local-aws`) for two executions, one clean and one
+//!   whose enrich stage failed by fault injection until the state machine quarantined it;
+//! - the state machine's history events for the same two executions, in the JSON shape Step
+//!   Functions writes to an Express machine's log group at level ALL without execution data
+//!   (moto does not write them itself).
+
+#![cfg(feature = "aws")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use aws_sdk_sfn::types::{CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration};
+use serde_json::Value;
+
+const CLEAN: &str = "b-5eba357aa2c6426b-1795837262996";
+const FAULTY: &str = "b-d386cfb6d66a0c24-1795837279594";
+const FAULTY_BATCH: &str = "b-d386cfb6d66a0c24";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("PIPELINE_REQUIRE_AWS").is_ok_and(|v| v == "1") => {
+            panic!("PIPELINE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set")
+        }
+        _ => None,
+    }
+}
+
+fn pipeline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("PIPELINE_STACK")
+        .env_remove("STATE_MACHINE_ARN")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// One Step Functions log event of an Express execution, as written at level ALL.
+fn history_event(execution: &str, id: u32, kind: &str, t_ms: i64, details: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"{kind}","details":{details},"previous_event_id":"{}","event_timestamp":"{t_ms}","execution_arn":"arn:aws:states:us-east-1:123456789012:express:pipeline:{execution}:0b1c","redrive_count":"0"}}"#,
+        id.saturating_sub(1)
+    )
+}
+
+/// The state machine's events for the two executions: the clean one runs the four stages; the
+/// faulty one fails enrich twice, is caught by EnrichFailed and quarantined.
+fn machine_events(t0: i64) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut push = |exec: &str, id: u32, kind: &str, dt: i64, details: &str| {
+        out.push((t0 + dt, history_event(exec, id, kind, t0 + dt, details)));
+    };
+    push(
+        CLEAN,
+        1,
+        "ExecutionStarted",
+        0,
+        r#"{"roleArn":"arn:aws:iam::123456789012:role/r"}"#,
+    );
+    let mut id = 2;
+    for (i, state) in ["Validate", "Enrich", "Detect", "Persist"]
+        .iter()
+        .enumerate()
+    {
+        let dt = 10 + 100 * i as i64;
+        push(
+            CLEAN,
+            id,
+            "TaskStateEntered",
+            dt,
+            &format!(r#"{{"name":"{state}"}}"#),
+        );
+        push(
+            CLEAN,
+            id + 1,
+            "LambdaFunctionScheduled",
+            dt + 1,
+            r#"{"resource":"arn:aws:lambda:us-east-1:123456789012:function:f"}"#,
+        );
+        push(CLEAN, id + 2, "LambdaFunctionStarted", dt + 2, "{}");
+        push(CLEAN, id + 3, "LambdaFunctionSucceeded", dt + 50, "{}");
+        push(
+            CLEAN,
+            id + 4,
+            "TaskStateExited",
+            dt + 51,
+            &format!(r#"{{"name":"{state}"}}"#),
+        );
+        id += 5;
+    }
+    push(CLEAN, id, "ExecutionSucceeded", 460, "{}");
+
+    let f = 1_000;
+    push(FAULTY, 1, "ExecutionStarted", f, "{}");
+    push(
+        FAULTY,
+        2,
+        "TaskStateEntered",
+        f + 10,
+        r#"{"name":"Validate"}"#,
+    );
+    push(
+        FAULTY,
+        3,
+        "TaskStateExited",
+        f + 60,
+        r#"{"name":"Validate"}"#,
+    );
+    push(
+        FAULTY,
+        4,
+        "TaskStateEntered",
+        f + 61,
+        r#"{"name":"Enrich"}"#,
+    );
+    let failed = r#"{"error":"Pipeline.Retryable.InjectedFault","cause":"{\"errorType\":\"Pipeline.Retryable.InjectedFault\"}"}"#;
+    push(FAULTY, 5, "LambdaFunctionFailed", f + 90, failed);
+    push(FAULTY, 6, "LambdaFunctionFailed", f + 2_100, failed);
+    push(
+        FAULTY,
+        7,
+        "TaskStateExited",
+        f + 2_101,
+        r#"{"name":"Enrich"}"#,
+    );
+    push(
+        FAULTY,
+        8,
+        "PassStateEntered",
+        f + 2_102,
+        r#"{"name":"EnrichFailed"}"#,
+    );
+    push(
+        FAULTY,
+        9,
+        "TaskStateEntered",
+        f + 2_103,
+        r#"{"name":"QuarantineBatch"}"#,
+    );
+    push(FAULTY, 10, "ExecutionSucceeded", f + 2_300, "{}");
+    out
+}
+
+async fn put(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, events: &[(i64, String)]) {
+    let _ = logs.create_log_group().log_group_name(group).send().await;
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name("s")
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<InputLogEvent> = events
+        .iter()
+        .map(|(t, m)| {
+            InputLogEvent::builder()
+                .timestamp(*t)
+                .message(m)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name("s")
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
+    if endpoint().is_none() {
+        eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
+        return;
+    }
+    let sdk = pipeline_aws::sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stack = format!("logs{nanos}");
+    // A minute ago, so that the default windows (15 min, 1 h) hold everything.
+    let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
+
+    // The functions' lines into their log groups, in the order they were written: the clean
+    // execution's around t0 + 0..460, the faulty one's around t0 + 1000..3300.
+    let text =
+        std::fs::read_to_string(repo().join("crates/cli/tests/fixtures/function-logs.jsonl"))
+            .unwrap();
+    let mut by_group: std::collections::BTreeMap<String, Vec<(i64, String)>> = Default::default();
+    let (mut clean_t, mut faulty_t) = (t0 + 5, t0 + 1_005);
+    for line in text.lines() {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        let function = doc["span"]["function"].as_str().unwrap();
+        let execution = doc["span"]["execution"]
+            .as_str()
+            .or(doc["execution"].as_str())
+            .unwrap();
+        let t = if execution == CLEAN {
+            &mut clean_t
+        } else {
+            &mut faulty_t
+        };
+        *t += 37;
+        by_group
+            .entry(format!("/aws/lambda/{stack}-{function}"))
+            .or_default()
+            .push((*t, line.to_owned()));
+    }
+    for (group, events) in &by_group {
+        put(&logs, group, events).await;
+    }
+    let machine_group = format!("/aws/vendedlogs/states/{stack}-pipeline");
+    put(&logs, &machine_group, &machine_events(t0)).await;
+
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    let logging = LoggingConfiguration::builder()
+        .level(LogLevel::All)
+        .include_execution_data(false)
+        .destinations(
+            LogDestination::builder()
+                .cloud_watch_logs_log_group(
+                    CloudWatchLogsLogGroup::builder()
+                        .log_group_arn(format!(
+                            "arn:aws:logs:us-east-1:123456789012:log-group:{machine_group}:*"
+                        ))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let arn = sfn
+        .create_state_machine()
+        .name(&stack)
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline-test")
+        .r#type("EXPRESS".into())
+        .logging_configuration(logging)
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned();
+
+    // watch: both executions, newest first, from the log group the machine names; the stack
+    // (for persist's counts) read off that group's name.
+    let view: Value = serde_json::from_str(&ok(&pipeline(&[
+        "watch",
+        "--once",
+        "--json",
+        "--state-machine-arn",
+        &arn,
+    ])))
+    .unwrap();
+    assert!(view.get("executions_note").is_none(), "{view}");
+    let xs = view["executions"].as_array().unwrap();
+    let names: Vec<&str> = xs.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [FAULTY, CLEAN], "{view}");
+    let (faulty, clean) = (&xs[0], &xs[1]);
+    assert_eq!(faulty["status"], "SUCCEEDED");
+    assert_eq!(faulty["failed_stage"], "enrich");
+    assert_eq!(faulty["error"], "Pipeline.Retryable.InjectedFault");
+    assert_eq!(faulty["counts"]["input"], 3);
+    assert_eq!(faulty["counts"]["quarantined"], 3);
+    assert_eq!(clean["status"], "SUCCEEDED");
+    assert!(clean.get("failed_stage").is_none(), "{clean}");
+    assert_eq!(clean["counts"]["input"], 9);
+    assert_eq!(clean["counts"]["persisted"], 9);
+    let start = chrono::DateTime::parse_from_rfc3339(clean["start"].as_str().unwrap()).unwrap();
+    let stop = chrono::DateTime::parse_from_rfc3339(clean["stop"].as_str().unwrap()).unwrap();
+    assert_eq!((stop - start).num_milliseconds(), 460);
+    // The text view shows the same.
+    let text = ok(&pipeline(&["watch", "--once", "--state-machine-arn", &arn]));
+    let row = text.lines().find(|l| l.contains(FAULTY)).unwrap();
+    assert!(
+        row.contains("enrich") && row.contains("InjectedFault") && row.contains("3/0/3"),
+        "{row}"
+    );
+
+    // logs --batch: the faulty batch's lines from every function it reached and the machine's
+    // events, in time order; nothing of the clean batch.
+    let out = ok(&pipeline(&[
+        "logs",
+        "--batch",
+        FAULTY_BATCH,
+        "--stack",
+        &stack,
+    ]));
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sources: Vec<&str> = lines
+        .iter()
+        .map(|l| l["source"].as_str().unwrap())
+        .collect();
+    let functions: Vec<&str> = sources.iter().copied().filter(|s| *s != "states").collect();
+    assert_eq!(
+        functions,
+        [
+            "ingest", "ingest", "validate", "enrich", "enrich", "enrich", "enrich", "persist",
+            "persist"
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        sources.iter().filter(|s| **s == "states").count(),
+        10,
+        "{out}"
+    );
+    let times: Vec<&str> = lines
+        .iter()
+        .map(|l| l["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {times:?}"
+    );
+    assert!(!out.contains(CLEAN), "{out}");
+
+    // logs --event: the one line naming the event; --execution reads the stack off the machine.
+    let out = ok(&pipeline(&[
+        "logs",
+        "--event",
+        "evt-demo-007",
+        "--state-machine-arn",
+        &arn,
+    ]));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("anomaly scored"), "{out}");
+    let out = ok(&pipeline(&[
+        "logs",
+        "--execution",
+        CLEAN,
+        "--stack",
+        &stack,
+    ]));
+    let n = out
+        .lines()
+        .filter(|l| !l.contains(r#""source":"states""#))
+        .count();
+    assert_eq!(n, 7, "{out}");
+
+    // An id nobody logged is an error that says where it looked.
+    let out = pipeline(&["logs", "--batch", "b-nobody", "--stack", &stack]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no log line of batch b-nobody"));
+}
