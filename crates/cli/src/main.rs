@@ -183,6 +183,9 @@ struct WithoutAws {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`pipeline anomalies | head`): Rust ignores SIGPIPE, so every print would panic instead.
+    sigpipe::reset();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
