@@ -372,3 +372,80 @@ async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no log line of batch b-nobody"));
 }
+
+/// `--follow` prints what is already there, then lines that arrive later, once each.
+#[tokio::test]
+async fn follow_prints_new_lines_as_they_arrive() {
+    if endpoint().is_none() {
+        eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
+        return;
+    }
+    let sdk = pipeline_aws::sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let stack = format!("follow{nanos}");
+    let group = format!("/aws/lambda/{stack}-validate");
+    let line = |n: u32| {
+        format!(
+            r#"{{"level":"INFO","message":"stage done {n}","span":{{"function":"validate","batch_id":"b-f","execution":"b-f-1"}}}}"#
+        )
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    put(&logs, &group, &[(now - 2_000, line(1))]).await;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args([
+            "logs", "--batch", "b-f", "--follow", "--json", "--stack", &stack,
+        ])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(30);
+    let first = rx.recv_timeout(wait).expect("the existing line");
+    assert!(first.contains("stage done 1"), "{first}");
+
+    // A line that arrives later, into a second stream of the same group.
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("t")
+        .send()
+        .await
+        .unwrap();
+    let event = InputLogEvent::builder()
+        .timestamp(chrono::Utc::now().timestamp_millis())
+        .message(line(2))
+        .build()
+        .unwrap();
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("t")
+        .log_events(event)
+        .send()
+        .await
+        .unwrap();
+    let second = rx.recv_timeout(wait).expect("the new line");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(second.contains("stage done 2"), "{second}");
+    // Nothing was printed twice while following.
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().all(|l| !l.contains("stage done")), "{rest:?}");
+}
