@@ -190,14 +190,6 @@ impl std::fmt::Display for DetectReason {
                 day,
                 threshold,
             } => {
-                let test = match test {
-                    Test::Point => "point",
-                    Test::Level => "level",
-                    Test::Variance => "variance",
-                    Test::Flatline => "flatline",
-                    Test::Shift => "shift",
-                    Test::Rate => "rate",
-                };
                 let day = DAYS.get(usize::from(*day)).copied().unwrap_or("?");
                 // Probabilities reach 1e-30: printed in full they would be 30 digits long.
                 let p = |x: f64| {
@@ -207,10 +199,36 @@ impl std::fmt::Display for DetectReason {
                         x.to_string()
                     }
                 };
+                // What each test found: only the point test means "outside the range".
+                let (what, name) = match test {
+                    Test::Point => (format!("value {value} outside the expected range"), "point"),
+                    Test::Level => (
+                        format!("value {value}: a level unusual for {day} {hour:02}h"),
+                        "level",
+                    ),
+                    Test::Variance => (
+                        format!("value {value}: recent values much noisier than usual"),
+                        "variance",
+                    ),
+                    Test::Flatline => (
+                        format!("value {value} repeated {stat} times, far more than usual"),
+                        "flatline",
+                    ),
+                    Test::Shift => (
+                        format!(
+                            "value {value}: consecutive outliers on one side, the level shifted"
+                        ),
+                        "shift",
+                    ),
+                    Test::Rate => (
+                        format!("value {value}: far more events in the window than usual"),
+                        "rate",
+                    ),
+                };
                 write!(
                     f,
-                    "value {value} outside the expected {} … {} (expected {expected} for {day} \
-                     {hour:02}h); {test} test, statistic {stat}, probability {} < {}",
+                    "{what} (expected {expected}, range {} … {} for {day} {hour:02}h); {name} \
+                     test, statistic {stat}, probability {} < {}",
                     range[0],
                     range[1],
                     p(*probability),
@@ -620,6 +638,37 @@ mod tests {
             merchant: None,
             ctx: Context::of_local_ms(t_s * 1000),
         }
+    }
+
+    #[test]
+    fn reasons_read_as_what_each_test_found() {
+        let reason = |test| DetectReason::ValueOutlier {
+            test,
+            stat: 12.0,
+            probability: 4.42e-5,
+            value: 0.0,
+            expected: -0.41,
+            range: [-33.6, 32.7],
+            hour: 6,
+            day: 1,
+            threshold: 1e-4,
+        };
+        let point = reason(Test::Point).to_string();
+        assert_eq!(
+            point,
+            "value 0 outside the expected range (expected -0.41, range -33.6 … 32.7 for Tue 06h); \
+             point test, statistic 12, probability 4.42e-5 < 1.00e-4"
+        );
+        // A flatline value can sit inside the range: the line must not say it is outside.
+        let flat = reason(Test::Flatline).to_string();
+        assert!(flat.starts_with("value 0 repeated 12 times"), "{flat}");
+        assert!(!flat.contains("outside"), "{flat}");
+        let burst = DetectReason::FailureVelocity {
+            failures: 7,
+            window_s: 600,
+            threshold: 5,
+        };
+        assert_eq!(burst.to_string(), "7 failures in 10 min (more than 5)");
     }
 
     #[test]
