@@ -16,8 +16,12 @@
 //!   given as p99, average and maximum.
 //!
 //! The interactive view clears the screen with ANSI codes and redraws every `--interval`
-//! seconds until Ctrl-C; an AWS error is shown in place of the view and the next refresh tries
-//! again. `--once` prints one view (or with `--json` one JSON object) and exits.
+//! seconds until Ctrl-C, each line cut to the terminal's width as it is then (so a resized
+//! window gets a fitting view at the next refresh); an AWS error is shown in place of the view
+//! and the next refresh tries again. `--once` prints one view (or with `--json` one JSON
+//! object) and exits. It stays plain text rather than a TUI (ratatui): the same table reads
+//! the same piped to a file or printed once, and an alternate screen would take the last view
+//! away on exit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
@@ -238,6 +242,14 @@ async fn watch_async(args: WatchArgs) -> Result<ExitCode, CliError> {
                 String::new()
             }
         };
+        let frame = if clear {
+            let width = console::Term::stdout()
+                .size_checked()
+                .map(|(_, w)| usize::from(w));
+            fit(&frame, width)
+        } else {
+            frame
+        };
         let mut out = std::io::stdout().lock();
         if clear {
             // Home, then clear the screen: the fresh view replaces the old one.
@@ -248,6 +260,43 @@ async fn watch_async(args: WatchArgs) -> Result<ExitCode, CliError> {
         drop(out);
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The view fitted to a terminal `width` wide: rows of the executions table are cut (marked
+/// with `…`) so that the columns stay aligned; prose (notes, warnings) is wrapped at word
+/// boundaries under its label, so that none of it is lost.
+fn fit(frame: &str, width: Option<usize>) -> String {
+    let Some(width) = width.filter(|w| *w > 20) else {
+        return frame.to_owned();
+    };
+    let mut out = String::with_capacity(frame.len());
+    for line in frame.lines() {
+        let table_row = line.starts_with("  ") && !line.trim_start().starts_with("note:");
+        if line.chars().count() <= width {
+            out.push_str(line);
+        } else if table_row {
+            out.extend(line.chars().take(width - 1));
+            out.push('…');
+        } else {
+            // Continuation lines start under the text after the label column.
+            let indent = " ".repeat(15.min(width / 3));
+            let mut current = String::new();
+            for word in line.split(' ') {
+                let len = current.chars().count();
+                if len > 0 && len + 1 + word.chars().count() > width {
+                    out.push_str(current.trim_end());
+                    out.push('\n');
+                    current = indent.clone();
+                } else if len > 0 {
+                    current.push(' ');
+                }
+                current.push_str(word);
+            }
+            out.push_str(current.trim_end());
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// An error and its causes on one line.
@@ -285,6 +334,32 @@ mod tests {
         assert_eq!(end - start, 900);
         assert_eq!(end % 60, 0);
         assert!(end > now.timestamp() && end - now.timestamp() <= 60);
+    }
+
+    #[test]
+    fn table_rows_are_cut_and_prose_is_wrapped_to_the_terminal_width() {
+        let frame = "short\n  SUCCEEDED  2026-11-28 03:38:18  4.4 s  enrich  name\n\
+                     metrics        no metric data in the last 15 min: the counts are unknown\n";
+        let fitted = fit(frame, Some(30));
+        let lines: Vec<&str> = fitted.lines().collect();
+        assert_eq!(lines[0], "short");
+        assert_eq!(lines[1], "  SUCCEEDED  2026-11-28 03:38…");
+        assert_eq!(lines[2], "metrics        no metric data");
+        assert!(
+            lines[3..].iter().all(|l| l.starts_with("          ")),
+            "{fitted}"
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{fitted}");
+        // Nothing of the prose is lost.
+        let words: Vec<&str> = lines[2..]
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .collect();
+        assert_eq!(
+            words.join(" "),
+            "metrics no metric data in the last 15 min: the counts are unknown"
+        );
+        assert_eq!(fit(frame, None), frame);
     }
 
     #[test]
