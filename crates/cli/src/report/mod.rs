@@ -302,7 +302,10 @@ fn series(entity_id: &str, mut records: Vec<&EventRecord>, cfg: &DetectConfig) -
         .and_then(|r| line(r))
         .is_some_and(|(p, _)| records.iter().all(|r| line(r).is_some_and(|(q, _)| q == p)));
     if one_file {
-        records.sort_by_key(|r| line(r).map(|(_, l)| l));
+        records.sort_by_key(|r| match &r.provenance {
+            Provenance::File { line, .. } => *line,
+            _ => 0,
+        });
     } else {
         records.sort_by(|a, b| {
             (a.event.occurred_ms(), &a.event_id).cmp(&(b.event.occurred_ms(), &b.event_id))
