@@ -13,25 +13,15 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("PIPELINE_REQUIRE_AWS").is_ok_and(|v| v == "1") => {
-            panic!("PIPELINE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set")
-        }
-        _ => None,
-    }
-}
+use common::{endpoint, repo};
 
 fn nanos() -> u128 {
     std::time::SystemTime::now()

@@ -13,7 +13,6 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
@@ -24,19 +23,9 @@ const CLEAN: &str = "b-5eba357aa2c6426b-1795837262996";
 const FAULTY: &str = "b-d386cfb6d66a0c24-1795837279594";
 const FAULTY_BATCH: &str = "b-d386cfb6d66a0c24";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("PIPELINE_REQUIRE_AWS").is_ok_and(|v| v == "1") => {
-            panic!("PIPELINE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set")
-        }
-        _ => None,
-    }
-}
+use common::{endpoint, repo};
 
 fn pipeline(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pipeline"))
@@ -114,54 +103,22 @@ fn machine_events(t0: i64) -> Vec<(i64, String)> {
     }
     push(CLEAN, id, "ExecutionSucceeded", 460, "{}");
 
-    let f = 1_000;
-    push(FAULTY, 1, "ExecutionStarted", f, "{}");
-    push(
-        FAULTY,
-        2,
-        "TaskStateEntered",
-        f + 10,
-        r#"{"name":"Validate"}"#,
-    );
-    push(
-        FAULTY,
-        3,
-        "TaskStateExited",
-        f + 60,
-        r#"{"name":"Validate"}"#,
-    );
-    push(
-        FAULTY,
-        4,
-        "TaskStateEntered",
-        f + 61,
-        r#"{"name":"Enrich"}"#,
-    );
     let failed = r#"{"error":"Pipeline.Retryable.InjectedFault","cause":"{\"errorType\":\"Pipeline.Retryable.InjectedFault\"}"}"#;
-    push(FAULTY, 5, "LambdaFunctionFailed", f + 90, failed);
-    push(FAULTY, 6, "LambdaFunctionFailed", f + 2_100, failed);
-    push(
-        FAULTY,
-        7,
-        "TaskStateExited",
-        f + 2_101,
-        r#"{"name":"Enrich"}"#,
-    );
-    push(
-        FAULTY,
-        8,
-        "PassStateEntered",
-        f + 2_102,
-        r#"{"name":"EnrichFailed"}"#,
-    );
-    push(
-        FAULTY,
-        9,
-        "TaskStateEntered",
-        f + 2_103,
-        r#"{"name":"QuarantineBatch"}"#,
-    );
-    push(FAULTY, 10, "ExecutionSucceeded", f + 2_300, "{}");
+    let faulty: [(&str, i64, &str); 10] = [
+        ("ExecutionStarted", 0, "{}"),
+        ("TaskStateEntered", 10, r#"{"name":"Validate"}"#),
+        ("TaskStateExited", 60, r#"{"name":"Validate"}"#),
+        ("TaskStateEntered", 61, r#"{"name":"Enrich"}"#),
+        ("LambdaFunctionFailed", 90, failed),
+        ("LambdaFunctionFailed", 2_100, failed),
+        ("TaskStateExited", 2_101, r#"{"name":"Enrich"}"#),
+        ("PassStateEntered", 2_102, r#"{"name":"EnrichFailed"}"#),
+        ("TaskStateEntered", 2_103, r#"{"name":"QuarantineBatch"}"#),
+        ("ExecutionSucceeded", 2_300, "{}"),
+    ];
+    for (i, (kind, dt, details)) in faulty.into_iter().enumerate() {
+        push(FAULTY, i as u32 + 1, kind, 1_000 + dt, details);
+    }
     out
 }
 

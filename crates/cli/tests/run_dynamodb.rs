@@ -5,7 +5,6 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pipeline_core::store::Store;
@@ -13,19 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ if std::env::var("PIPELINE_REQUIRE_AWS").is_ok_and(|v| v == "1") => {
-            panic!("PIPELINE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set")
-        }
-        _ => None,
-    }
-}
+use common::{endpoint, repo};
 
 fn run(tables: &pipeline_aws::Tables) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))

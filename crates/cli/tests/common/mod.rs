@@ -15,6 +15,18 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The emulator the AWS tests talk to (`AWS_ENDPOINT_URL`, set by scripts/test); `None` skips
+/// them, unless `PIPELINE_REQUIRE_AWS=1` says they must run.
+pub fn endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ if std::env::var("PIPELINE_REQUIRE_AWS").is_ok_and(|v| v == "1") => {
+            panic!("PIPELINE_REQUIRE_AWS=1 but AWS_ENDPOINT_URL is not set")
+        }
+        _ => None,
+    }
+}
+
 /// Runs `pipeline ARGS` in the repository root; fails the test with its output unless it
 /// succeeds.
 pub fn pipeline(args: &[&str]) -> Output {
