@@ -122,11 +122,34 @@ fn machine_events(t0: i64) -> Vec<(i64, String)> {
     out
 }
 
-async fn put(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, events: &[(i64, String)]) {
+/// The SDK configuration, a CloudWatch Logs client, and a stack name no other test uses.
+async fn fresh(
+    prefix: &str,
+) -> (
+    aws_config::SdkConfig,
+    aws_sdk_cloudwatchlogs::Client,
+    String,
+) {
+    let sdk = pipeline_aws::sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    (sdk, logs, format!("{prefix}{nanos}"))
+}
+
+/// Puts `events` into a new `stream` of `group` (created if missing).
+async fn put(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    events: &[(i64, String)],
+) {
     let _ = logs.create_log_group().log_group_name(group).send().await;
     logs.create_log_stream()
         .log_group_name(group)
-        .log_stream_name("s")
+        .log_stream_name(stream)
         .send()
         .await
         .unwrap();
@@ -142,7 +165,7 @@ async fn put(logs: &aws_sdk_cloudwatchlogs::Client, group: &str, events: &[(i64,
         .collect();
     logs.put_log_events()
         .log_group_name(group)
-        .log_stream_name("s")
+        .log_stream_name(stream)
         .set_log_events(Some(events))
         .send()
         .await
@@ -155,13 +178,7 @@ async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
         eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
         return;
     }
-    let sdk = pipeline_aws::sdk_config().await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let stack = format!("logs{nanos}");
+    let (sdk, logs, stack) = fresh("logs").await;
     // A minute ago, so that the default windows (15 min, 1 h) hold everything.
     let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
 
@@ -191,10 +208,10 @@ async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
             .push((*t, line.to_owned()));
     }
     for (group, events) in &by_group {
-        put(&logs, group, events).await;
+        put(&logs, group, "s", events).await;
     }
     let machine_group = format!("/aws/vendedlogs/states/{stack}-pipeline");
-    put(&logs, &machine_group, &machine_events(t0)).await;
+    put(&logs, &machine_group, "s", &machine_events(t0)).await;
 
     let sfn = aws_sdk_sfn::Client::new(&sdk);
     let logging = LoggingConfiguration::builder()
@@ -337,13 +354,7 @@ async fn follow_prints_new_lines_as_they_arrive() {
         eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
         return;
     }
-    let sdk = pipeline_aws::sdk_config().await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let stack = format!("follow{nanos}");
+    let (_, logs, stack) = fresh("follow").await;
     let group = format!("/aws/lambda/{stack}-validate");
     let line = |n: u32| {
         format!(
@@ -351,7 +362,7 @@ async fn follow_prints_new_lines_as_they_arrive() {
         )
     };
     let now = chrono::Utc::now().timestamp_millis();
-    put(&logs, &group, &[(now - 2_000, line(1))]).await;
+    put(&logs, &group, "s", &[(now - 2_000, line(1))]).await;
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
         .args([
@@ -380,24 +391,8 @@ async fn follow_prints_new_lines_as_they_arrive() {
     assert!(first.contains("stage done 1"), "{first}");
 
     // A line that arrives later, into a second stream of the same group.
-    logs.create_log_stream()
-        .log_group_name(&group)
-        .log_stream_name("t")
-        .send()
-        .await
-        .unwrap();
-    let event = InputLogEvent::builder()
-        .timestamp(chrono::Utc::now().timestamp_millis())
-        .message(line(2))
-        .build()
-        .unwrap();
-    logs.put_log_events()
-        .log_group_name(&group)
-        .log_stream_name("t")
-        .log_events(event)
-        .send()
-        .await
-        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    put(&logs, &group, "t", &[(now, line(2))]).await;
     let second = rx.recv_timeout(wait).expect("the new line");
     let _ = child.kill();
     let _ = child.wait();
