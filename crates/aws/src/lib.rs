@@ -103,20 +103,33 @@ fn system_roots_requested(is_set: impl Fn(&str) -> bool) -> bool {
     ["SSL_CERT_FILE", "SSL_CERT_DIR"].into_iter().any(is_set)
 }
 
-/// The SDK's own HTTPS client (rustls on aws-lc, its cipher suites, proxy and timeout
-/// handling) with a trust store of [`AMAZON_TRUST_SERVICES_ROOTS`] only.
+/// The SDK's own HTTPS client with a trust store of [`AMAZON_TRUST_SERVICES_ROOTS`] only,
+/// built as the SDK builds its default one (rustls on aws-lc and its cipher suites, the
+/// client's timeouts, and the proxy named by `HTTPS_PROXY`/`NO_PROXY`), so that the roots
+/// are the only difference.
 pub fn amazon_roots_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
     let trust = TrustStore::empty()
         .with_native_roots(false)
         .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
-    let builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
-    match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => builder.tls_context(context).build_https(),
-        // Unreachable with a valid trust store; the system's roots are the safe fallback.
-        Err(_) => builder.build_https(),
-    }
+    // Unreachable with a valid trust store; the system's roots are the safe fallback.
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default();
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// The DynamoDB client configuration of [`DynamoStore`]: `sdk`, plus the standard retry mode
