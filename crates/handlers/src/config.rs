@@ -14,7 +14,7 @@
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted | 30 |
-//! | `PIPELINE_SCHEMA_REGISTRY` | path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json` | none: values are JSON |
+//! | `PIPELINE_SCHEMA_REGISTRY` | ingest and the CLI only: path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json` | none: values are JSON |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
 //! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
@@ -94,6 +94,16 @@ pub struct TelemetryConfig {
     pub text: bool,
 }
 
+/// Reads and compiles the schema registry file at `path`.
+fn load_registry(path: &str) -> Result<pipeline_core::ingest::Registry, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read PIPELINE_SCHEMA_REGISTRY {path}: {e}")))?;
+    pipeline_core::ingest::Registry::from_json(&text).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {m}")),
+        other => other,
+    })
+}
+
 impl Config {
     /// Defaults: the built-in FX table and the documented thresholds.
     pub fn defaults() -> Result<Self, Error> {
@@ -105,8 +115,28 @@ impl Config {
         Self::from_vars(&std::env::vars().collect())
     }
 
+    /// [`Config::from_env`] for validate, enrich, detect and persist: everything but the
+    /// schema registry, which only ingest decodes with. Not reading it keeps its decoders (Avro,
+    /// Protobuf) out of those four binaries and its parsing out of their cold start.
+    pub fn stage_from_env() -> Result<Self, Error> {
+        Self::stage_from_vars(&std::env::vars().collect())
+    }
+
     /// Reads settings from a map of variables (testable without touching the environment).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
+        let mut config = Self::stage_from_vars(vars)?;
+        if let Some(path) = vars
+            .get("PIPELINE_SCHEMA_REGISTRY")
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            config.registry = std::sync::Arc::new(load_registry(path)?);
+        }
+        Ok(config)
+    }
+
+    /// [`Config::from_vars`] without the schema registry (see [`Config::stage_from_env`]).
+    pub fn stage_from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
         let text = |key: &str| {
             vars.get(key)
                 .map(|v| v.trim())
@@ -166,20 +196,6 @@ impl Config {
                 )));
             }
         };
-        let registry = match text("PIPELINE_SCHEMA_REGISTRY") {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    Error::Config(format!("cannot read PIPELINE_SCHEMA_REGISTRY {path}: {e}"))
-                })?;
-                pipeline_core::ingest::Registry::from_json(&text).map_err(|e| match e {
-                    Error::Config(m) => {
-                        Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {m}"))
-                    }
-                    other => other,
-                })?
-            }
-            None => pipeline_core::ingest::Registry::empty(),
-        };
         let persist = PersistConfig {
             detect: detect.clone(),
             quarantine_retention,
@@ -238,7 +254,7 @@ impl Config {
             tables,
             state_machine,
             anomaly_bus: text("ANOMALY_BUS_NAME"),
-            registry: std::sync::Arc::new(registry),
+            registry: std::sync::Arc::new(pipeline_core::ingest::Registry::empty()),
             telemetry,
             endpoint_override: text("AWS_ENDPOINT_URL_DYNAMODB")
                 .or_else(|| text("AWS_ENDPOINT_URL")),
@@ -376,5 +392,31 @@ mod tests {
         }
         let c = Config::from_vars(&vars(&[("RUST_LOG", "pipeline=trace")])).expect("config");
         assert_eq!(c.telemetry.filter, "pipeline=trace");
+    }
+
+    #[test]
+    fn only_ingest_reads_the_schema_registry() {
+        let missing = vars(&[("PIPELINE_SCHEMA_REGISTRY", "/nonexistent/registry.json")]);
+        let err = Config::from_vars(&missing).expect_err("ingest reads the registry");
+        assert!(
+            err.to_string().contains("PIPELINE_SCHEMA_REGISTRY"),
+            "{err}"
+        );
+        assert!(Config::stage_from_vars(&missing).is_ok());
+
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/registry.json");
+        let with = vars(&[("PIPELINE_SCHEMA_REGISTRY", sample)]);
+        assert!(
+            !Config::from_vars(&with)
+                .expect("config")
+                .registry
+                .is_empty()
+        );
+        assert!(
+            Config::stage_from_vars(&with)
+                .expect("config")
+                .registry
+                .is_empty()
+        );
     }
 }

@@ -6,7 +6,7 @@ use pipeline_handlers::{Config, Enrich, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
+    let config = Config::stage_from_env()?;
     let store = DynamoStore::new(&lambda_sdk_config().await, config.tables.clone());
     serve(Enrich::new(&config, store), &config.telemetry).await
 }

@@ -6,7 +6,7 @@ use pipeline_handlers::{Config, Persist, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let (config, sdk) = (Config::from_env()?, lambda_sdk_config().await);
+    let (config, sdk) = (Config::stage_from_env()?, lambda_sdk_config().await);
     let announcer = EventBridgeAnnouncer::for_bus(&sdk, config.anomaly_bus.as_deref());
     let store = DynamoStore::new(&sdk, config.tables.clone());
     serve(

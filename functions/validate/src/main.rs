@@ -5,6 +5,6 @@ use pipeline_handlers::{Config, Validate, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
+    let config = Config::stage_from_env()?;
     serve(Validate::new(&config)?, &config.telemetry).await
 }
