@@ -75,9 +75,8 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// in (`certs/amazon-trust-services.pem`), instead of the system's bundle.
 ///
 /// Why: the SDK's default client reads and parses every certificate of the system's bundle
-/// when the first client is built. That was most of the functions' cold start: persist took
-/// 13.9 ms to its first request for work on this machine with Debian's bundle, 5.5 ms with no
-/// bundle, against 2.6 ms for an echo function (`bench/cold-start`). Every AWS service
+/// when the first client is built, which was most of the functions' cold start (figures in
+/// the README's Benchmark section, from `bench/cold-start`). Every AWS service
 /// endpoint the functions call (DynamoDB, Step Functions, EventBridge, STS) presents a
 /// certificate chaining to one of these five roots.
 ///

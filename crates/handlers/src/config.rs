@@ -125,24 +125,15 @@ impl Config {
     /// Reads settings from a map of variables (testable without touching the environment).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
         let mut config = Self::stage_from_vars(vars)?;
-        if let Some(path) = vars
-            .get("PIPELINE_SCHEMA_REGISTRY")
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
-            config.registry = std::sync::Arc::new(load_registry(path)?);
+        if let Some(path) = text(vars, "PIPELINE_SCHEMA_REGISTRY") {
+            config.registry = std::sync::Arc::new(load_registry(&path)?);
         }
         Ok(config)
     }
 
     /// [`Config::from_vars`] without the schema registry (see [`Config::stage_from_env`]).
     pub fn stage_from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
-        let text = |key: &str| {
-            vars.get(key)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| text(vars, key);
         let mut validate = ValidateConfig::default();
         let mut detect = DetectConfig::default();
         if let Some(v) = num::<i64>(vars, "PIPELINE_MAX_FUTURE_SKEW_SECS")? {
@@ -285,6 +276,14 @@ impl Config {
             .as_ref()
             .ok_or_else(|| Error::Config("STATE_MACHINE_ARN is not set".into()))
     }
+}
+
+/// The variable's value, trimmed; `None` when unset or blank.
+fn text(vars: &HashMap<String, String>, key: &str) -> Option<String> {
+    vars.get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 fn num<T: FromStr>(vars: &HashMap<String, String>, key: &str) -> Result<Option<T>, Error>
