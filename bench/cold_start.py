@@ -110,9 +110,15 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
+    # Round-robin over the binaries, so that a busy moment on a shared machine slows every
+    # binary's starts alike instead of one binary's whole series (the ratios are the result).
+    starts_of = {binary: [] for binary in args.binaries}
+    for _ in range(args.runs):
+        for binary in args.binaries:
+            starts_of[binary].append(one_start(binary))
     rows = []
     for binary in args.binaries:
-        starts = [one_start(binary) for _ in range(args.runs)]
+        starts = starts_of[binary]
         rows.append(
             {
                 "binary": Path(binary).name,
