@@ -141,7 +141,8 @@ def built():
         if head[:4] != b"\x7fELF" or machine != 183:  # EM_AARCH64
             bad.append(f"{path} is not an aarch64 ELF executable")
         else:
-            print(f"ok: {path} (aarch64, {path.stat().st_size // 1024} KiB)")
+            size = path.stat().st_size
+            print(f"ok: {path} (aarch64, {size // 1024} KiB = {size / 2**20:.1f} MiB)")
     if bad:
         sys.exit("\n".join(f"FAIL: {b}" for b in bad))
 
