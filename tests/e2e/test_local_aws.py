@@ -181,6 +181,13 @@ def test_eventbridge_events_and_bad_records_are_quarantined_not_lost():
     quarantined = scan(os.environ["QUARANTINE_TABLE"])
     reasons = {r["code"] for q in quarantined for r in json.loads(q["record"]["S"])["item"]["reasons"]}
     assert {"bad_base64", "malformed_json", "schema", "unknown_currency"} <= reasons
+    # `pipeline logs --batch` has a line for every event the batch quarantined, at ingest (its
+    # span names no batch: the line does) and at validate, each reason kind named once.
+    lines = [json.loads(x) for x in pipeline_logs("--batch", receipt["batch_id"]).splitlines()]
+    quarantine_lines = [x for x in lines if x["message"]["message"] == "event quarantined"]
+    assert sorted(x["source"] for x in quarantine_lines) == ["ingest"] * 2 + ["validate"] * 3, quarantine_lines
+    by_event = {x["message"]["event_id"]: x["message"]["reasons"].split(",") for x in quarantine_lines}
+    assert by_event["evt-bad-001"] == ["schema", "unknown_currency", "bad_timestamp"], by_event
 
 
 def test_schema_registry_records_run_through_the_real_binaries():

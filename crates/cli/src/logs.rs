@@ -320,7 +320,7 @@ mod tests {
     use super::*;
 
     const STAGE_DONE: &str = r#"{"level":"INFO","message":"stage done","stage":"validate","batch_id":"b-7","events":3,"quarantined":0,"span":{"function":"validate","request_id":"r1","xray_trace_id":"","execution":"b-7-1732771200000","batch_id":"b-7","name":"invocation"}}"#;
-    const ANOMALY: &str = r#"{"level":"INFO","message":"anomaly scored","event_id":"evt-9","entity_id":"acct-1","score":0.9,"reasons":"[\"value_outlier\"]","span":{"function":"detect","request_id":"r2","xray_trace_id":"","execution":"b-7-1732771200000","batch_id":"b-7","name":"invocation"}}"#;
+    const ANOMALY: &str = r#"{"level":"INFO","message":"anomaly scored","event_id":"evt-9","entity_id":"acct-1","score":0.9,"reasons":"value_outlier","span":{"function":"detect","request_id":"r2","xray_trace_id":"","execution":"b-7-1732771200000","batch_id":"b-7","name":"invocation"}}"#;
     const STARTED: &str = r#"{"id":"1","type":"ExecutionStarted","details":{},"previous_event_id":"0","event_timestamp":"1732771200100","execution_arn":"arn:aws:states:us-east-1:1:express:pipeline:b-7-1732771200000:u","redrive_count":"0"}"#;
 
     #[test]

@@ -11,7 +11,7 @@ use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::info;
 
-use super::{Handler, entities, run_stage};
+use super::{Handler, entities, reason_codes, run_stage};
 use crate::config::Config;
 use crate::error::FunctionError;
 
@@ -54,8 +54,8 @@ impl<S: Store> Handler for Detect<S> {
         run_stage(Self::STAGE, "enriched batch (enrich output)", event, self.fault_injection, |b: Batch<EnrichedEvent>| async move {
             let out = self.run(b).await?;
             for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
-                let codes: Vec<&str> = e.detection.reasons.iter().map(|r| r.code()).collect();
-                info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons = ?codes, "anomaly scored");
+                let reasons = reason_codes(e.detection.reasons.iter().map(|r| r.code()));
+                info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons, "anomaly scored");
             }
             Ok(out)
         })

@@ -124,7 +124,7 @@ impl<K: BatchSink> Handler for Ingest<K> {
             for b in &batches {
                 let execution = b.execution_name();
                 info!(batch_id = %b.batch_id, execution, events = b.input_count, "batch cut");
-                report_quarantine(&b.quarantine);
+                report_quarantine(&b.quarantine, Some(b.batch_id.as_str()));
             }
             // Batches run concurrently, but bounded: each is a whole state machine execution.
             // (The submissions are collected first: a closure left inside the stream would

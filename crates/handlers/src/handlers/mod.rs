@@ -164,12 +164,36 @@ fn parse<T: DeserializeOwned>(payload: Value, expected: &'static str) -> Result<
 }
 
 /// Logs (one line each, with `event_id`) and counts the quarantine entries a stage added.
-fn report_quarantine(new: &[Quarantined]) {
+/// `batch_id` is for ingest, whose invocation span may cut several batches and so names none;
+/// the other stages' span already carries it.
+fn report_quarantine(new: &[Quarantined], batch_id: Option<&str>) {
     for q in new {
-        let codes: Vec<&str> = q.reasons.iter().map(|r| r.code.as_str()).collect();
-        warn!(event_id = q.event_id.as_deref().unwrap_or(""), stage = q.stage.as_str(), reasons = ?codes, "event quarantined");
+        let reasons = reason_codes(q.reasons.iter().map(|r| r.code.as_str()));
+        warn!(
+            event_id = q.event_id.as_deref().unwrap_or(""),
+            stage = q.stage.as_str(),
+            batch_id,
+            reasons,
+            "event quarantined"
+        );
     }
     metrics::counter!(metric::EVENTS_QUARANTINED).increment(new.len() as u64);
+}
+
+/// Reason codes as one comma-separated field, each code once in first-seen order: a schema
+/// failure yields one reason per violated rule, and a log line (or a Logs Insights filter such
+/// as `reasons like /schema/`) wants the kinds, not a quoted array repeating them.
+fn reason_codes<'a>(codes: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for code in codes {
+        if !out.split(',').any(|c| c == code) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(code);
+        }
+    }
+    out
 }
 
 fn record_latency(started: Instant) {
@@ -203,7 +227,7 @@ where
         if after == AfterRun::Fail {
             return Err(failed_after_run(stage));
         }
-        report_quarantine(out.quarantine.get(before..).unwrap_or_default());
+        report_quarantine(out.quarantine.get(before..).unwrap_or_default(), None);
         record_latency(started);
         let (stage, batch_id) = (stage.as_str(), &out.batch_id);
         let (events, quarantined) = (out.events.len(), out.quarantine.len());
@@ -260,4 +284,30 @@ async fn entities<'a, S: Store>(
         return Ok(HashMap::new());
     }
     store.get_entities(&ids).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_codes;
+
+    #[test]
+    fn reason_codes_name_each_kind_once_in_first_seen_order() {
+        let codes = [
+            "schema",
+            "schema",
+            "unknown_currency",
+            "schema",
+            "bad_timestamp",
+        ];
+        assert_eq!(
+            reason_codes(codes.into_iter()),
+            "schema,unknown_currency,bad_timestamp"
+        );
+        assert_eq!(reason_codes(std::iter::empty()), "");
+        // A code that is a prefix of another is still its own kind.
+        assert_eq!(
+            reason_codes(["new", "new_country", "new"].into_iter()),
+            "new,new_country"
+        );
+    }
 }
