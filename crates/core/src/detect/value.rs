@@ -28,7 +28,11 @@
 //!    spikes are normal; a shift moves both levels to the new value at once, and a reported
 //!    level move is accepted by the slow level, so a change is flagged at its onset, then learned.
 //!
-//! State is 54 `f32` (or the warm-up values), stored packed: under 400 bytes of JSON. Every
+//! The expected range is read back through `sinh`, which is linear near zero, so for noisy
+//! amounts it would reach below zero; an entity that has never had a value below zero is
+//! told a range that does not either (the smallest value absorbed is kept for that).
+//!
+//! State is 55 `f32` (or the warm-up values), stored packed: under 400 bytes of JSON. Every
 //! update is rounded to `f32`, so a state read back from the store continues exactly as the
 //! one in memory would have (detection does not depend on where batches split). The file is
 //! a little over 500 lines because the model, its stored form and its tests belong together.
@@ -154,6 +158,8 @@ pub struct ValueModel {
     cal_rate: [f32; 3],
     hours: [f32; 24],
     days: [f32; 7],
+    /// The smallest value absorbed: only where it is below zero may the range be.
+    lowest: f32,
 }
 
 /// Stored form: the count and every number packed as little-endian `f32`.
@@ -164,7 +170,9 @@ struct Wire {
     p: Vec<f32>,
 }
 
-const FIXED: usize = 11 + 12 + 24 + 7;
+const FIXED: usize = 11 + 12 + 24 + 7 + 1;
+/// The stored form before `lowest` was kept; read with `lowest` from the last value's sign.
+const FIXED_V1: usize = FIXED - 1;
 
 impl From<ValueModel> for Wire {
     fn from(m: ValueModel) -> Wire {
@@ -186,6 +194,7 @@ impl From<ValueModel> for Wire {
             p.extend(m.cal_rate);
             p.extend(m.hours);
             p.extend(m.days);
+            p.push(m.lowest);
         }
         Wire { n: m.n, p }
     }
@@ -211,7 +220,7 @@ impl TryFrom<Wire> for ValueModel {
                 ..ValueModel::default()
             });
         }
-        if w.p.len() != FIXED {
+        if w.p.len() != FIXED && w.p.len() != FIXED_V1 {
             return Err(format!(
                 "value model has {} numbers, expected {FIXED}",
                 w.p.len()
@@ -239,6 +248,7 @@ impl TryFrom<Wire> for ValueModel {
             cal_rate: arr3(20),
             hours: std::array::from_fn(|k| p[23 + k]),
             days: std::array::from_fn(|k| p[47 + k]),
+            lowest: p.get(FIXED_V1).copied().unwrap_or(p[7].min(0.0)),
         })
     }
 }
@@ -383,13 +393,19 @@ impl ValueModel {
             .into_iter()
             .min_by(|a, b| a.2.total_cmp(&b.2))
             .unwrap_or((Test::Point, 0.0, 1.0));
+        // An entity that has never gone below zero is not told it might.
+        let floor = if self.lowest >= 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
         Assessment {
             p: (p * TESTS).min(1.0),
             test,
             stat,
-            expected: self.to_value(predicted),
-            low: self.to_value(predicted - 4.0 * sigma),
-            high: self.to_value(predicted + 4.0 * sigma),
+            expected: self.to_value(predicted).max(floor),
+            low: self.to_value(predicted - 4.0 * sigma).max(floor),
+            high: self.to_value(predicted + 4.0 * sigma).max(floor),
             seasonal: s,
             y,
             r,
@@ -441,6 +457,7 @@ impl ValueModel {
             }
             return;
         }
+        self.lowest = self.lowest.min(f(v));
         let z = a.r / a.sigma;
         let z_slow = a.r_slow / a.sigma_slow;
         self.run = f(next_run(self.run, z));
@@ -507,6 +524,7 @@ impl ValueModel {
             1.0
         };
         self.c = f(c.clamp(1e-30, 1e30));
+        self.lowest = self.warm.iter().copied().fold(f32::INFINITY, f32::min);
         let mut ys: Vec<f64> = self
             .warm
             .iter()
@@ -582,6 +600,59 @@ mod tests {
                 serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
             assert_eq!(back, m, "after {i} values");
         }
+    }
+
+    /// Feeds `values` (one every 10 minutes) and returns the model and what it says of `next`.
+    fn fed(values: &[f64], next: f64) -> (ValueModel, Assessment) {
+        let mut m = ValueModel::default();
+        for (i, v) in values.iter().enumerate() {
+            let ctx = Context::of_local_ms(i as i64 * 600_000);
+            let a = m.assess(*v, ctx, Some(1), 1e-4);
+            m.absorb(*v, ctx, &a, false, Some(10.0));
+        }
+        let ctx = Context::of_local_ms(values.len() as i64 * 600_000);
+        let a = m.assess(next, ctx, Some(1), 1e-4);
+        (m, a)
+    }
+
+    #[test]
+    fn the_range_of_an_entity_never_below_zero_stays_at_or_above_zero() {
+        // Noisy amounts: on the asinh scale ±4σ reaches far below the level, and sinh is
+        // linear near zero, so the unclamped lower end would be negative.
+        let amounts: Vec<f64> = (0..60)
+            .map(|i| [3.0, 250.0, 12.0, 90.0, 1.5, 400.0, 40.0][i % 7])
+            .collect();
+        let (m, a) = fed(&amounts, 55.0);
+        assert!(m.to_value(f64::from(m.level) - 4.0 * 1.2533 * f64::from(m.dev)) < 0.0);
+        assert_eq!(a.low, 0.0, "{a:?}");
+        assert!(a.expected >= 0.0 && a.high > 0.0, "{a:?}");
+
+        // One value below zero, and the range may go below zero again.
+        let mut signed = amounts.clone();
+        signed[30] = -2.0;
+        let (_, a) = fed(&signed, 55.0);
+        assert!(a.low < 0.0, "{a:?}");
+    }
+
+    #[test]
+    fn a_state_stored_before_lowest_was_kept_still_reads() {
+        let (m, _) = fed(
+            &[
+                10.0, 12.0, 11.0, 13.0, 9.0, 10.5, 11.5, 12.5, 10.0, 9.5, 11.0, 12.0, 10.0,
+            ],
+            10.0,
+        );
+        let mut wire = Wire::from(m.clone());
+        wire.p.pop();
+        let old = ValueModel::try_from(wire).unwrap();
+        assert_eq!(old.lowest, 0.0, "the last value is not below zero");
+        assert_eq!(
+            ValueModel {
+                lowest: m.lowest,
+                ..old
+            },
+            m
+        );
     }
 
     #[test]
