@@ -5,11 +5,14 @@ stack exactly as it reads a deployment.
 
 Which function wrote a line is read off the line itself: the functions' JSON log lines carry
 it in `span.function`, their EMF metric documents in `Function`. Anything else in the file
-(cargo's own output) is not a function's log line and is skipped.
+(cargo's own output) is not a function's log line and is skipped. A line's `timestamp` (RFC
+3339) becomes its event time, as Lambda's JSON log format does; lines without one take the
+time they were read.
 
     python scripts/log_shipper.py WATCH_LOG      # runs until killed; started by scripts/local-aws
 """
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -19,7 +22,7 @@ import boto3
 
 
 def function_of(line):
-    """The function that wrote this line, or None."""
+    """The function that wrote this line and the line's own time in ms (or None), or None."""
     if not line.startswith("{"):
         return None
     try:
@@ -30,10 +33,20 @@ def function_of(line):
         return None
     span = doc.get("span")
     if isinstance(span, dict) and isinstance(span.get("function"), str):
-        return span["function"]
+        return span["function"], time_of(doc.get("timestamp"))
     if "_aws" in doc and isinstance(doc.get("Function"), str):
-        return doc["Function"]
+        return doc["Function"], None
     return None
+
+
+def time_of(stamp):
+    """Milliseconds since the epoch of an RFC 3339 time, or None."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def main(path):
@@ -59,10 +72,12 @@ def main(path):
         now = int(time.time() * 1000)
         for raw in lines:
             line = raw.strip()
-            function = function_of(line)
-            if function:
-                batches.setdefault(f"/aws/lambda/{stack}-{function}", []).append({"timestamp": now, "message": line})
+            found = function_of(line)
+            if found:
+                function, t_ms = found
+                batches.setdefault(f"/aws/lambda/{stack}-{function}", []).append({"timestamp": t_ms or now, "message": line})
         for group, events in batches.items():
+            events.sort(key=lambda e: e["timestamp"])  # PutLogEvents wants them in time order
             if group not in ready:
                 with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                     logs.create_log_group(logGroupName=group)

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -289,6 +290,10 @@ def test_functions_log_json_with_correlation_fields_and_emf_metrics():
         for field in ("request_id", "xray_trace_id", "execution", "batch_id"):
             assert d["span"].get(field), f"{field} missing in {d}"
         assert d["span"]["execution"].startswith(d["span"]["batch_id"] + "-")
+    # Every line carries its own time (RFC 3339, UTC, ms): Lambda's JSON log format takes a line
+    # without a valid timestamp as INFO whatever its level.
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    assert all(stamp.fullmatch(d.get("timestamp", "")) for d in logs), [d for d in logs if "timestamp" not in d][:1]
     # Per-event lines name the event, never carry its payload.
     anomaly_lines = [d for d in logs if d.get("message") == "anomaly scored"]
     assert any(d.get("event_id") == "evt-demo-007" for d in anomaly_lines)

@@ -303,6 +303,8 @@ pub fn format_line(l: &LogLine, source: &str, pretty: bool) -> String {
                 continue;
             }
             match v {
+                // An undecodable record has no event id: say nothing rather than `event_id=`.
+                Value::String(s) if s.is_empty() => {}
                 Value::String(s) => text.push_str(&format!(" {k}={s}")),
                 other => text.push_str(&format!(" {k}={other}")),
             }
@@ -369,5 +371,17 @@ mod tests {
         let doc: Value = serde_json::from_str(&format_line(&line, "validate", false)).unwrap();
         assert_eq!(doc["message"]["span"]["function"], "validate");
         assert_eq!(doc["timestamp"], "2024-11-28T05:20:00.123Z");
+
+        // Ingest's line for an undecodable record: no event id to print, and the line's own
+        // timestamp is not repeated after the clock.
+        let line = LogLine {
+            message: r#"{"timestamp":"2024-11-28T05:20:00.120Z","level":"WARN","message":"event quarantined","event_id":"","reasons":"bad_base64","stage":"ingest","batch_id":"b-7","span":{"function":"ingest","request_id":"r0","xray_trace_id":"","name":"invocation"}}"#.into(),
+            ..line
+        };
+        let text = format_line(&line, "ingest", true);
+        assert_eq!(
+            text,
+            "05:20:00.123  ingest   WARN  event quarantined batch_id=b-7 reasons=bad_base64 stage=ingest"
+        );
     }
 }

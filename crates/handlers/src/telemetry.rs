@@ -4,8 +4,8 @@
 //! `AWS_LAMBDA_LOG_FORMAT` = `JSON`|`Text` and `AWS_LAMBDA_LOG_LEVEL`; `RUST_LOG` overrides
 //! the level with a full filter; all read by [`crate::config`]). Every line carries the current span's correlation fields,
 //! set by [`invocation_span`]: `function`, `request_id`, `xray_trace_id`, `execution` (the
-//! Step Functions execution name) and `batch_id`; per-event lines add `event_id`. Event
-//! payloads are never logged at INFO.
+//! Step Functions execution name) and `batch_id`; per-event lines add `event_id`. JSON lines
+//! carry `timestamp` (RFC 3339, UTC, milliseconds). Event payloads are never logged at INFO.
 //!
 //! **Metrics**: CloudWatch Embedded Metric Format documents on stdout, written by the
 //! `metrics_cloudwatch_embedded` crate (a `metrics` facade backend) after each invocation:
@@ -21,6 +21,8 @@ use pipeline_core::Error;
 use pipeline_core::batch::Stage;
 use tracing::Span;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::time::ChronoUtc;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::TelemetryConfig;
 
@@ -62,23 +64,37 @@ pub mod metric {
 /// Installs the global log subscriber; call once at cold start ([`crate::serve`] does).
 pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = config.text;
-    let builder = tracing_subscriber::fmt()
+    // A second init (tests) is harmless: try_init reports it and we ignore it.
+    let _ = if config.text {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .without_time()
+            .finish()
+            .try_init()
+    } else {
+        json_subscriber(filter, std::io::stdout).try_init()
+    };
+}
+
+/// The JSON-lines subscriber: the innermost span is ours ([`invocation_span`]), so its fields
+/// are the correlation fields. With the JSON log format Lambda reads `level` and `timestamp`
+/// from each line, and takes a line without a valid RFC 3339 timestamp as INFO whatever its
+/// level, so that an application log level of WARN would drop WARN and ERROR lines too.
+fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .without_time();
-    // A second init (tests) is harmless: try_init reports it and we ignore it.
-    let _ = if text {
-        builder.try_init()
-    } else {
-        // The innermost span is ours (invocation_span): its fields are the correlation fields.
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
-    };
+        .with_writer(writer)
+        .with_timer(ChronoUtc::new("%Y-%m-%dT%H:%M:%S%.3fZ".to_owned()))
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .finish()
 }
 
 /// Installs the EMF metrics recorder for `stage`; call once at cold start ([`crate::serve`]
@@ -118,4 +134,57 @@ pub fn invocation_span(stage: Stage, ctx: &Context) -> Span {
 pub fn record_batch(span: &Span, batch_id: &str, execution: &str) {
     span.record("batch_id", batch_id);
     span.record("execution", execution);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer that keeps what the subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_level_timestamp_and_the_invocation_fields() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = json_subscriber(EnvFilter::new("info"), move || writer.clone());
+        let mut ctx = Context::default();
+        ctx.request_id = "req-1".into();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = invocation_span(Stage::Validate, &ctx);
+            record_batch(&span, "b-1", "b-1-1732771200000");
+            let _in = span.enter();
+            tracing::warn!(event_id = "evt-1", reasons = "schema", "event quarantined");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["message"], "event quarantined");
+        assert_eq!(line["event_id"], "evt-1");
+        assert_eq!(line["span"]["batch_id"], "b-1");
+        assert_eq!(line["span"]["request_id"], "req-1");
+        assert_eq!(line["span"]["function"], "validate");
+        // Lambda takes a line without a valid RFC 3339 timestamp as INFO.
+        let ts = line["timestamp"].as_str().unwrap();
+        let parsed = chrono::DateTime::parse_from_rfc3339(ts).unwrap();
+        assert!(
+            ts.ends_with('Z') && ts.len() == "2026-11-29T03:20:00.123Z".len(),
+            "{ts}"
+        );
+        assert!((chrono::Utc::now() - parsed.to_utc()).num_seconds().abs() < 60);
+    }
 }
