@@ -39,6 +39,35 @@ pub(super) struct Watcher {
     pub(super) namespace: String,
     pub(super) minutes: u32,
     pub(super) executions: i32,
+    /// What the histories of finished Standard executions said (see [`Finished`]).
+    pub(super) finished: std::sync::Mutex<Finished>,
+}
+
+/// The summaries of finished Standard executions' histories. A finished execution's history
+/// never changes, so the live view reads it once instead of at every refresh (one
+/// `GetExecutionHistory` call per listed execution each time, before); only the executions
+/// still listed are kept, so the map stays as small as the list.
+#[derive(Debug, Default)]
+pub(super) struct Finished(HashMap<String, history::Summary>);
+
+impl Finished {
+    /// The summary of a finished execution read before.
+    pub(super) fn get(&self, arn: &str) -> Option<history::Summary> {
+        self.0.get(arn).cloned()
+    }
+
+    /// Keeps `summary` if the execution has finished (a running one's history still grows).
+    pub(super) fn remember(&mut self, arn: &str, running: bool, summary: &history::Summary) {
+        if !running {
+            self.0.insert(arn.to_owned(), summary.clone());
+        }
+    }
+
+    /// Forgets every execution not in `listed`.
+    pub(super) fn keep_only<'a>(&mut self, listed: impl IntoIterator<Item = &'a str>) {
+        let listed: std::collections::HashSet<&str> = listed.into_iter().collect();
+        self.0.retain(|arn, _| listed.contains(arn.as_str()));
+    }
 }
 
 impl Watcher {
@@ -162,19 +191,32 @@ impl Watcher {
             .send()
             .await
             .map_err(|e| CliError::aws(format!("ListExecutions on {}", self.arn), e))?;
-        let histories = futures::future::join_all(
-            out.executions()
-                .iter()
-                .map(|x| self.history(x.execution_arn())),
-        )
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.keep_only(out.executions().iter().map(|x| x.execution_arn()));
+        }
+        let summaries = futures::future::join_all(out.executions().iter().map(|x| async move {
+            let arn = x.execution_arn();
+            if let Some(known) = self.finished.lock().ok().and_then(|f| f.get(arn)) {
+                return known;
+            }
+            // A history that cannot be read leaves the stage blank this time, not for good.
+            let Ok(events) = self.history(arn).await else {
+                return history::summarise(&[]);
+            };
+            let summary = history::summarise(&events);
+            let running = *x.status() == aws_sdk_sfn::types::ExecutionStatus::Running;
+            if let Ok(mut finished) = self.finished.lock() {
+                finished.remember(arn, running, &summary);
+            }
+            summary
+        }))
         .await;
         let mut executions: Vec<(Option<DateTime<Utc>>, ExecutionView)> = out
             .executions()
             .iter()
-            .zip(histories)
-            .map(|(x, events)| {
+            .zip(summaries)
+            .map(|(x, summary)| {
                 let start = sfn_time(x.start_date());
-                let summary = history::summarise(&events.unwrap_or_default());
                 let view = ExecutionView {
                     name: x.name().to_owned(),
                     status: x.status().as_str().to_owned(),

@@ -218,6 +218,7 @@ async fn watch_async(args: WatchArgs) -> Result<ExitCode, CliError> {
         namespace: args.namespace.clone(),
         minutes: args.minutes,
         executions: args.executions,
+        finished: Default::default(),
     };
     if args.once {
         let snapshot = watcher.snapshot().await?;
@@ -317,13 +318,36 @@ mod render;
 
 use fetch::Watcher;
 #[cfg(test)]
-use fetch::{number, window};
+use fetch::{Finished, number, window};
 use render::render;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn finished_histories_are_kept_while_listed_and_running_ones_never() {
+        let failed = history::Summary {
+            status: Some("SUCCEEDED"),
+            failed_stage: Some("enrich".into()),
+            error: Some("Pipeline.Retryable.InjectedFault".into()),
+            ..Default::default()
+        };
+        let mut f = Finished::default();
+        f.remember("arn:a", false, &failed);
+        f.remember("arn:b", true, &history::Summary::default());
+        assert_eq!(f.get("arn:a"), Some(failed.clone()));
+        assert_eq!(
+            f.get("arn:b"),
+            None,
+            "a running execution's history still grows"
+        );
+        f.keep_only(["arn:a", "arn:c"]);
+        assert_eq!(f.get("arn:a"), Some(failed));
+        f.keep_only(["arn:c"]);
+        assert_eq!(f.get("arn:a"), None, "no longer listed: forgotten");
+    }
 
     #[test]
     fn the_window_is_whole_minutes_ending_after_now() {
