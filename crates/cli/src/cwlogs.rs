@@ -109,11 +109,14 @@ pub async fn read(
                 message: e.message().unwrap_or_default().to_owned(),
             });
         }
-        token = page.next_token().map(str::to_owned);
-        // Some servers hand back the same token at the end instead of none.
-        if token.is_none() || out.truncated || page.events().is_empty() {
+        let next = page.next_token().map(str::to_owned);
+        // An empty or partly full page does not end the search (CloudWatch searches the
+        // group's streams in slices and may find nothing in one); no token does. Some servers
+        // hand back the same token at the end instead of none.
+        if next.is_none() || next == token || out.truncated {
             break;
         }
+        token = next;
     }
     out.lines.sort_by_key(|l| l.t_ms);
     Ok(out)

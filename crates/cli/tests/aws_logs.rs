@@ -172,6 +172,38 @@ async fn put(
         .unwrap();
 }
 
+/// An Express state machine named `stack` that logs at ALL, without execution data, into
+/// `group`, as the template configures it (moto writes no events itself).
+async fn express_machine(sdk: &aws_config::SdkConfig, stack: &str, group: &str) -> String {
+    let sfn = aws_sdk_sfn::Client::new(sdk);
+    let logging = LoggingConfiguration::builder()
+        .level(LogLevel::All)
+        .include_execution_data(false)
+        .destinations(
+            LogDestination::builder()
+                .cloud_watch_logs_log_group(
+                    CloudWatchLogsLogGroup::builder()
+                        .log_group_arn(format!(
+                            "arn:aws:logs:us-east-1:123456789012:log-group:{group}:*"
+                        ))
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    sfn.create_state_machine()
+        .name(stack)
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline-test")
+        .r#type("EXPRESS".into())
+        .logging_configuration(logging)
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
     if endpoint().is_none() {
@@ -213,34 +245,7 @@ async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
     let machine_group = format!("/aws/vendedlogs/states/{stack}-pipeline");
     put(&logs, &machine_group, "s", &machine_events(t0)).await;
 
-    let sfn = aws_sdk_sfn::Client::new(&sdk);
-    let logging = LoggingConfiguration::builder()
-        .level(LogLevel::All)
-        .include_execution_data(false)
-        .destinations(
-            LogDestination::builder()
-                .cloud_watch_logs_log_group(
-                    CloudWatchLogsLogGroup::builder()
-                        .log_group_arn(format!(
-                            "arn:aws:logs:us-east-1:123456789012:log-group:{machine_group}:*"
-                        ))
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let arn = sfn
-        .create_state_machine()
-        .name(&stack)
-        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
-        .role_arn("arn:aws:iam::123456789012:role/pipeline-test")
-        .r#type("EXPRESS".into())
-        .logging_configuration(logging)
-        .send()
-        .await
-        .unwrap()
-        .state_machine_arn()
-        .to_owned();
+    let arn = express_machine(&sdk, &stack, &machine_group).await;
 
     // watch: both executions, newest first, from the log group the machine names; the stack
     // (for persist's counts) read off that group's name.
@@ -400,4 +405,88 @@ async fn follow_prints_new_lines_as_they_arrive() {
     // Nothing was printed twice while following.
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().all(|l| !l.contains("stage done")), "{rest:?}");
+}
+
+#[tokio::test]
+async fn watch_shows_the_newest_executions_and_no_start_it_did_not_read() {
+    if endpoint().is_none() {
+        eprintln!("skipped: AWS_ENDPOINT_URL not set (run via scripts/test)");
+        return;
+    }
+    let (sdk, logs, stack) = fresh("busy").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let minute = 60_000;
+    // Twelve executions, one a minute over the last 13 minutes, each done in 2 s; and one that
+    // started 20 minutes ago (before the 15-minute window) and ended 10 minutes ago.
+    let mut events = Vec::new();
+    let mut push = |exec: &str, id: u32, kind: &str, t: i64, details: &str| {
+        events.push((t, history_event(exec, id, kind, t, details)));
+    };
+    for i in 0..12 {
+        let t = now - (13 - i) * minute;
+        let exec = format!("b-busy{i:02}-{t}");
+        push(&exec, 1, "ExecutionStarted", t, "{}");
+        push(
+            &exec,
+            2,
+            "TaskStateEntered",
+            t + 10,
+            r#"{"name":"Validate"}"#,
+        );
+        push(&exec, 3, "ExecutionSucceeded", t + 2_000, "{}");
+    }
+    let long = format!("b-long-{}", now - 20 * minute);
+    push(&long, 1, "ExecutionStarted", now - 20 * minute, "{}");
+    push(
+        &long,
+        30,
+        "TaskStateEntered",
+        now - 11 * minute,
+        r#"{"name":"Persist"}"#,
+    );
+    push(&long, 31, "ExecutionSucceeded", now - 10 * minute, "{}");
+    events.sort_by_key(|(t, _)| *t);
+    let machine_group = format!("/aws/vendedlogs/states/{stack}-pipeline");
+    put(&logs, &machine_group, "s", &events).await;
+    let arn = express_machine(&sdk, &stack, &machine_group).await;
+
+    let watch = |n: &str| -> Value {
+        serde_json::from_str(&ok(&pipeline(&[
+            "watch",
+            "--once",
+            "--json",
+            "--executions",
+            n,
+            "--state-machine-arn",
+            &arn,
+        ])))
+        .unwrap()
+    };
+    let view = watch("3");
+    let xs = view["executions"].as_array().unwrap();
+    let names: Vec<&str> = xs.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{view}");
+    for (x, i) in xs.iter().zip([11, 10, 9]) {
+        assert!(
+            x["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("b-busy{i:02}-")),
+            "{view}"
+        );
+        assert_eq!(x["status"], "SUCCEEDED", "{x}");
+        let start = chrono::DateTime::parse_from_rfc3339(x["start"].as_str().unwrap()).unwrap();
+        let stop = chrono::DateTime::parse_from_rfc3339(x["stop"].as_str().unwrap()).unwrap();
+        assert_eq!((stop - start).num_milliseconds(), 2_000, "{x}");
+    }
+
+    // Every execution: the long one last, finished, without the start nobody read.
+    let view = watch("20");
+    let xs = view["executions"].as_array().unwrap();
+    assert_eq!(xs.len(), 13, "{view}");
+    let last = &xs[12];
+    assert_eq!(last["name"].as_str(), Some(long.as_str()), "{view}");
+    assert_eq!(last["status"], "SUCCEEDED");
+    assert!(last.get("start").is_none_or(Value::is_null), "{last}");
+    assert!(last["stop"].is_string(), "{last}");
 }

@@ -270,39 +270,53 @@ impl Watcher {
     }
 
     /// Express executions from the state machine's log group over the window, newest first.
+    ///
+    /// The window is read newest first, in slices that double in length ([`slices`]), until
+    /// as many executions as the view shows have started inside what was read. A busy
+    /// pipeline's newest executions are then found in its last minute or two: read oldest
+    /// first under a cap, the whole window would have shown the oldest executions, with
+    /// finished ones as running when their end fell past the cap.
     async fn express_executions(
         &self,
         group: &str,
         start: i64,
         end: i64,
     ) -> Result<(Vec<ExecutionView>, Vec<String>), CliError> {
-        let read = crate::cwlogs::read(
-            &self.logs,
-            group,
-            start * 1000,
-            Some(end * 1000),
-            None,
-            LOG_CAP,
-        )
-        .await?;
+        let wanted = usize::try_from(self.executions).unwrap_or(10);
         let mut warnings = Vec::new();
-        if read.missing {
-            warnings.push(format!("log group {group} does not exist"));
+        let mut lines = Vec::new();
+        let mut started = std::collections::HashSet::new();
+        for (from, to) in slices(start * 1000, end * 1000) {
+            let read =
+                crate::cwlogs::read(&self.logs, group, from, Some(to), None, LOG_CAP).await?;
+            if read.missing {
+                warnings.push(format!("log group {group} does not exist"));
+                break;
+            }
+            if read.truncated {
+                warnings.push(format!(
+                    "more than {LOG_CAP} execution log events between {} and {}: the oldest \
+                     were read",
+                    rfc3339_ms(from),
+                    rfc3339_ms(to)
+                ));
+            }
+            for l in read.lines {
+                if let Some(e) = history::parse_log_event(&l.message, l.t_ms) {
+                    if e.event.kind == "ExecutionStarted" {
+                        started.insert(e.execution_arn.clone());
+                    }
+                    lines.push(e);
+                }
+            }
+            if started.len() >= wanted {
+                break;
+            }
         }
-        if read.truncated {
-            warnings.push(format!(
-                "more than {LOG_CAP} execution log events in the window: the oldest were read; \
-                 shorten --minutes to see the newest executions"
-            ));
-        }
-        let events: Vec<history::LoggedEvent> = read
-            .lines
-            .iter()
-            .filter_map(|l| history::parse_log_event(&l.message, l.t_ms))
-            .collect();
+        let events = lines;
         let executions = history::by_execution(events)
             .into_iter()
-            .take(usize::try_from(self.executions).unwrap_or(10))
+            .take(wanted)
             .map(|(arn, events)| {
                 let s = history::summarise(&events);
                 let time =
@@ -592,4 +606,25 @@ fn sfn_time(t: &aws_sdk_sfn::primitives::DateTime) -> Option<DateTime<Utc>> {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The window `[start_ms, end_ms)` cut newest first into slices of 1, 2, 4, … minutes, the
+/// oldest cut at `start_ms`: a few reads cover a quiet window, and a busy one stops early.
+pub(super) fn slices(start_ms: i64, end_ms: i64) -> impl Iterator<Item = (i64, i64)> {
+    let mut to = end_ms;
+    let mut len = 60_000_i64;
+    std::iter::from_fn(move || {
+        if to <= start_ms {
+            return None;
+        }
+        let from = to.saturating_sub(len).max(start_ms);
+        let slice = (from, to);
+        to = from;
+        len = len.saturating_mul(2);
+        Some(slice)
+    })
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), rfc3339)
 }

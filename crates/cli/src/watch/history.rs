@@ -107,10 +107,10 @@ pub struct Summary {
 pub fn summarise(events: &[StepEvent]) -> Summary {
     let mut events: Vec<&StepEvent> = events.iter().collect();
     events.sort_by_key(|e| e.t_ms);
-    let mut s = Summary {
-        start_ms: events.first().map(|e| e.t_ms),
-        ..Summary::default()
-    };
+    // The start is known only from `ExecutionStarted`: an execution that began before the
+    // events read (or at a log level that records failures only) has no start, rather than
+    // the time of its first event read, which made a long execution look instantaneous.
+    let mut s = Summary::default();
     let mut current_task: Option<&str> = None;
     for e in &events {
         match e.kind.as_str() {
@@ -182,9 +182,16 @@ pub fn by_execution(events: Vec<LoggedEvent>) -> Vec<(String, Vec<StepEvent>)> {
         groups.entry(e.execution_arn).or_default().push(e.event);
     }
     let mut out: Vec<(String, Vec<StepEvent>)> = groups.into_iter().collect();
+    // Newest first by start; an execution whose start was not read began before every one
+    // whose start was, so those come after, newest first by their first event read.
     out.sort_by_key(|(arn, evs)| {
+        let started = evs
+            .iter()
+            .find(|e| e.kind == "ExecutionStarted")
+            .map(|e| e.t_ms);
+        let first = evs.iter().map(|e| e.t_ms).min().unwrap_or(0);
         (
-            std::cmp::Reverse(evs.iter().map(|e| e.t_ms).min().unwrap_or(0)),
+            std::cmp::Reverse((started.is_some(), started.unwrap_or(first))),
             arn.clone(),
         )
     });
@@ -317,6 +324,31 @@ mod tests {
                 ..parse_log_event(&log(1, "ExecutionStarted", 5000, "{}"), 0).unwrap()
             },
         ];
+        let groups = by_execution(events);
+        assert_eq!(groups[0].0, other);
+        assert_eq!(groups[1].0, ARN);
+    }
+
+    #[test]
+    fn an_execution_that_started_before_the_events_read_has_no_start_and_sorts_last() {
+        let lines = [
+            log(7, "TaskStateEntered", 900_000, r#"{"name":"Persist"}"#),
+            log(9, "ExecutionSucceeded", 960_000, "{}"),
+        ];
+        let s = summarise(&parse(&lines));
+        assert_eq!(s.status, Some("SUCCEEDED"));
+        assert_eq!((s.start_ms, s.stop_ms), (None, Some(960_000)));
+
+        // It ended after the other one started, but began before: it is listed second.
+        let other = ARN.replace("b-1f", "b-2f");
+        let mut events: Vec<LoggedEvent> = lines
+            .iter()
+            .map(|l| parse_log_event(l, 0).unwrap())
+            .collect();
+        events.push(LoggedEvent {
+            execution_arn: other.clone(),
+            ..parse_log_event(&log(1, "ExecutionStarted", 100_000, "{}"), 0).unwrap()
+        });
         let groups = by_execution(events);
         assert_eq!(groups[0].0, other);
         assert_eq!(groups[1].0, ARN);

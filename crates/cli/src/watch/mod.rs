@@ -318,13 +318,30 @@ mod render;
 
 use fetch::Watcher;
 #[cfg(test)]
-use fetch::{Finished, number, window};
+use fetch::{Finished, number, slices, window};
 use render::render;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_window_is_read_newest_first_in_doubling_slices() {
+        let m = 60_000;
+        let got: Vec<(i64, i64)> = slices(0, 15 * m).collect();
+        assert_eq!(
+            got,
+            [
+                (14 * m, 15 * m),
+                (12 * m, 14 * m),
+                (8 * m, 12 * m),
+                (0, 8 * m)
+            ]
+        );
+        assert_eq!(slices(5, 5).count(), 0);
+        assert_eq!(slices(0, 30_000).collect::<Vec<_>>(), [(0, 30_000)]);
+    }
 
     #[test]
     fn finished_histories_are_kept_while_listed_and_running_ones_never() {
