@@ -20,6 +20,12 @@ use crate::cwlogs::{self, LogLine};
 use crate::error::CliError;
 use crate::watch::history;
 
+/// The most lines read per log group and poll.
+const READ_CAP: usize = 100_000;
+
+/// How far back from now each poll of `--follow` reads again, for lines delivered late.
+const FOLLOW_LOOKBACK_MS: i64 = 5 * 60_000;
+
 /// Arguments of `pipeline logs`.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["execution", "batch", "event"])))]
@@ -160,22 +166,41 @@ async fn logs_async(args: LogsArgs) -> Result<ExitCode, CliError> {
     let pattern = format!("\"{}\"", wanted.term());
 
     let since_ms = i64::try_from(args.since.as_millis()).unwrap_or(i64::MAX);
-    let mut start = Utc::now().timestamp_millis().saturating_sub(since_ms);
+    let first_start = Utc::now().timestamp_millis().saturating_sub(since_ms);
+    let mut start = first_start;
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut warned: HashSet<String> = HashSet::new();
     let mut printed = 0usize;
+    let mut polls = 0usize;
     loop {
+        polls += 1;
         let reads = futures::future::join_all(
             groups
                 .iter()
-                .map(|(g, _)| cwlogs::read(&client, g, start, None, Some(&pattern), 100_000)),
+                .map(|(g, _)| cwlogs::read(&client, g, start, None, Some(&pattern), READ_CAP)),
         )
         .await;
         let mut lines: Vec<(LogLine, &'static str)> = Vec::new();
         let mut missing = Vec::new();
         for (read, (group, source)) in reads.into_iter().zip(&groups) {
-            let read = read?;
+            let read = match read {
+                Ok(read) => read,
+                // Once following, a failed poll (throttling, a dropped connection) is said
+                // and tried again at the next one instead of ending the command.
+                Err(e) if polls > 1 => {
+                    eprintln!("warning: {e}; trying again");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if read.missing {
                 missing.push(group.as_str());
+            }
+            if read.truncated && warned.insert(group.clone()) {
+                eprintln!(
+                    "warning: more than {READ_CAP} lines of {group} matched {pattern}: only the \
+                     oldest were read; a shorter --since reads newer ones"
+                );
             }
             for l in read.lines {
                 if wanted.matches(&l.message) && seen.insert((l.group.clone(), l.id.clone())) {
@@ -198,11 +223,10 @@ async fn logs_async(args: LogsArgs) -> Result<ExitCode, CliError> {
         if !args.follow {
             break;
         }
-        // CloudWatch can deliver a line a few seconds after its timestamp: look back a little
-        // each time and drop what was printed already.
-        if let Some(last) = lines.iter().map(|(l, _)| l.t_ms).max() {
-            start = start.max(last - 10_000);
-        }
+        // CloudWatch can deliver a line well after its timestamp (the state machine's vended
+        // logs especially): each poll looks back a few minutes from now, and what was printed
+        // already is skipped by its event id.
+        start = first_start.max(Utc::now().timestamp_millis() - FOLLOW_LOOKBACK_MS);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     if printed == 0 {

@@ -352,7 +352,8 @@ async fn express_executions_and_batch_logs_come_from_cloudwatch_logs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no log line of batch b-nobody"));
 }
 
-/// `--follow` prints what is already there, then lines that arrive later, once each.
+/// `--follow` prints what is already there, then lines that arrive later (also those stamped
+/// before lines already printed), once each.
 #[tokio::test]
 async fn follow_prints_new_lines_as_they_arrive() {
     if endpoint().is_none() {
@@ -399,9 +400,15 @@ async fn follow_prints_new_lines_as_they_arrive() {
     let now = chrono::Utc::now().timestamp_millis();
     put(&logs, &group, "t", &[(now, line(2))]).await;
     let second = rx.recv_timeout(wait).expect("the new line");
+    assert!(second.contains("stage done 2"), "{second}");
+
+    // A line delivered late: stamped 40 s before the newest line printed, put after it.
+    put(&logs, &group, "u", &[(now - 40_000, line(3))]).await;
+    let late = rx.recv_timeout(wait);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(second.contains("stage done 2"), "{second}");
+    let late = late.expect("the line delivered late");
+    assert!(late.contains("stage done 3"), "{late}");
     // Nothing was printed twice while following.
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().all(|l| !l.contains("stage done")), "{rest:?}");
