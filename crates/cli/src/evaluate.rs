@@ -108,21 +108,40 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
             "input": args.input,
             "labels": args.labels,
             "is_anomaly": own,
-            "sweep": swept.as_ref().map(|(th, ev)| json!({"threshold": th, "evaluation": ev})),
+            // A threshold of null: no threshold scores above flagging nothing.
+            "sweep": swept.as_ref().map(|(th, ev)| json!({
+                "threshold": th.is_finite().then_some(*th),
+                "evaluation": ev,
+            })),
         });
         println!("{out}");
     } else {
+        let distinct = outcomes
+            .iter()
+            .map(|o| o.event_id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let repeats = match outcomes.len() - distinct {
+            0 => String::new(),
+            r => format!(" ({distinct} distinct: {r} repeats count once)"),
+        };
         println!(
-            "pipeline evaluate: {} scored events, {} labels ({} matched no event)",
+            "pipeline evaluate: {} scored events{repeats}, {} labels ({} matched no event)",
             outcomes.len(),
             labels.len(),
             own.unmatched_labels
         );
         println!("\nverdict: the product's is_anomaly");
         print_table(&own, args.per_entity);
-        if let Some((th, ev)) = &swept {
-            println!("\nverdict: score >= {th} (the best threshold for the standard score)");
-            print_table(ev, args.per_entity);
+        match &swept {
+            Some((th, ev)) if th.is_finite() => {
+                println!("\nverdict: score >= {th} (the best threshold for the standard score)");
+                print_table(ev, args.per_entity);
+            }
+            Some(_) => println!(
+                "\nverdict over score: no threshold scores above flagging nothing (standard score 0)"
+            ),
+            None => {}
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,23 +6,31 @@
 //! states the same rules with worked examples.
 //!
 //! - A **stream** is one entity's events in event-time order (ties keep input order).
+//! - An event is **labelled anomalous** when a window label covers it or a point label names
+//!   it. Point metrics count those events: precision = flagged and labelled / flagged, recall =
+//!   flagged and labelled / labelled.
 //! - A **window** is a run of consecutive events of one stream, indices `a..=b`. A window label
 //!   `{entity_id, start, end}` covers the entity's events with `start ≤ occurred_at ≤ end`; a
-//!   point label `{event_id}` becomes a window centred on that event whose width is
-//!   `max(1, ⌊0.1 · n / k⌋)` events, `n` the stream's length and `k` its number of point labels.
-//!   Overlapping windows are merged; a window that covers no event is dropped and counted.
+//!   point label `{event_id}` becomes a window centred on that event, `i − ⌊w/2⌋ ..= i + ⌈w/2⌉ − 1`
+//!   cut at the stream's ends, whose width is `w = max(1, ⌊0.1 · n / k⌋)` events, `n` the
+//!   stream's length and `k` its number of distinct labels (points and windows). Windows that
+//!   overlap or touch are merged; a label that covers no event is dropped and counted.
 //! - The **scaled sigmoid** is `σ(y) = 2 / (1 + e^{5y}) − 1` (`σ(y) = −1` for `y > 3`).
 //! - Inside a window only the **first flag** counts: at index `i` it earns
 //!   `A_tp · σ(−(b − i + 1) / len)`, `len = b − a + 1`; so the window's first event earns
-//!   `A_tp · σ(−1) ≈ 0.987 A_tp` and its last about 0. Later flags in the window are free.
-//! - A flag **outside** every window costs `A_fp · σ(y)` with `y = (i − b) / len` of the
-//!   nearest window before it (a flag just after a window costs little), or `−A_fp` when no
-//!   window precedes it.
+//!   `A_tp · σ(−1) ≈ 0.987 A_tp` and its last `A_tp · σ(−1/len)` (0.245 for ten events, close
+//!   to 0 for long windows, 0.987 for a one-event window). Later flags in the window are free.
+//! - A flag **outside** every window adds `A_fp · σ(y)` with `y = (i − b) / len` of the
+//!   nearest window before it (σ is negative there: a flag just after a window costs little,
+//!   one far after it costs `A_fp`), or `−A_fp` when no window precedes it.
 //! - A window with **no flag** costs `−A_fn`.
 //! - Raw scores add up over streams; the **normalised score** is
 //!   `100 · (raw − null) / (perfect − null)`, where `null = −A_fn · W` (flag nothing) and
 //!   `perfect = A_tp · σ(−1) · W` (flag exactly the first event of every window), `W` the
 //!   number of windows. It is undefined when there is no window.
+//! - **Detection latency** is the event time from a window's first event to its first flag;
+//!   the median over detected windows is reported (the mean of the middle two for an even
+//!   count).
 //!
 //! (About 520 lines of code before the tests: labels, point and window metrics, the windowed
 //! score and the sweep share their types and read as one definition of the scoring.)
@@ -220,10 +228,10 @@ impl Tally {
         };
         let mut lat = self.latency_ms.clone();
         lat.sort_unstable();
-        let median_latency_s = if lat.is_empty() {
-            None
-        } else {
-            Some(lat[lat.len() / 2] as f64 / 1000.0)
+        let median_latency_s = match lat.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(lat[n / 2] as f64 / 1000.0),
+            n => Some((lat[n / 2 - 1] + lat[n / 2]) as f64 / 2000.0),
         };
         let scores: [Option<f64>; 3] = std::array::from_fn(|k| {
             let (p, w) = (PROFILES[k], self.windows as f64);
@@ -272,11 +280,11 @@ pub struct Figures {
     pub events: usize,
     /// Events flagged.
     pub flagged: usize,
-    /// Events inside a window.
+    /// Events labelled anomalous (covered by a window label or named by a point label).
     pub labelled: usize,
-    /// Flags inside a window / flags.
+    /// Flagged events labelled anomalous / flagged events.
     pub precision: Option<f64>,
-    /// Flags inside a window / events inside a window.
+    /// Flagged events labelled anomalous / events labelled anomalous.
     pub recall: Option<f64>,
     /// Harmonic mean of precision and recall.
     pub f1: Option<f64>,
@@ -318,6 +326,8 @@ struct Stream<'a> {
     events: Vec<&'a Outcome>,
     /// Merged windows as inclusive index ranges, sorted.
     windows: Vec<(usize, usize)>,
+    /// Whether each event is labelled anomalous (point metrics).
+    anomalous: Vec<bool>,
 }
 
 /// Outcomes and labels prepared once, so that many thresholds can be scored cheaply.
@@ -342,6 +352,7 @@ impl<'a> Prepared<'a> {
                     kind: o.kind.as_str(),
                     events: Vec::new(),
                     windows: Vec::new(),
+                    anomalous: Vec::new(),
                 })
                 .events
                 .push(o);
@@ -349,17 +360,21 @@ impl<'a> Prepared<'a> {
         let mut position: HashMap<&str, (&str, usize)> = HashMap::new();
         for (entity, s) in streams.iter_mut() {
             s.events.sort_by_key(|o| o.t_ms); // stable: ties keep input order
+            s.anomalous = vec![false; s.events.len()];
             for (i, o) in s.events.iter().enumerate() {
                 position.insert(o.event_id.as_str(), (entity, i));
             }
         }
         let mut unmatched = 0;
-        let mut points: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        // A point label given twice is one label.
+        let mut points: BTreeMap<&str, std::collections::BTreeSet<usize>> = BTreeMap::new();
         let mut ranges: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
         for l in labels {
             match l {
                 Label::Point { event_id } => match position.get(event_id.as_str()) {
-                    Some((entity, i)) => points.entry(entity).or_default().push(*i),
+                    Some((entity, i)) => {
+                        points.entry(entity).or_default().insert(*i);
+                    }
                     None => unmatched += 1,
                 },
                 Label::Window {
@@ -381,15 +396,24 @@ impl<'a> Prepared<'a> {
                 }
             }
         }
+        for (entity, r) in &ranges {
+            if let Some(s) = streams.get_mut(entity) {
+                for &(a, b) in r {
+                    s.anomalous[a..=b].fill(true);
+                }
+            }
+        }
         for (entity, idx) in points {
-            let Some(s) = streams.get(entity) else {
+            let Some(s) = streams.get_mut(entity) else {
                 continue;
             };
             let n = s.events.len();
-            let width = ((0.1 * n as f64 / idx.len() as f64).floor() as usize).max(1);
+            let k = idx.len() + ranges.get(entity).map_or(0, Vec::len);
+            let width = ((0.1 * n as f64 / k as f64).floor() as usize).max(1);
             for i in idx {
+                s.anomalous[i] = true;
                 let a = i.saturating_sub(width / 2);
-                let b = (a + width - 1).min(n - 1);
+                let b = (i + (width - 1 - width / 2)).min(n - 1);
                 ranges.entry(entity).or_default().push((a, b));
             }
         }
@@ -446,8 +470,10 @@ impl<'a> Prepared<'a> {
     }
 
     /// The threshold over `score` with the best standard score on all streams, and its
-    /// evaluation. Candidates are the distinct scores (at most 200 quantiles of them). `None`
-    /// without windows: with nothing to find, the best threshold is "flag nothing".
+    /// evaluation. Candidates are the distinct scores, or about 200 quantiles of them when
+    /// there are more, always including the highest; and flagging nothing (threshold
+    /// `f64::INFINITY`, score 0), chosen when no threshold scores above it. `None` without
+    /// windows: with nothing to find, the best threshold is "flag nothing".
     pub fn sweep(&self) -> Option<(f64, Evaluation)> {
         if self.streams.values().all(|s| s.windows.is_empty()) {
             return None;
@@ -464,8 +490,13 @@ impl<'a> Prepared<'a> {
             return None;
         }
         let step = (scores.len() / 200).max(1);
+        let highest = scores.last().copied();
+        let mut candidates: Vec<f64> = scores.iter().step_by(step).copied().collect();
+        if candidates.last().copied() != highest {
+            candidates.extend(highest);
+        }
         let mut best: Option<(f64, Evaluation)> = None;
-        for th in scores.iter().step_by(step).copied() {
+        for th in candidates {
             let ev = self.evaluate(|o| o.score >= th);
             let better = match &best {
                 None => true,
@@ -478,7 +509,12 @@ impl<'a> Prepared<'a> {
                 best = Some((th, ev));
             }
         }
-        best
+        let beats_nothing =
+            |b: &(f64, Evaluation)| b.1.total.score_standard.is_some_and(|x| x > 0.0);
+        match best {
+            Some(b) if beats_nothing(&b) => Some(b),
+            _ => Some((f64::INFINITY, self.evaluate(|_| false))),
+        }
     }
 }
 
@@ -495,18 +531,22 @@ fn tally(s: &Stream<'_>, flag: &impl Fn(&Outcome) -> bool) -> Tally {
             w += 1;
         }
         let inside = w < s.windows.len() && s.windows[w].0 <= i;
+        let anomalous = s.anomalous.get(i).copied().unwrap_or(false);
         let flagged = flag(o);
-        if inside {
+        if anomalous {
             t.labelled += 1;
-        } else {
+        }
+        if !inside {
             t.outside += 1;
         }
         if !flagged {
             continue;
         }
         t.flagged += 1;
-        if inside {
+        if anomalous {
             t.true_flags += 1;
+        }
+        if inside {
             if !detected[w] {
                 detected[w] = true;
                 let (a, b) = s.windows[w];
@@ -647,17 +687,55 @@ mod tests {
         ];
         let f = score(200, &[95, 100], &labels);
         assert_eq!(f.windows, 2);
-        assert_eq!(f.labelled, 20);
-        assert_eq!(f.true_flags_for_test(), 2);
+        assert_eq!(f.true_flags_for_test(), 2, "both flags are inside a window");
         // First flag at the window's first event: full reward; the other window is missed.
         let s = 0.986_614_298;
         close(f.score_standard, 100.0 * (s - 1.0 + 2.0) / (2.0 * s + 2.0));
-        close(f.precision, 1.0);
-        close(f.recall, 0.1);
+        // Point metrics count the labelled events only, not the widened windows: e100 is
+        // labelled and flagged, e95 flagged but not labelled, e150 labelled but missed.
+        assert_eq!(f.labelled, 2);
+        close(f.precision, 0.5);
+        close(f.recall, 0.5);
         // As drawn: the same widened windows, in event time.
         let o = stream(200, &[]);
         let spans = Prepared::new(&o, &labels).windows_ms();
         assert_eq!(spans["x"], vec![(95_000, 104_000), (145_000, 154_000)]);
+    }
+
+    fn point(i: usize) -> Label {
+        Label::Point {
+            event_id: format!("e{i}"),
+        }
+    }
+
+    fn spans(n: usize, labels: &[Label]) -> Vec<(i64, i64)> {
+        let o = stream(n, &[]);
+        Prepared::new(&o, labels)
+            .windows_ms()
+            .remove("x")
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn point_windows_are_cut_at_the_stream_ends_and_k_counts_distinct_labels() {
+        // n = 100, one label: width 10, i − 5 ..= i + 4, cut at both ends.
+        assert_eq!(spans(100, &[point(0)]), vec![(0, 4_000)]);
+        assert_eq!(spans(100, &[point(99)]), vec![(94_000, 99_000)]);
+        assert_eq!(spans(100, &[point(50)]), vec![(45_000, 54_000)]);
+        // The same point label twice is one label: still width 10.
+        assert_eq!(spans(100, &[point(50), point(50)]), vec![(45_000, 54_000)]);
+        // A window label counts too: k = 2, width 5, 50 − 2 ..= 50 + 2.
+        assert_eq!(
+            spans(100, &[point(50), window(80, 81)]),
+            vec![(48_000, 52_000), (80_000, 81_000)]
+        );
+    }
+
+    #[test]
+    fn median_latency_of_an_even_count_is_the_mean_of_the_middle_two() {
+        // Detected 2 s and 5 s after the windows open.
+        let f = score(100, &[12, 55], &[window(10, 19), window(50, 59)]);
+        assert_eq!(f.median_latency_s, Some(3.5));
     }
 
     #[test]
@@ -666,6 +744,11 @@ mod tests {
         let f = score(100, &[], &labels);
         assert_eq!(f.windows, 1);
         assert_eq!(f.labelled, 21);
+        // Touching windows merge too: one anomaly labelled in two parts is one window.
+        assert_eq!(
+            score(100, &[], &[window(10, 19), window(20, 29)]).windows,
+            1
+        );
         let o = stream(100, &[]);
         assert_eq!(
             Prepared::new(&o, &labels)
@@ -684,6 +767,29 @@ mod tests {
         let (th, ev) = Prepared::new(&o, &labels).sweep().unwrap();
         assert_eq!(th, 0.9);
         close(ev.total.score_standard, 100.0);
+    }
+
+    #[test]
+    fn sweep_always_tries_the_highest_score_and_flagging_nothing() {
+        // 500 distinct scores, tried every second one (the 500th, the highest, would be
+        // skipped), but the highest, the only event in the window, must be tried: it scores 100.
+        let mut o = stream(500, &[]);
+        for (i, e) in o.iter_mut().enumerate() {
+            e.score = i as f64 / 1000.0;
+        }
+        o[200].score = 0.999;
+        let (th, ev) = Prepared::new(&o, &[window(200, 209)]).sweep().unwrap();
+        assert_eq!(th, 0.999);
+        close(ev.total.score_standard, 100.0);
+
+        // The only high score is a false alarm, and flagging everything costs 98 of them for
+        // one window: no threshold beats flagging nothing.
+        let mut o = stream(100, &[]);
+        o[80].score = 0.9;
+        let (th, ev) = Prepared::new(&o, &[window(10, 11)]).sweep().unwrap();
+        assert_eq!(th, f64::INFINITY);
+        assert_eq!(ev.total.flagged, 0);
+        close(ev.total.score_standard, 0.0);
     }
 
     #[test]
