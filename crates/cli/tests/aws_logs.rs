@@ -5,7 +5,9 @@
 //! The log groups hold what a deployment's hold:
 //! - the functions' lines, as the functions wrote them: `fixtures/function-logs.jsonl` was
 //!   captured from the local stack (`scripts/local-aws`) for two executions, one clean and one
-//!   whose enrich stage failed by fault injection until the state machine quarantined it;
+//!   whose enrich stage failed by fault injection until the state machine quarantined it
+//!   (captured before the lines carried their own `timestamp`, which neither command reads:
+//!   both go by CloudWatch's event time);
 //! - the state machine's history events for the same two executions, in the JSON shape Step
 //!   Functions writes to an Express machine's log group at level ALL without execution data
 //!   (moto does not write them itself).

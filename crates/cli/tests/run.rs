@@ -238,6 +238,31 @@ fn text_summary_show_and_anomalies() {
         .output()
         .unwrap();
     assert!(!missing.status.success());
+
+    // A report of entities the store does not hold fails and writes nothing, rather than a
+    // page saying the store is empty.
+    let page = tmp.path().join("r.html");
+    let page_s = page.to_str().unwrap();
+    let nobody = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["report", "--db", db_s, "--entity", "nobody", "-o", page_s])
+        .output()
+        .unwrap();
+    assert!(!nobody.status.success(), "{nobody:?}");
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no records for entity nobody"));
+    assert!(!page.exists());
+    pipeline(&[
+        "report",
+        "--db",
+        db_s,
+        "--entity",
+        "acct-0042",
+        "--entity",
+        "nobody",
+        "-o",
+        page_s,
+    ]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("data-entity=\"acct-0042\"").count(), 1);
 }
 
 #[tokio::test]

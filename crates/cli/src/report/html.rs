@@ -104,7 +104,11 @@ pub fn render(report: &Report, source: &str) -> String {
         COLUMNS
     );
     if report.entities.is_empty() {
-        out.push_str("<p>No entity to draw: the store holds no records.</p>");
+        out.push_str(if report.summary.records == 0 {
+            "<p>No entity to draw: the store holds no records.</p>"
+        } else {
+            "<p>No entity drawn (<code>--top 0</code>).</p>"
+        });
     }
     for e in &report.entities {
         entity(&mut out, e);

@@ -83,6 +83,12 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
     for missing in &report.missing {
         eprintln!("pipeline report: no records for entity {missing}");
     }
+    if !args.entities.is_empty() && report.entities.is_empty() {
+        return Err(CliError::NotFound(format!(
+            "none of the entities named has records in {}; nothing written",
+            args.target.label()
+        )));
+    }
     let page = html::render(&report, &args.target.label());
     std::fs::write(&args.output, page)
         .map_err(|e| CliError::io(args.output.display().to_string(), e))?;
@@ -210,8 +216,11 @@ pub fn build(
     }
     let (chosen, missing) = match choice {
         Choice::Named(ids) => {
+            // An entity named twice is drawn once, where it was first named.
+            let mut named = std::collections::HashSet::new();
             let (found, missing): (Vec<&String>, Vec<&String>) = ids
                 .iter()
+                .filter(|id| named.insert(id.as_str()))
                 .partition(|id| by_entity.contains_key(id.as_str()));
             (
                 found.into_iter().cloned().collect::<Vec<_>>(),
@@ -477,10 +486,12 @@ mod tests {
     fn named_entities_come_in_order_and_unknown_ones_are_reported() {
         let dump = sample();
         let cfg = Config::defaults().unwrap().detect;
+        // Named twice: drawn once, where first named (the second used to draw empty).
         let choice = Choice::Named(vec![
             "acct-0002".into(),
             "nobody".into(),
             "acct-0001".into(),
+            "acct-0002".into(),
         ]);
         let report = build(&dump, &cfg, None, &choice);
         let ids: Vec<&str> = report
@@ -489,6 +500,7 @@ mod tests {
             .map(|e| e.entity_id.as_str())
             .collect();
         assert_eq!(ids, ["acct-0002", "acct-0001"]);
+        assert!(report.entities.iter().all(|e| !e.points.is_empty()));
         assert_eq!(report.missing, ["nobody"]);
     }
 
