@@ -249,6 +249,7 @@ impl Watcher {
             .iter()
             .map(|e| history::StepEvent {
                 t_ms: sfn_time(e.timestamp()).map_or(0, |t| t.timestamp_millis()),
+                seq: e.id(),
                 kind: e.r#type().as_str().to_owned(),
                 state: e
                     .state_entered_event_details()

@@ -26,6 +26,9 @@ use serde_json::Value;
 pub struct StepEvent {
     /// Event time, ms since the epoch.
     pub t_ms: i64,
+    /// The event's number in its execution (`id`; 0 when unknown): orders events of one
+    /// millisecond, which are common (a task entered and its function scheduled).
+    pub seq: i64,
     /// The history event type, e.g. `TaskStateEntered`, `LambdaFunctionFailed`.
     pub kind: String,
     /// The state's name, on state-entered and -exited events.
@@ -49,6 +52,8 @@ struct LogDoc {
     kind: String,
     #[serde(default)]
     details: Value,
+    #[serde(default)]
+    id: Value,
     event_timestamp: Value,
     execution_arn: String,
 }
@@ -57,12 +62,13 @@ struct LogDoc {
 pub fn parse_log_event(message: &str, ingested_ms: i64) -> Option<LoggedEvent> {
     let doc: LogDoc = serde_json::from_str(message).ok()?;
     // Step Functions writes the timestamp as a string of milliseconds; accept a number too.
-    let t_ms = match &doc.event_timestamp {
+    let number = |v: &Value| match v {
         Value::String(s) => s.parse().ok(),
         Value::Number(n) => n.as_i64(),
         _ => None,
-    }
-    .unwrap_or(ingested_ms);
+    };
+    let t_ms = number(&doc.event_timestamp).unwrap_or(ingested_ms);
+    let seq = number(&doc.id).unwrap_or(0);
     let text = |k: &str| {
         doc.details
             .get(k)
@@ -73,6 +79,7 @@ pub fn parse_log_event(message: &str, ingested_ms: i64) -> Option<LoggedEvent> {
         execution_arn: doc.execution_arn,
         event: StepEvent {
             t_ms,
+            seq,
             state: text("name"),
             error: text("error"),
             kind: doc.kind,
@@ -106,7 +113,7 @@ pub struct Summary {
 /// Reads status, times, the failed stage and its error off an execution's events (any order).
 pub fn summarise(events: &[StepEvent]) -> Summary {
     let mut events: Vec<&StepEvent> = events.iter().collect();
-    events.sort_by_key(|e| e.t_ms);
+    events.sort_by_key(|e| (e.t_ms, e.seq));
     // The start is known only from `ExecutionStarted`: an execution that began before the
     // events read (or at a log level that records failures only) has no start, rather than
     // the time of its first event read, which made a long execution look instantaneous.
@@ -327,6 +334,27 @@ mod tests {
         let groups = by_execution(events);
         assert_eq!(groups[0].0, other);
         assert_eq!(groups[1].0, ARN);
+    }
+
+    #[test]
+    fn events_of_one_millisecond_are_ordered_by_their_id() {
+        // Read back in another order than written (several streams, one millisecond): the
+        // failure belongs to Enrich, entered just before it.
+        let lines = [
+            log(1, "ExecutionStarted", 1000, "{}"),
+            log(
+                4,
+                "LambdaFunctionFailed",
+                1000,
+                r#"{"error":"Pipeline.Fatal.BadInput"}"#,
+            ),
+            log(3, "TaskStateEntered", 1000, r#"{"name":"Enrich"}"#),
+            log(2, "TaskStateEntered", 1000, r#"{"name":"Validate"}"#),
+            log(5, "ExecutionFailed", 1001, "{}"),
+        ];
+        let s = summarise(&parse(&lines));
+        assert_eq!(s.failed_stage.as_deref(), Some("enrich"));
+        assert_eq!(s.error.as_deref(), Some("Pipeline.Fatal.BadInput"));
     }
 
     #[test]
