@@ -188,7 +188,10 @@ async fn logs_async(args: LogsArgs) -> Result<ExitCode, CliError> {
                 // Once following, a failed poll (throttling, a dropped connection) is said
                 // and tried again at the next one instead of ending the command.
                 Err(e) if polls > 1 => {
-                    eprintln!("warning: {e}; trying again");
+                    eprintln!(
+                        "warning: {e}; trying again at the next poll (each poll reads the last \
+                         5 minutes: a failure longer than that loses lines)"
+                    );
                     continue;
                 }
                 Err(e) => return Err(e),

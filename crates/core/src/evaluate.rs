@@ -408,7 +408,12 @@ impl<'a> Prepared<'a> {
                 continue;
             };
             let n = s.events.len();
-            let k = idx.len() + ranges.get(entity).map_or(0, Vec::len);
+            // Distinct labels: a window label given twice (same events) counts once, as a
+            // point label given twice does.
+            let windows = ranges.get(entity).map_or(0, |r| {
+                r.iter().collect::<std::collections::BTreeSet<_>>().len()
+            });
+            let k = idx.len() + windows;
             let width = ((0.1 * n as f64 / k as f64).floor() as usize).max(1);
             for i in idx {
                 s.anomalous[i] = true;
@@ -724,11 +729,16 @@ mod tests {
         assert_eq!(spans(100, &[point(50)]), vec![(45_000, 54_000)]);
         // The same point label twice is one label: still width 10.
         assert_eq!(spans(100, &[point(50), point(50)]), vec![(45_000, 54_000)]);
-        // A window label counts too: k = 2, width 5, 50 − 2 ..= 50 + 2.
-        assert_eq!(
-            spans(100, &[point(50), window(80, 81)]),
-            vec![(48_000, 52_000), (80_000, 81_000)]
-        );
+        // A window label counts too: k = 2, width 5, 50 − 2 ..= 50 + 2; given twice, once.
+        for labels in [
+            &[point(50), window(80, 81)][..],
+            &[point(50), window(80, 81), window(80, 81)][..],
+        ] {
+            assert_eq!(
+                spans(100, labels),
+                vec![(48_000, 52_000), (80_000, 81_000)]
+            );
+        }
     }
 
     #[test]

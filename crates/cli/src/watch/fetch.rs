@@ -196,7 +196,14 @@ impl Watcher {
         }
         let summaries = futures::future::join_all(out.executions().iter().map(|x| async move {
             let arn = x.execution_arn();
-            if let Some(known) = self.finished.lock().ok().and_then(|f| f.get(arn)) {
+            // A failed execution can be redriven: while it is pending or running again its
+            // history grows, so the cache is neither read nor written for it.
+            use aws_sdk_sfn::types::ExecutionStatus;
+            let running = matches!(
+                x.status(),
+                ExecutionStatus::Running | ExecutionStatus::PendingRedrive
+            );
+            if !running && let Some(known) = self.finished.lock().ok().and_then(|f| f.get(arn)) {
                 return known;
             }
             // A history that cannot be read leaves the stage blank this time, not for good.
@@ -204,7 +211,6 @@ impl Watcher {
                 return history::summarise(&[]);
             };
             let summary = history::summarise(&events);
-            let running = *x.status() == aws_sdk_sfn::types::ExecutionStatus::Running;
             if let Ok(mut finished) = self.finished.lock() {
                 finished.remember(arn, running, &summary);
             }
@@ -287,6 +293,9 @@ impl Watcher {
         let mut warnings = Vec::new();
         let mut lines = Vec::new();
         let mut started = std::collections::HashSet::new();
+        // FilterLogEvents includes an event stamped exactly at a slice's end, which the next
+        // (older) slice reads again: each event is kept once, by its id.
+        let mut read_ids = std::collections::HashSet::new();
         for (from, to) in slices(start * 1000, end * 1000) {
             let read =
                 crate::cwlogs::read(&self.logs, group, from, Some(to), None, LOG_CAP).await?;
@@ -303,6 +312,9 @@ impl Watcher {
                 ));
             }
             for l in read.lines {
+                if !read_ids.insert(l.id.clone()) {
+                    continue;
+                }
                 if let Some(e) = history::parse_log_event(&l.message, l.t_ms) {
                     if e.event.kind == "ExecutionStarted" {
                         started.insert(e.execution_arn.clone());

@@ -99,7 +99,7 @@ pub struct Summary {
     /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`, `RUNNING`; `None` when the events do not
     /// say (a log level that records failures only).
     pub status: Option<&'static str>,
-    /// First event, ms.
+    /// Its `ExecutionStarted` event, ms (`None` when that event was not read).
     pub start_ms: Option<i64>,
     /// The event that ended it, ms.
     pub stop_ms: Option<i64>,

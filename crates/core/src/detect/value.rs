@@ -222,7 +222,7 @@ impl TryFrom<Wire> for ValueModel {
         }
         if w.p.len() != FIXED && w.p.len() != FIXED_V1 {
             return Err(format!(
-                "value model has {} numbers, expected {FIXED}",
+                "value model has {} numbers, expected {FIXED_V1} or {FIXED}",
                 w.p.len()
             ));
         }
