@@ -734,10 +734,7 @@ mod tests {
             &[point(50), window(80, 81)][..],
             &[point(50), window(80, 81), window(80, 81)][..],
         ] {
-            assert_eq!(
-                spans(100, labels),
-                vec![(48_000, 52_000), (80_000, 81_000)]
-            );
+            assert_eq!(spans(100, labels), vec![(48_000, 52_000), (80_000, 81_000)]);
         }
     }
 
