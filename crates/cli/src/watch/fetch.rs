@@ -291,7 +291,7 @@ impl Watcher {
     ) -> Result<(Vec<ExecutionView>, Vec<String>), CliError> {
         let wanted = usize::try_from(self.executions).unwrap_or(10);
         let mut warnings = Vec::new();
-        let mut lines = Vec::new();
+        let mut events = Vec::new();
         let mut started = std::collections::HashSet::new();
         // FilterLogEvents includes an event stamped exactly at a slice's end, which the next
         // (older) slice reads again: each event is kept once, by its id.
@@ -319,14 +319,13 @@ impl Watcher {
                     if e.event.kind == "ExecutionStarted" {
                         started.insert(e.execution_arn.clone());
                     }
-                    lines.push(e);
+                    events.push(e);
                 }
             }
             if started.len() >= wanted {
                 break;
             }
         }
-        let events = lines;
         let executions = history::by_execution(events)
             .into_iter()
             .take(wanted)
