@@ -24,11 +24,20 @@ use crate::error::CliError;
 #[derive(Debug, clap::Args)]
 pub struct EvaluateArgs {
     /// The labelled stream (JSON Lines of events).
-    #[arg(value_name = "INPUT")]
-    input: String,
+    #[arg(
+        value_name = "INPUT",
+        required_unless_present = "nab",
+        conflicts_with = "nab"
+    )]
+    input: Option<String>,
     /// Labels: JSON Lines of `{"entity_id","start","end"}` windows or `{"event_id"}` points.
-    #[arg(long)]
-    labels: String,
+    #[arg(long, required_unless_present = "nab", conflicts_with = "nab")]
+    labels: Option<String>,
+    /// A corpus in the Numenta Anomaly Benchmark's layout (`data/<group>/*.csv`,
+    /// `labels/combined_windows.json`): run every stream through the chain and score it as
+    /// NAB v1.1's scorer does (probation, windows, the three profiles, normalised 0 … 100).
+    #[arg(long, value_name = "DIR", conflicts_with = "output_of")]
+    nab: Option<String>,
     /// Score the verdicts of an earlier `pipeline run INPUT --output FILE` instead of running
     /// the chain.
     #[arg(long, value_name = "RUN_OUTPUT")]
@@ -64,10 +73,19 @@ struct RunLine {
 
 /// Runs the command.
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
-    let text = crate::input::read_text(&args.input)?;
+    let (input, labels_path) = match (&args.nab, &args.input, &args.labels) {
+        (Some(dir), _, _) => return evaluate_nab(dir, args.sweep, args.json),
+        (None, Some(input), Some(labels)) => (input.clone(), labels.clone()),
+        _ => {
+            return Err(CliError::Config(
+                "evaluate needs INPUT and --labels, or --nab DIR".into(),
+            ));
+        }
+    };
+    let text = crate::input::read_text(&input)?;
     let labels =
-        parse_labels(&crate::input::read_text(&args.labels)?).map_err(|e| CliError::Input {
-            path: args.labels.clone(),
+        parse_labels(&crate::input::read_text(&labels_path)?).map_err(|e| CliError::Input {
+            path: labels_path.clone(),
             message: e.to_string(),
         })?;
     // Where each event sits: its entity, event time and stream kind. Lines that do not parse
@@ -84,7 +102,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
     }
     let verdicts = match &args.output_of {
         Some(path) => read_run_output(path)?,
-        None => run_chain(&args.input, &text)?,
+        None => run_chain(&input, &text)?,
     };
     let outcomes: Vec<Outcome> = verdicts
         .into_iter()
@@ -105,8 +123,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
     let swept = if args.sweep { prepared.sweep() } else { None };
     if args.json {
         let out = json!({
-            "input": args.input,
-            "labels": args.labels,
+            "input": input,
+            "labels": labels_path,
             "is_anomaly": own,
             // A threshold of null: no threshold scores above flagging nothing.
             "sweep": swept.as_ref().map(|(th, ev)| json!({
@@ -143,6 +161,34 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
             ),
             None => {}
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--nab DIR`: the chain over every stream of the corpus, scored as NAB scores.
+fn evaluate_nab(dir: &str, sweep: bool, as_json: bool) -> Result<ExitCode, CliError> {
+    let corpus = crate::nab::read(std::path::Path::new(dir))?;
+    let (text, ids) = crate::nab::events(&corpus);
+    let mut flags: Vec<Vec<bool>> = corpus.values.iter().map(|v| vec![false; v.len()]).collect();
+    let mut scores: Vec<Vec<f64>> = corpus.values.iter().map(|v| vec![0.0; v.len()]).collect();
+    let mut scored = 0;
+    for (id, score, is_anomaly) in run_chain(dir, &text)? {
+        if let Some(&(s, i)) = ids.get(&id) {
+            flags[s][i] = is_anomaly;
+            scores[s][i] = score;
+            scored += 1;
+        }
+    }
+    let result = pipeline_core::evaluate::nab::score(&corpus.streams, &flags);
+    let best = sweep.then(|| pipeline_core::evaluate::nab::sweep(&corpus.streams, &scores));
+    let unscored = ids.len().saturating_sub(scored);
+    if as_json {
+        println!(
+            "{}",
+            crate::nab::to_json(dir, &result, unscored, best.as_ref())
+        );
+    } else {
+        crate::nab::print(&result, unscored, best.as_ref());
     }
     Ok(ExitCode::SUCCESS)
 }

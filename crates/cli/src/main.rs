@@ -36,6 +36,7 @@ mod input;
 mod inspect;
 #[cfg(feature = "aws")]
 mod logs;
+mod nab;
 mod replay;
 mod report;
 mod run;

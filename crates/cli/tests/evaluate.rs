@@ -110,3 +110,78 @@ fn evaluate_prints_a_table() {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
 }
+
+#[test]
+fn evaluate_nab_scores_a_corpus_in_nabs_layout() {
+    let out = pipeline(&[
+        "evaluate",
+        "--nab",
+        "events/nab-sample",
+        "--json",
+        "--sweep",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The three totals, under NAB's profile names.
+    for name in ["standard", "reward_low_FP_rate", "reward_low_FN_rate"] {
+        let score = v["profiles"][name].as_f64().unwrap();
+        assert!((-1000.0..=100.0).contains(&score), "{name}: {score}");
+        // The normalisation NAB's runner applies to the raw total.
+        let t = &v["total"];
+        let (raw, null, perfect) = (
+            t["raw"][name].as_f64().unwrap(),
+            t["null"][name].as_f64().unwrap(),
+            t["perfect"][name].as_f64().unwrap(),
+        );
+        assert!((score - 100.0 * (raw - null) / (perfect - null)).abs() < 1e-9);
+    }
+    let streams = v["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2);
+    let spiky = streams
+        .iter()
+        .find(|s| s["stream"] == "spiky/one_spike.csv")
+        .unwrap();
+    assert_eq!(spiky["rows"], 400);
+    assert_eq!(spiky["probation"], 60);
+    assert_eq!(spiky["windows"], 1);
+    // The spike at row 300 is found inside its window (rows 290–309).
+    assert_eq!(spiky["windows_found"], 1, "{spiky}");
+    assert_eq!(v["groups"]["quiet"]["windows"], 0);
+    assert!(v["sweep"]["standard"].is_object());
+    assert_eq!(v["unscored_rows"], 0);
+
+    let table = pipeline(&["evaluate", "--nab", "events/nab-sample"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    for needle in [
+        "spiky/one_spike.csv",
+        "quiet",
+        "total",
+        "NAB score (is_anomaly)",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+}
+
+#[test]
+fn evaluate_nab_refuses_labels_for_a_stream_it_does_not_have() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path();
+    std::fs::create_dir_all(corpus.join("data/g")).unwrap();
+    std::fs::create_dir_all(corpus.join("labels")).unwrap();
+    std::fs::write(
+        corpus.join("data/g/a.csv"),
+        "timestamp,value\n2015-01-01 00:00:00,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.join("labels/combined_windows.json"),
+        r#"{"g/a.csv": [], "g/missing.csv": [["2015-01-01 00:00:00.000000", "2015-01-01 01:00:00.000000"]]}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["evaluate", "--nab", corpus.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("g/missing.csv"), "{err}");
+}

@@ -42,6 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+pub mod nab;
+
 /// Label values in a labels file that mark delivery cases, not anomalies (see `pipeline
 /// generate`): they are skipped.
 pub const DELIVERY_LABELS: &[&str] = &["malformed", "correction", "redelivery"];
@@ -483,22 +485,13 @@ impl<'a> Prepared<'a> {
         if self.streams.values().all(|s| s.windows.is_empty()) {
             return None;
         }
-        let mut scores: Vec<f64> = self
-            .streams
-            .values()
-            .flat_map(|s| s.events.iter().map(|o| o.score))
-            .filter(|x| x.is_finite())
-            .collect();
-        scores.sort_by(f64::total_cmp);
-        scores.dedup();
-        if scores.is_empty() {
+        let candidates = thresholds(
+            self.streams
+                .values()
+                .flat_map(|s| s.events.iter().map(|o| o.score)),
+        );
+        if candidates.is_empty() {
             return None;
-        }
-        let step = (scores.len() / 200).max(1);
-        let highest = scores.last().copied();
-        let mut candidates: Vec<f64> = scores.iter().step_by(step).copied().collect();
-        if candidates.last().copied() != highest {
-            candidates.extend(highest);
         }
         let mut best: Option<(f64, Evaluation)> = None;
         for th in candidates {
@@ -521,6 +514,21 @@ impl<'a> Prepared<'a> {
             _ => Some((f64::INFINITY, self.evaluate(|_| false))),
         }
     }
+}
+
+/// The thresholds a sweep tries over `scores`: the distinct finite scores, or about 200
+/// quantiles of them when there are more, always including the highest.
+pub(crate) fn thresholds(scores: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut scores: Vec<f64> = scores.filter(|x| x.is_finite()).collect();
+    scores.sort_by(f64::total_cmp);
+    scores.dedup();
+    let step = (scores.len() / 200).max(1);
+    let highest = scores.last().copied();
+    let mut candidates: Vec<f64> = scores.iter().step_by(step).copied().collect();
+    if candidates.last().copied() != highest {
+        candidates.extend(highest);
+    }
+    candidates
 }
 
 fn tally(s: &Stream<'_>, flag: &impl Fn(&Outcome) -> bool) -> Tally {
