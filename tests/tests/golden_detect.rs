@@ -34,12 +34,20 @@ async fn verdicts(stream: &Path) -> Value {
             .await
             .unwrap();
         for e in &scored.events {
-            out.push(json!({
+            let mut v = json!({
                 "event_id": e.event.event_id,
                 "is_anomaly": e.detection.is_anomaly,
                 "score": e.detection.score,
                 "reasons": e.detection.reasons,
-            }));
+            });
+            // The incident an anomalous event belongs to, and one its time closed.
+            if let Some(i) = &e.detection.incident {
+                v["incident"] = json!(i);
+            }
+            if let Some(c) = &e.detection.closes {
+                v["closes"] = json!(c);
+            }
+            out.push(v);
         }
         assert!(
             scored.quarantine.is_empty(),

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use pipeline_core::detect::IncidentRole;
 use pipeline_core::store::{EventRecord, Store};
 use serde_json::{Value, json};
 
@@ -54,10 +55,12 @@ fn summary(r: &EventRecord) -> Value {
         "score": r.detection.score,
         "is_anomaly": r.detection.is_anomaly,
         "reasons": r.detection.reasons,
+        "incident": r.detection.incident,
     })
 }
 
-/// Lists anomalies, newest first.
+/// Lists anomalies, newest first: the alerts, one per incident opened or escalated (the
+/// continuations of an incident are stored with it but are not alerts).
 pub fn anomalies(
     target: &StoreArgs,
     entity: Option<&str>,
@@ -103,8 +106,8 @@ pub fn anomalies(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<30} {:<12} {:<28} {:>6}  reasons",
-        "occurred_at", "entity", "event_id", "score"
+        "{:<30} {:<12} {:<28} {:>6}  {:<9}  reasons",
+        "occurred_at", "entity", "event_id", "score", "incident"
     );
     for r in &records {
         let reasons: Vec<String> = r
@@ -128,12 +131,18 @@ pub fn anomalies(
                 format!("{code}({})", detail.join(" "))
             })
             .collect();
+        // An escalation names the incident it raised; an opening event is the incident.
+        let incident = match &r.detection.incident {
+            Some(i) if i.role == IncidentRole::Escalates => format!("escalates {}", i.id),
+            Some(_) | None => "opens".to_owned(),
+        };
         println!(
-            "{:<30} {:<12} {:<28} {:>6.3}  {}",
+            "{:<30} {:<12} {:<28} {:>6.3}  {:<9}  {}",
             r.occurred_at,
             printable(&r.entity_id),
             printable(&r.event_id),
             r.detection.score,
+            printable(&incident),
             printable(&reasons.join(", "))
         );
     }

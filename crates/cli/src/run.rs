@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// Where records go.
     #[command(flatten)]
     target: StoreArgs,
-    /// Write one JSON line per input event: event_id, status, score, is_anomaly, reasons.
+    /// Write one JSON line per input event: event_id, status, score, is_anomaly, reasons, and
+    /// the incident of an anomalous event.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Print the summary as one JSON object on stdout instead of text.
@@ -407,6 +408,8 @@ struct OutLine<'a> {
     score: Option<f64>,
     is_anomaly: bool,
     reasons: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident: &'a Option<pipeline_core::detect::IncidentRef>,
 }
 
 fn write_outcomes(w: &mut impl Write, report: &PersistReport) -> std::io::Result<()> {
@@ -417,6 +420,7 @@ fn write_outcomes(w: &mut impl Write, report: &PersistReport) -> std::io::Result
             score: o.score,
             is_anomaly: o.is_anomaly,
             reasons: &o.reasons,
+            incident: &o.incident,
         };
         serde_json::to_writer(&mut *w, &line)?;
         w.write_all(b"\n")?;

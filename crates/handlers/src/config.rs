@@ -9,6 +9,7 @@
 //! | `PIPELINE_MAX_EVENT_BYTES` | largest event accepted | 65536 |
 //! | `PIPELINE_FX_TABLE` | path of an FX table replacing `config/fx.json` | built in |
 //! | `PIPELINE_WINDOW_SECS` | velocity window | 600 |
+//! | `PIPELINE_INCIDENT_QUIET_SECS` | an entity's incident closes after this much event time without an anomalous event (`docs/detection.md`) | 43200 |
 //! | `PIPELINE_MAX_FAILURES` | more failures than this in the window is an anomaly | 5 |
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
@@ -144,6 +145,14 @@ impl Config {
         }
         if let Some(v) = num::<i64>(vars, "PIPELINE_WINDOW_SECS")? {
             detect.window = Duration::seconds(v);
+        }
+        if let Some(v) = num::<i64>(vars, "PIPELINE_INCIDENT_QUIET_SECS")? {
+            if !(0..=366 * 86_400).contains(&v) {
+                return Err(Error::Config(format!(
+                    "PIPELINE_INCIDENT_QUIET_SECS must be between 0 and 31622400 (366 days), got {v}"
+                )));
+            }
+            detect.incident_quiet = Duration::seconds(v);
         }
         if let Some(v) = num::<u32>(vars, "PIPELINE_MAX_FAILURES")? {
             detect.max_failures = v;

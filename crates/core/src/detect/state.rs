@@ -44,6 +44,9 @@ pub struct EntityState {
     /// Hashes of the ids of the most recently absorbed events; stored packed.
     #[serde(default, with = "packed::u64s")]
     pub recent: Vec<u64>,
+    /// The open incident, if any (see [`super::incident`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<super::Incident>,
 }
 
 impl EntityState {

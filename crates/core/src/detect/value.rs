@@ -41,9 +41,28 @@ use serde::{Deserialize, Serialize};
 
 /// Values kept raw before the model is initialised and scoring starts.
 pub const WARMUP: usize = 12;
-const LEVELS: [f32; 3] = [2.0, 3.0, 4.0];
-/// Two-sided Gaussian tail probabilities at [`LEVELS`]: the prior of the z tests.
-const GAUSS_TAIL: [f32; 3] = [4.55e-2, 2.7e-3, 6.3e-5];
+/// Levels of |z| at which the point and level tests learn how often the entity exceeds them:
+/// half a decade apart above 10σ, up to surprises 100,000 times the noise, so that an entity whose
+/// ordinary spikes are huge against its quiet noise (a counter that is mostly zero) learns
+/// that they are ordinary, and is flagged only beyond what it has done before.
+const LEVELS: [f32; Z_LEVELS] = [
+    2.0, 3.0, 4.0, 6.0, 10.0, 30.0, 100.0, 300.0, 1.0e3, 3.0e3, 1.0e4, 3.0e4, 1.0e5,
+];
+const Z_LEVELS: usize = 13;
+/// The prior of the z tests at [`LEVELS`]: two-sided Gaussian tail probabilities up to 4σ,
+/// then a somewhat heavier tail (real noise is), reaching the floor of 1e-30 at 100σ.
+const GAUSS_TAIL: [f32; Z_LEVELS] = [
+    4.55e-2, 2.7e-3, 6.3e-5, 1.0e-7, 1.0e-12, 1.0e-25, 1.0e-30, 1.0e-30, 1.0e-30, 1.0e-30, 1.0e-30,
+    1.0e-30, 1.0e-30,
+];
+/// Levels of log₂ of the number of repeats of one value (2, 4, 8 and 32 repeats), and their
+/// prior: values that repeat 2 % of the time, at random.
+const RUN_LEVELS: [f32; RUNS] = [1.0, 2.0, 3.0, 5.0];
+const RUN_TAIL: [f32; RUNS] = [4.0e-4, 1.6e-7, 2.6e-14, 1.0e-27];
+const RUNS: usize = 4;
+/// Prior of how often an event completes a same-sided run of [`SHIFT_RUN`] 3σ outliers:
+/// that of Gaussian noise.
+const SHIFT_PRIOR: f32 = 2.5e-9;
 /// Levels of the short z² average, and its prior tail (about 9 effective degrees of freedom).
 const VAR_LEVELS: [f32; 3] = [2.0, 3.0, 4.0];
 const VAR_TAIL: [f32; 3] = [2.0e-2, 1.0e-3, 5.0e-5];
@@ -149,14 +168,17 @@ pub struct ValueModel {
     run: f32,
     last: f32,
     same: f32,
-    repeat: f32,
     /// Typical minutes between events (exponentially weighted).
     gap: f32,
-    cal: [f32; 3],
-    cal_slow: [f32; 3],
+    cal: [f32; Z_LEVELS],
+    cal_slow: [f32; Z_LEVELS],
     cal_var: [f32; 3],
     cal_rate: [f32; 3],
+    cal_run: [f32; RUNS],
+    cal_shift: f32,
     hours: [f32; 24],
+    /// The daily profile of Saturdays and Sundays (weekday bins in `hours`).
+    weekend: [f32; 24],
     days: [f32; 7],
     /// The smallest value absorbed: only where it is below zero may the range be.
     lowest: f32,
@@ -170,9 +192,13 @@ struct Wire {
     p: Vec<f32>,
 }
 
-const FIXED: usize = 11 + 12 + 24 + 7 + 1;
-/// The stored form before `lowest` was kept; read with `lowest` from the last value's sign.
-const FIXED_V1: usize = FIXED - 1;
+/// Numbers of the stored form once warmed up.
+const FIXED: usize = 10 + 2 * Z_LEVELS + 2 * 3 + RUNS + 1 + 48 + 7 + 1;
+/// The stored forms of detector v2 (with and without `lowest`): three-level ladders and a
+/// repeat rate. They read with the new ladders' upper levels and the run and shift
+/// frequencies at their priors, so a stored entity keeps its level, noise and rhythm.
+const FIXED_V2: usize = 11 + 12 + 24 + 7 + 1;
+const FIXED_V1: usize = FIXED_V2 - 1;
 
 impl From<ValueModel> for Wire {
     fn from(m: ValueModel) -> Wire {
@@ -183,20 +209,32 @@ impl From<ValueModel> for Wire {
             return Wire { n: m.n, p };
         }
         let mut p = Vec::with_capacity(FIXED);
-        {
-            p.extend([
-                m.c, m.level, m.slow, m.dev, m.dev_slow, m.var, m.run, m.last, m.same, m.repeat,
-                m.gap,
-            ]);
-            p.extend(m.cal);
-            p.extend(m.cal_slow);
-            p.extend(m.cal_var);
-            p.extend(m.cal_rate);
-            p.extend(m.hours);
-            p.extend(m.days);
-            p.push(m.lowest);
-        }
+        p.extend([
+            m.c, m.level, m.slow, m.dev, m.dev_slow, m.var, m.run, m.last, m.same, m.gap,
+        ]);
+        p.extend(m.cal);
+        p.extend(m.cal_slow);
+        p.extend(m.cal_var);
+        p.extend(m.cal_rate);
+        p.extend(m.cal_run);
+        p.push(m.cal_shift);
+        p.extend(m.hours);
+        p.extend(m.weekend);
+        p.extend(m.days);
+        p.push(m.lowest);
         Wire { n: m.n, p }
+    }
+}
+
+/// Reads numbers off the stored form in order.
+struct Cursor<'a>(std::slice::Iter<'a, f32>);
+
+impl Cursor<'_> {
+    fn one(&mut self) -> f32 {
+        self.0.next().copied().unwrap_or_default()
+    }
+    fn array<const N: usize>(&mut self) -> [f32; N] {
+        std::array::from_fn(|_| self.one())
     }
 }
 
@@ -220,36 +258,60 @@ impl TryFrom<Wire> for ValueModel {
                 ..ValueModel::default()
             });
         }
-        if w.p.len() != FIXED && w.p.len() != FIXED_V1 {
-            return Err(format!(
-                "value model has {} numbers, expected {FIXED_V1} or {FIXED}",
-                w.p.len()
-            ));
-        }
-        let p = &w.p;
-        let arr3 = |i: usize| -> [f32; 3] { std::array::from_fn(|k| p[i + k]) };
-        Ok(ValueModel {
+        let v2 = match w.p.len() {
+            FIXED => false,
+            FIXED_V1 | FIXED_V2 => true,
+            n => {
+                return Err(format!(
+                    "value model has {n} numbers, expected {FIXED} (or {FIXED_V1} or \
+                     {FIXED_V2} of detector v2)"
+                ));
+            }
+        };
+        let mut c = Cursor(w.p.iter());
+        let mut m = ValueModel {
             n: w.n,
-            warm: Vec::new(),
-            c: p[0],
-            level: p[1],
-            slow: p[2],
-            dev: p[3],
-            dev_slow: p[4],
-            var: p[5],
-            run: p[6],
-            last: p[7],
-            same: p[8],
-            repeat: p[9],
-            gap: p[10],
-            cal: arr3(11),
-            cal_slow: arr3(14),
-            cal_var: arr3(17),
-            cal_rate: arr3(20),
-            hours: std::array::from_fn(|k| p[23 + k]),
-            days: std::array::from_fn(|k| p[47 + k]),
-            lowest: p.get(FIXED_V1).copied().unwrap_or(p[7].min(0.0)),
-        })
+            c: c.one(),
+            level: c.one(),
+            slow: c.one(),
+            dev: c.one(),
+            dev_slow: c.one(),
+            var: c.one(),
+            run: c.one(),
+            last: c.one(),
+            same: c.one(),
+            ..ValueModel::default()
+        };
+        if v2 {
+            c.one(); // v2's repeat rate: the run ladder replaces it
+            m.gap = c.one();
+            let (low, slow): ([f32; 3], [f32; 3]) = (c.array(), c.array());
+            m.cal = GAUSS_TAIL;
+            m.cal_slow = GAUSS_TAIL;
+            m.cal[..3].copy_from_slice(&low);
+            m.cal_slow[..3].copy_from_slice(&slow);
+            m.cal_var = c.array();
+            m.cal_rate = c.array();
+            m.cal_run = RUN_TAIL;
+            m.cal_shift = SHIFT_PRIOR;
+        } else {
+            m.gap = c.one();
+            m.cal = c.array();
+            m.cal_slow = c.array();
+            m.cal_var = c.array();
+            m.cal_rate = c.array();
+            m.cal_run = c.array();
+            m.cal_shift = c.one();
+        }
+        m.hours = c.array();
+        m.weekend = if v2 { m.hours } else { c.array() };
+        m.days = c.array();
+        // v1 did not keep `lowest`: take it from the last value's sign.
+        m.lowest = match w.p.len() {
+            FIXED_V1 => m.last.min(0.0),
+            _ => c.one(),
+        };
+        Ok(m)
     }
 }
 
@@ -258,24 +320,144 @@ fn f(x: f64) -> f32 {
     x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
 }
 
-/// Tail probability of `x` from the entity's exceedance frequencies at `levels`:
-/// log-linear between the levels, and beyond the last one an exponential tail whose rate is
-/// the decay from the first level to the last. Those levels are exceeded often enough to be
-/// learned from ordinary events, so one rare anomaly barely moves the tail, while an entity
-/// with heavy-tailed noise learns a slow decay and needs a far larger surprise to be flagged.
-fn tail(freq: &[f32; 3], levels: &[f32; 3], x: f64) -> f64 {
+/// A frequency at or above this is taken as learned from the entity's own events (about
+/// one exceedance in the last few thousand); below it, a level's frequency is still its
+/// prior or has decayed to almost nothing, and says little.
+const LEARNED: f64 = 1e-5;
+
+/// Tail probability at `x` from a ladder of exceedance frequencies `freq` at positions `pos`
+/// (increasing; a ladder's own scale: |z| is read on a log scale, run lengths on log₂, the
+/// others as they are). Up to the highest level whose frequency is learned ([`LEARNED`]),
+/// log-linear between the two levels around `x`; beyond it, an exponential tail whose rate
+/// is the decay from the first level to that one, clamped to `rates`. So a surprise past
+/// everything the entity has done is improbable in proportion to how fast its own tail
+/// falls: an entity with heavy-tailed noise, or ordinary spikes, learns a slow decay and
+/// needs a far larger surprise to be flagged, and its unlearned upper levels (priors of
+/// almost nothing) do not make the next step up look impossible.
+fn ladder_tail<const N: usize>(
+    freq: &[f32; N],
+    pos: &[f64; N],
+    x: f64,
+    rates: (f64, f64),
+    learned: &dyn Fn(usize, f64) -> bool,
+    local: bool,
+) -> f64 {
     let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0);
-    let lv = |k: usize| f64::from(levels[k]);
-    if x < lv(0) {
+    // NaN is not in the tail either.
+    if x.is_nan() || x < pos[0] {
         return 1.0;
     }
-    let rate = ((fr(0) / fr(2)).ln() / (lv(2) - lv(0))).clamp(0.5, 10.0);
-    if x >= lv(2) {
-        return (fr(2) * (-rate * (x - lv(2))).exp()).min(1.0);
+    let last = (0..N).rev().find(|&k| learned(k, fr(k))).unwrap_or(0);
+    if x >= pos[last] {
+        // The decay from `from` (the first level, or the one below the last learned level)
+        // to the last learned level.
+        let from = if local { last.saturating_sub(1) } else { 0 };
+        let rate = if last == from {
+            rates.1
+        } else {
+            ((fr(from) / fr(last)).ln() / (pos[last] - pos[from])).clamp(rates.0, rates.1)
+        };
+        return (fr(last) * (-rate * (x - pos[last])).exp()).min(1.0);
     }
-    let k = usize::from(x >= lv(1));
-    let w = (x - lv(k)) / (lv(k + 1) - lv(k));
+    let k = pos.partition_point(|p| *p <= x).saturating_sub(1);
+    let w = (x - pos[k]) / (pos[k + 1] - pos[k]);
     (fr(k).ln() * (1.0 - w) + fr(k + 1).ln() * w).exp()
+}
+
+/// The z levels up to this index (6σ) are always read as learned: their prior is an honest
+/// tail for any entity. A level above is learned once the entity has exceeded it clearly
+/// more often than its prior says: [`Z_LEARNED`] times.
+const Z_PRIOR_LEVELS: usize = 3;
+const Z_LEARNED: f64 = 10.0;
+/// The slowest a z tail falls beyond the learned levels: a power law of this exponent.
+const Z_MIN_DECAY: f64 = 3.0;
+
+/// ln of [`LEVELS`]: the z ladders are read on a log scale.
+const LN_LEVELS: [f64; Z_LEVELS] = [
+    std::f64::consts::LN_2,
+    1.098_612_288_668_109_8,
+    1.386_294_361_119_890_6,
+    1.791_759_469_228_055,
+    std::f64::consts::LN_10,
+    3.401_197_381_662_155_5,
+    4.605_170_185_988_092,
+    5.703_782_474_656_201,
+    6.907_755_278_982_137,
+    8.006_367_567_650_246,
+    9.210_340_371_976_184,
+    10.308_952_660_644_293,
+    11.512_925_464_970_229,
+];
+
+/// Tail of |z| = `x` on a z ladder, read on a log scale. The levels up to 4σ, and every
+/// level above that the entity has exceeded clearly more often than its prior says, are
+/// learned: between them, log-linear. Beyond the last learned level the tail falls as the
+/// prior does from there, but at least as a power law of exponent [`Z_MIN_DECAY`]: a stream
+/// with Gaussian noise is flagged a little beyond what it has done, and a counter whose
+/// ordinary spikes are ten thousand times its quiet noise, and that has had such spikes,
+/// only for a spike several times larger than those.
+fn z_tail(freq: &[f32; Z_LEVELS], x: f64) -> f64 {
+    if x.is_nan() || x < f64::from(LEVELS[0]) {
+        return 1.0;
+    }
+    let lx = x.ln();
+    let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0);
+    let prior = |k: usize| f64::from(GAUSS_TAIL[k]);
+    let last = (0..Z_LEVELS)
+        .rev()
+        .find(|&k| k <= Z_PRIOR_LEVELS || fr(k) > Z_LEARNED * prior(k))
+        .unwrap_or(0);
+    if lx <= LN_LEVELS[last] {
+        let k = LN_LEVELS.partition_point(|p| *p <= lx).saturating_sub(1);
+        let w = (lx - LN_LEVELS[k]) / (LN_LEVELS[k + 1] - LN_LEVELS[k]);
+        return (fr(k).ln() * (1.0 - w) + fr(k + 1).ln() * w).exp();
+    }
+    // ln of the prior's fall from the last learned level to x, and of the slowest fall.
+    let prior_fall = ln_ladder(&GAUSS_TAIL, lx, Z_MIN_DECAY) - prior(last).ln();
+    let min_fall = -Z_MIN_DECAY * (lx - LN_LEVELS[last]);
+    (fr(last).ln() + prior_fall.min(min_fall)).exp().min(1.0)
+}
+
+/// ln of the ladder `freq` at `lx` (log-linear between [`LN_LEVELS`], a power law of
+/// exponent `decay` beyond the last).
+fn ln_ladder(freq: &[f32; Z_LEVELS], lx: f64, decay: f64) -> f64 {
+    let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0).ln();
+    let top = Z_LEVELS - 1;
+    if lx >= LN_LEVELS[top] {
+        return fr(top) - decay * (lx - LN_LEVELS[top]);
+    }
+    let k = LN_LEVELS.partition_point(|p| *p <= lx).saturating_sub(1);
+    let w = (lx - LN_LEVELS[k]) / (LN_LEVELS[k + 1] - LN_LEVELS[k]);
+    fr(k) * (1.0 - w) + fr(k + 1) * w
+}
+
+/// Tail on a three-level ladder read as it is (the variance and rate tests).
+fn tail(freq: &[f32; 3], levels: &[f32; 3], x: f64) -> f64 {
+    ladder_tail(
+        freq,
+        &levels.map(f64::from),
+        x,
+        (0.5, 10.0),
+        &|_, f| f >= LEARNED,
+        false,
+    )
+}
+
+/// Tail probability of a value repeated `same` times, from the entity's frequencies of runs
+/// at [`RUN_LEVELS`] (on a log₂ scale: runs of zeros in a counter that is mostly idle are
+/// long, and their lengths spread over orders of magnitude).
+fn run_tail(freq: &[f32; RUNS], same: f64) -> f64 {
+    if same < 1.0 {
+        return 1.0;
+    }
+    ladder_tail(
+        freq,
+        &RUN_LEVELS.map(f64::from),
+        same.log2(),
+        (0.5, 10.0),
+        &|_, f| f >= LEARNED,
+        false,
+    )
 }
 
 impl ValueModel {
@@ -283,15 +465,44 @@ impl ValueModel {
     /// hour bins and two day bins, each read by linear interpolation between bin centres so
     /// that the expectation has no step at the top of an hour or at midnight.
     fn season(&self, ctx: Context) -> (f64, Weights) {
-        let h = interpolate(ctx.hour, 24);
+        let h = interpolate(ctx.hour, 24).map(|(i, wt)| {
+            // The bin's own day: the one before for the last hour read just after midnight,
+            // the next for the first hour read just before it.
+            let day = if ctx.hour < 0.5 && i == 23 {
+                (ctx.day + 6) % 7
+            } else if ctx.hour >= 23.5 && i == 0 {
+                (ctx.day + 1) % 7
+            } else {
+                ctx.day
+            };
+            let weekend = day >= 5;
+            (i + if weekend { 24 } else { 0 }, wt)
+        });
         let week = f64::from(ctx.day % 7) + ctx.hour / 24.0;
         let d = interpolate(week, 7);
         let s = h
             .iter()
-            .map(|(i, wt)| f64::from(self.hours[*i]) * wt)
+            .map(|(i, wt)| f64::from(self.hour_bin(*i)) * wt)
             .chain(d.iter().map(|(i, wt)| f64::from(self.days[*i]) * wt))
             .sum::<f64>();
         (s, Weights { hours: h, days: d })
+    }
+
+    /// Hour bin `i` of the profiles: 0–23 weekdays, 24–47 the weekend.
+    fn hour_bin(&self, i: usize) -> f32 {
+        if i < 24 {
+            self.hours[i]
+        } else {
+            self.weekend[i % 24]
+        }
+    }
+
+    fn hour_bin_mut(&mut self, i: usize) -> &mut f32 {
+        if i < 24 {
+            &mut self.hours[i]
+        } else {
+            &mut self.weekend[i % 24]
+        }
     }
 
     fn to_value(&self, y: f64) -> f64 {
@@ -352,29 +563,29 @@ impl ValueModel {
             0.0
         };
         let tests = [
-            (Test::Point, z.abs(), tail(&self.cal, &LEVELS, z.abs())),
+            (Test::Point, z.abs(), z_tail(&self.cal, z.abs())),
             (
                 Test::Level,
                 z_slow.abs(),
-                tail(&self.cal_slow, &LEVELS, z_slow.abs()),
+                z_tail(&self.cal_slow, z_slow.abs()),
             ),
             (Test::Variance, var, tail(&self.cal_var, &VAR_LEVELS, var)),
             (Test::Flatline, same, {
-                let q = f64::from(self.repeat).clamp(0.005, 0.95);
                 // Only the repeat that makes the run improbable counts; the rest of the run is
                 // the same anomaly, not a new one.
-                if same >= 3.0 && q.powf(same - 1.0) * TESTS >= epsilon {
-                    q.powf(same)
+                if same >= 3.0 && run_tail(&self.cal_run, same - 1.0) * TESTS >= epsilon {
+                    run_tail(&self.cal_run, same)
                 } else {
                     1.0
                 }
             }),
             (Test::Shift, f64::from(self.run.abs()) + 1.0, {
-                // This outlier would make the run long enough to shift the level: the chance
-                // of that many same-sided exceedances of 3σ in a row.
+                // This outlier would make the run long enough to shift the level: how often
+                // the entity has had such runs (a regular cycle that the context has not
+                // learned has them every day; a real shift is rare).
                 let same_side = (z > 3.0 && self.run >= 0.0) || (z < -3.0 && self.run <= 0.0);
                 if same_side && f64::from(self.run.abs()) + 1.0 >= f64::from(SHIFT_RUN) {
-                    (f64::from(self.cal[1]) / 2.0).powf(f64::from(SHIFT_RUN))
+                    f64::from(self.cal_shift).max(1e-30)
                 } else {
                     1.0
                 }
@@ -461,8 +672,9 @@ impl ValueModel {
         let z = a.r / a.sigma;
         let z_slow = a.r_slow / a.sigma_slow;
         self.run = f(next_run(self.run, z));
+        let shifted = self.run.abs() >= SHIFT_RUN;
         let deseasoned = a.y - a.seasonal;
-        if self.run.abs() >= SHIFT_RUN {
+        if shifted {
             // A level shift: learn the new level now instead of flagging it for hundreds of events.
             self.level = f(deseasoned);
             self.slow = f(deseasoned);
@@ -490,15 +702,18 @@ impl ValueModel {
         let (_, w) = self.season(ctx);
         let e = (a.y - f64::from(self.slow) - a.seasonal)
             .clamp(-3.0 * a.sigma_slow, 3.0 * a.sigma_slow);
+        if w.hours.iter().any(|(i, _)| *i >= 24) && self.weekend.iter().all(|x| *x == 0.0) {
+            // The first weekend: its profile starts as the weekdays' has become.
+            self.weekend = self.hours;
+        }
         for (i, wt) in w.hours {
-            self.hours[i] = f(f64::from(self.hours[i]) + gamma_hour * wt * e);
+            let bin = self.hour_bin_mut(i);
+            *bin = f(f64::from(*bin) + gamma_hour * wt * e);
         }
         for (i, wt) in w.days {
             self.days[i] = f(f64::from(self.days[i]) + gamma_day * wt * e);
         }
         self.var = f(a.var);
-        self.repeat = f(f64::from(self.repeat)
-            + 0.01 * (if a.same > 0.0 { 1.0 } else { 0.0 } - f64::from(self.repeat)));
         self.same = f(a.same);
         self.last = f(v);
         {
@@ -508,6 +723,10 @@ impl ValueModel {
             learn(&mut self.cal_slow, &LEVELS, z_slow.abs(), rate);
             learn(&mut self.cal_var, &VAR_LEVELS, a.var, rate);
             learn(&mut self.cal_rate, &RATE_LEVELS, a.window_events, rate);
+            learn(&mut self.cal_run, &RUN_LEVELS, a.same.max(0.5).log2(), rate);
+            let hit = if shifted { 1.0 } else { 0.0 };
+            self.cal_shift =
+                f(f64::from(self.cal_shift) + rate * (hit - f64::from(self.cal_shift)));
         }
     }
 
@@ -545,7 +764,8 @@ impl ValueModel {
         self.cal_slow = GAUSS_TAIL;
         self.cal_var = VAR_TAIL;
         self.cal_rate = RATE_TAIL;
-        self.repeat = 0.02;
+        self.cal_run = RUN_TAIL;
+        self.cal_shift = SHIFT_PRIOR;
         self.last = self.warm.last().copied().unwrap_or_default();
         self.warm = Vec::new();
     }
@@ -576,7 +796,7 @@ fn next_run(run: f32, z: f64) -> f64 {
     }
 }
 
-fn learn(freq: &mut [f32; 3], levels: &[f32; 3], x: f64, rate: f64) {
+fn learn<const N: usize>(freq: &mut [f32; N], levels: &[f32; N], x: f64, rate: f64) {
     for (f_k, l) in freq.iter_mut().zip(levels) {
         let hit = if x >= f64::from(*l) { 1.0 } else { 0.0 };
         *f_k = f(f64::from(*f_k) + rate * (hit - f64::from(*f_k)));
@@ -635,24 +855,44 @@ mod tests {
     }
 
     #[test]
-    fn a_state_stored_before_lowest_was_kept_still_reads() {
-        let (m, _) = fed(
-            &[
-                10.0, 12.0, 11.0, 13.0, 9.0, 10.5, 11.5, 12.5, 10.0, 9.5, 11.0, 12.0, 10.0,
-            ],
-            10.0,
-        );
-        let mut wire = Wire::from(m.clone());
-        wire.p.pop();
-        let old = ValueModel::try_from(wire).unwrap();
-        assert_eq!(old.lowest, 0.0, "the last value is not below zero");
+    fn a_state_stored_by_detector_v2_still_reads() {
+        // v2's layout: 11 scalars (with its repeat rate), four 3-level ladders, 24 hour bins,
+        // 7 day bins, and `lowest` (absent in its first form).
+        let scalars = [2.0, 0.5, 0.4, 0.1, 0.05, 1.0, 0.0, -3.0, 0.0, 0.02, 10.0];
+        let ladders = [[0.05, 3e-3, 7e-5], [0.04, 2e-3, 5e-5], VAR_TAIL, RATE_TAIL];
+        let hours: Vec<f32> = (0..24).map(|h| h as f32 / 100.0).collect();
+        let days = [0.01_f32; 7];
+        let mut p: Vec<f32> = scalars.to_vec();
+        p.extend(ladders.iter().flatten());
+        p.extend(&hours);
+        p.extend(days);
+        p.push(-5.0);
+        let m = ValueModel::try_from(Wire {
+            n: 500,
+            p: p.clone(),
+        })
+        .unwrap();
         assert_eq!(
-            ValueModel {
-                lowest: m.lowest,
-                ..old
-            },
-            m
+            (m.c, m.level, m.slow, m.last, m.gap),
+            (2.0, 0.5, 0.4, -3.0, 10.0)
         );
+        assert_eq!(&m.cal[..3], &[0.05, 3e-3, 7e-5]);
+        assert_eq!(&m.cal[3..], &GAUSS_TAIL[3..]);
+        assert_eq!(&m.cal_slow[..3], &[0.04, 2e-3, 5e-5]);
+        assert_eq!((m.cal_run, m.cal_shift), (RUN_TAIL, SHIFT_PRIOR));
+        assert_eq!(m.hours.to_vec(), hours);
+        assert_eq!(
+            m.weekend, m.hours,
+            "weekends start from the weekday profile"
+        );
+        assert_eq!((m.days, m.lowest), (days, -5.0));
+        // It is written back in the new layout, and reads back the same.
+        let back = ValueModel::try_from(Wire::from(m.clone())).unwrap();
+        assert_eq!(back, m);
+        // v2's first form had no `lowest`: the last value's sign stands in for it.
+        p.pop();
+        let first = ValueModel::try_from(Wire { n: 500, p }).unwrap();
+        assert_eq!(first.lowest, -3.0);
     }
 
     #[test]
@@ -670,18 +910,120 @@ mod tests {
     }
 
     #[test]
-    fn tail_follows_the_prior_and_extrapolates() {
-        assert_eq!(tail(&GAUSS_TAIL, &LEVELS, 1.9), 1.0);
-        assert!((tail(&GAUSS_TAIL, &LEVELS, 3.0) - 2.7e-3).abs() < 1e-9);
-        assert!((tail(&GAUSS_TAIL, &LEVELS, 4.0) - 6.3e-5).abs() < 1e-9);
+    fn a_three_level_tail_follows_its_ladder_and_extrapolates() {
+        let ladder = [4.55e-2, 2.7e-3, 6.3e-5];
+        let levels = [2.0, 3.0, 4.0];
+        assert_eq!(tail(&ladder, &levels, 1.9), 1.0);
+        assert!((tail(&ladder, &levels, 3.0) - 2.7e-3).abs() < 1e-9);
+        assert!((tail(&ladder, &levels, 4.0) - 6.3e-5).abs() < 1e-9);
         // Beyond the last level: rate ln(4.55e-2 / 6.3e-5) / 2 ≈ 3.29 per unit.
-        let p6 = tail(&GAUSS_TAIL, &LEVELS, 6.0);
+        let p6 = tail(&ladder, &levels, 6.0);
         assert!(
             (p6 - 6.3e-5 * (-2.0 * 3.2914_f64).exp()).abs() < 1e-9,
             "{p6}"
         );
         // A heavy tail decays at the floor rate of 0.5 per unit.
         let heavy = [0.1, 0.1, 0.1];
-        assert!((tail(&heavy, &LEVELS, 8.0) - 0.1 * (-2.0_f64).exp()).abs() < 1e-6);
+        assert!((tail(&heavy, &levels, 8.0) - 0.1 * (-2.0_f64).exp()).abs() < 1e-6);
+        // A level whose frequency has decayed to nothing is not learned: the tail is
+        // extrapolated from the levels below it instead of collapsing towards it.
+        let decayed = [0.2, 1e-3, 1e-9];
+        let rate = (0.2_f64 / 1e-3).ln();
+        assert!((tail(&decayed, &levels, 3.5) - 1e-3 * (-rate * 0.5).exp()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_z_tail_is_the_prior_until_the_entity_teaches_it_otherwise() {
+        // A fresh entity: its prior, log-linear in |z| between levels.
+        assert_eq!(z_tail(&GAUSS_TAIL, 1.5), 1.0);
+        assert!((z_tail(&GAUSS_TAIL, 4.0) - 6.3e-5).abs() < 1e-9);
+        let between = z_tail(&GAUSS_TAIL, 5.0);
+        let w = (5.0_f64 / 4.0).ln() / (6.0_f64 / 4.0).ln();
+        let expected = ((6.3e-5_f64).ln() * (1.0 - w) + (1.0e-7_f64).ln() * w).exp();
+        assert!(
+            (between / expected - 1.0).abs() < 1e-5,
+            "{between} {expected}"
+        );
+        // Beyond 6σ (the last level always read as learned) it falls as the prior does.
+        let p10 = z_tail(&GAUSS_TAIL, 10.0);
+        assert!((p10 / 1.0e-12 - 1.0).abs() < 1e-4, "{p10}");
+
+        // An entity whose ordinary spikes are a thousand times its noise, 1 % of its events:
+        // its levels up to 1000σ are learned, and a spike three times larger falls by a
+        // power law of exponent 3 from there, not towards the prior's 1e-30.
+        let mut spiky = GAUSS_TAIL;
+        for f in spiky.iter_mut().take(9) {
+            *f = f.max(1e-2);
+        }
+        let p = z_tail(&spiky, 3000.0);
+        assert!((p / (1e-2 / 27.0) - 1.0).abs() < 1e-4, "{p}");
+        assert!(
+            p * TESTS > 1e-4,
+            "an ordinary spike of that stream is not flagged"
+        );
+        assert!(
+            z_tail(&spiky, 1.0e6) * TESTS < 1e-4,
+            "one far beyond them is"
+        );
+    }
+
+    #[test]
+    fn a_stream_whose_spikes_are_its_normal_stops_flagging_them() {
+        // Mostly exactly zero, a spike to 5,000 every 40 events (a disk-write counter).
+        let mut m = ValueModel::default();
+        let mut flagged = Vec::new();
+        for i in 0..4000 {
+            let v = if i % 40 == 39 { 5000.0 } else { 0.0 };
+            let ctx = Context::of_local_ms(i * 300_000);
+            let a = m.assess(v, ctx, Some(1), 1e-4);
+            let flag = a.p < 1e-4;
+            if flag {
+                flagged.push(i);
+            }
+            m.absorb(v, ctx, &a, flag, Some(5.0));
+        }
+        assert!(
+            flagged.iter().all(|i| *i < 1000),
+            "spikes still flagged after the first thousand events: {flagged:?}"
+        );
+        // A level it has never held is still found.
+        let ctx = Context::of_local_ms(4000 * 300_000);
+        assert!(m.assess(5.0e7, ctx, Some(1), 1e-4).p < 1e-4);
+    }
+
+    #[test]
+    fn weekends_learn_their_own_daily_profile() {
+        // Hourly readings: 20 at night, a working-day peak of 100 from 9 to 17 on weekdays
+        // only (road traffic, requests to an office system), with a little noise.
+        let at = |h: i64| 4 * 86_400_000 + h * 3_600_000; // 1970-01-05 was a Monday
+        let value = |h: i64| {
+            let (day, hour) = ((h / 24) % 7, h % 24);
+            let noise = ((h * 7919) % 13) as f64 / 13.0;
+            let peak = if day < 5 && (9..=17).contains(&hour) {
+                80.0
+            } else {
+                0.0
+            };
+            20.0 + peak + noise
+        };
+        let mut m = ValueModel::default();
+        let mut flags_in_last_week = 0;
+        for h in 0..24 * 7 * 6 {
+            let ctx = Context::of_local_ms(at(h));
+            let a = m.assess(value(h), ctx, Some(1), 1e-4);
+            let flag = a.p < 1e-4;
+            if flag && h >= 24 * 7 * 5 {
+                flags_in_last_week += 1;
+            }
+            m.absorb(value(h), ctx, &a, flag, Some(60.0));
+        }
+        assert_eq!(flags_in_last_week, 0, "a regular weekend is not an anomaly");
+        // The weekend profile has no working-day peak.
+        assert!(
+            m.weekend[13] < m.hours[13] - 1.0,
+            "{:?} {:?}",
+            m.weekend,
+            m.hours
+        );
     }
 }

@@ -51,7 +51,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-pub use announce::{Announcement, Announcer, NoAnnouncer};
+pub use announce::{Announcement, AnnouncementKind, Announcer, NoAnnouncer};
 pub use decide::{Decision, Skip, decide};
 pub use failed::{FailedBatch, StateError, quarantine_failed_batch};
 pub use report::{Counts, Outcome, PersistReport, Status};
@@ -61,7 +61,7 @@ use crate::Error;
 use crate::batch::Batch;
 use crate::detect::{DetectConfig, ScoredEvent};
 use crate::store::{RecordStatus, Store};
-use announce::announcement;
+use announce::announcements;
 use entities::commit_new_events;
 use report::Tally;
 use write::{Fate, Pending, record_of, write_records};
@@ -136,11 +136,10 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
 
         let announcements: Vec<Announcement> = pending
             .iter()
-            .filter(|p| p.event.detection.is_anomaly)
-            .filter_map(|p| match p.decision {
-                Decision::Insert => Some(announcement(p.event, Status::Persisted)),
-                Decision::Replace { .. } => Some(announcement(p.event, Status::Updated)),
-                Decision::Skip(_) => None,
+            .flat_map(|p| match p.decision {
+                Decision::Insert => announcements(p.event, Status::Persisted, true),
+                Decision::Replace { .. } => announcements(p.event, Status::Updated, false),
+                Decision::Skip(_) => Vec::new(),
             })
             .collect();
         if !announcements.is_empty() {

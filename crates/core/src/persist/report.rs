@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::batch::{Quarantined, Reason, Stage};
-use crate::detect::ScoredEvent;
+use crate::detect::{IncidentRef, ScoredEvent};
 use crate::store::{EventRecord, QuarantineRecord};
 
 /// The outcome of one event, as reported per event and counted in the summary.
@@ -70,6 +70,9 @@ pub struct Outcome {
     pub is_anomaly: bool,
     /// Detection reasons, or quarantine reasons for `quarantined` and `conflict`.
     pub reasons: Vec<Value>,
+    /// The incident an anomalous record belongs to (`docs/detection.md`, "Incidents").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentRef>,
 }
 
 /// Counts that reconcile: `input = persisted + duplicate + updated + stale + conflict + quarantined`.
@@ -226,6 +229,7 @@ impl Tally {
             score: Some(ev.detection.score),
             is_anomaly: ev.detection.is_anomaly,
             reasons: reasons_json(&ev.detection.reasons),
+            incident: ev.detection.incident.clone(),
         });
     }
 
@@ -240,6 +244,7 @@ impl Tally {
             score: Some(stored.detection.score),
             is_anomaly: stored.detection.is_anomaly,
             reasons: reasons_json(&stored.detection.reasons),
+            incident: stored.detection.incident.clone(),
         });
     }
 
@@ -263,6 +268,7 @@ impl Tally {
             score: Some(ev.detection.score),
             is_anomaly: false,
             reasons: reasons_json(&[reason]),
+            incident: None,
         });
     }
 
@@ -286,6 +292,7 @@ impl Tally {
             score: None,
             is_anomaly: false,
             reasons: reasons_json(&q.reasons),
+            incident: None,
         });
         self.push_quarantine(q.clone());
     }
