@@ -11,10 +11,11 @@
 //!   splitter that keeps batch documents under the Step Functions state limit; [`json`] the
 //!   parser they use, which refuses duplicate keys.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
-//!   [`detect::value`] is the per-entity value model (detector v2, see `docs/detection.md`);
+//!   [`detect::value`] is the per-entity value model (detector v3, see `docs/detection.md`);
 //!   [`persist`] is split into the decision table, the write loop, entity state, the report,
 //!   announcing and the failed-batch path.
-//! - [`evaluate`]: backtest scoring of detection against labels (`pipeline evaluate`).
+//! - [`evaluate`]: backtest scoring of detection against labels (`pipeline evaluate`), and
+//!   NAB v1.1's scorer exactly ([`evaluate::nab`], `pipeline evaluate --nab`).
 //! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through,
 //!   and the DynamoDB table names ([`store::Tables`]).
 //! - [`error`]: the crate's error enum, its [`ErrorKind`]s and the stable `error_type` names the

@@ -15,7 +15,9 @@
 //!   entity has `novelty_min_history` events (before that everything is new).
 //!
 //! Each detector yields a component score in [0, 1] that is 0.5 exactly at its threshold; the
-//! event's `score` is `1 − Π(1 − sᵢ)` and `is_anomaly` is `score ≥ anomaly_threshold` (0.5).
+//! event's `score` is `1 − Π(1 − sᵢ)`, and it is anomalous when `score ≥ anomaly_threshold`
+//! (0.5). `is_anomaly` is the alert: an anomalous event that opens or escalates an incident
+//! of its entity ([`incident`]), not one that continues it.
 //! `reasons` lists the detectors that fired, with the numbers that made them fire.
 //!
 //! **Late and out-of-order events.** The state keeps a watermark (the latest event time seen).
@@ -30,7 +32,7 @@
 //! only: whether an event is *counted* is decided by persist, exactly once and without any
 //! bound, by committing the state together with the records (see [`crate::persist`]).
 //!
-//! (About 520 lines of code before the tests: the rule detectors, the state they share and the
+//! (About 650 lines before the tests: the rule detectors, the state they share and the
 //! one function that folds an event into it; the value model has its own module, `value`.)
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The value detector (v2): how surprising is this value for this entity, at this time of its
+//! The value detector (v3): how surprising is this value for this entity, at this time of its
 //! day and week? `docs/detection.md` explains the choices and the measurements behind them.
 //!
 //! The model, per entity, on a scale chosen from the entity's own first values:
@@ -7,8 +7,9 @@
 //!    magnitude and every value is read as `y = asinh(v / c)`: linear near zero and for values
 //!    close to `c` (readings, percentages, counts), logarithmic far from it (amounts, spikes).
 //!    The warm-up values seed the level (their median) and the noise (their mean deviation).
-//! 2. **Context.** A daily profile (24 hourly bins) and a day-of-week profile (7 bins), both
-//!    read by linear interpolation in local time, learn what the slow level does not explain,
+//! 2. **Context.** Two daily profiles of 24 hourly bins (weekdays; Saturdays and Sundays) and a
+//!    day-of-week profile (7 bins), read by linear interpolation in local time, learn what the
+//!    slow level does not explain,
 //!    at rates set per day and per week of event time (so sampling does not matter). Streams
 //!    without a rhythm learn offsets near zero, so context costs nothing there.
 //! 3. **Two levels.** A fast level (`α = 0.2` per event) predicts the next value; its residual
@@ -16,14 +17,16 @@
 //!    level with two days of memory follows the fast one; their gap over its own noise is the
 //!    level z (drift, trend changes, a missing daily peak).
 //! 4. **Variance, flatline, shift, rate.** A short average of z² catches noise bursts; a run of
-//!    exactly repeated values is scored once against the entity's repeat rate (stuck sensors);
-//!    three same-sided outliers in a row are a level shift; the events in the velocity window
-//!    are compared with the entity's usual count (event-rate bursts).
+//!    exactly repeated values is scored once against the entity's own frequencies of long runs
+//!    (stuck sensors, not an idle counter); three same-sided outliers in a row are a level
+//!    shift, as improbable as such runs have been for the entity; the events in the velocity
+//!    window are compared with the entity's usual count (event-rate bursts).
 //! 5. **Calibration.** Each test's tail probability comes from the entity's own history of that
-//!    test: how often it exceeded a ladder of three levels, log-linear between them and an
-//!    exponential tail beyond, whose rate is the decay across the ladder. An entity with
-//!    heavy-tailed noise learns a slow decay, so one threshold means the same on every entity.
-//!    The event's probability `p` is the smallest of the six, times six (Bonferroni).
+//!    test: how often it exceeded a ladder of levels (13 for the z tests, up to 10⁵σ), read
+//!    log-linearly between the levels it has learned and, beyond them, falling as the prior
+//!    does but at least as a power law (`z_tail`, `ladder_tail`). A stream whose ordinary
+//!    spikes are huge learns that they are ordinary; one with Gaussian noise keeps a Gaussian
+//!    tail. The event's probability `p` is the smallest of the six, times six (Bonferroni).
 //! 6. **Adaptation.** Updates are winsorised at 3σ, so spikes do not teach the entity that
 //!    spikes are normal; a shift moves both levels to the new value at once, and a reported
 //!    level move is accepted by the slow level, so a change is flagged at its onset, then learned.
@@ -32,10 +35,11 @@
 //! amounts it would reach below zero; an entity that has never had a value below zero is
 //! told a range that does not either (the smallest value absorbed is kept for that).
 //!
-//! State is 55 `f32` (or the warm-up values), stored packed: under 400 bytes of JSON. Every
-//! update is rounded to `f32`, so a state read back from the store continues exactly as the
-//! one in memory would have (detection does not depend on where batches split). The file is
-//! a little over 500 lines because the model, its stored form and its tests belong together.
+//! State is 103 `f32` (or the warm-up values), stored packed: about 550 characters of JSON;
+//! states stored by v2 still read. Every update is rounded to `f32`, so a state read back from
+//! the store continues exactly as the one in memory would have (detection does not depend on
+//! where batches split). The file is long because the model, its stored form and its tests
+//! belong together.
 
 use serde::{Deserialize, Serialize};
 
