@@ -183,10 +183,10 @@ pub fn print(scores: &Scores, unscored: usize, sweep: Option<&[(f64, f64); 3]>) 
         println!(
             "{:<58} {:>6} {:>6} {:>5} {:>7} {:>8.2}",
             s.stream,
-            s.rows,
-            s.flags,
-            s.false_positives,
-            format!("{}/{}", s.windows_found, s.windows_scored),
+            s.counts.rows,
+            s.counts.flags,
+            s.counts.false_positives,
+            format!("{}/{}", s.counts.windows_found, s.counts.windows_scored),
             s.raw.standard
         );
     }
@@ -209,10 +209,10 @@ pub fn print(scores: &Scores, unscored: usize, sweep: Option<&[(f64, f64); 3]>) 
             "{:<24} {:>7} {:>7} {:>6} {:>6} {:>7} {:>8.2} {:>9} {:>10} {:>10}",
             g,
             s.streams,
-            s.rows,
-            s.flags,
-            s.false_positives,
-            format!("{}/{}", s.windows_found, s.windows_scored),
+            s.counts.rows,
+            s.counts.flags,
+            s.counts.false_positives,
+            format!("{}/{}", s.counts.windows_found, s.counts.windows_scored),
             s.raw.standard,
             n(|x| x.standard),
             n(|x| x.reward_low_fp_rate),

@@ -18,21 +18,13 @@ use super::{DetectReason, Observation};
 /// An escalation needs odds this many times the incident's peak.
 pub const ESCALATION_ODDS: f64 = 10.0;
 
-/// The open incident an entity's state keeps.
+/// The open incident an entity's state keeps: what its close will announce, and the reason
+/// codes it has had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
-    /// The id of the event that opened it: the incident's id.
-    pub id: String,
-    /// Event time (ms) of the opening event.
-    pub opened_ms: i64,
-    /// The latest anomalous event in event time, its id and time (ms).
-    pub last_event: String,
-    /// See `last_event`.
-    pub last_ms: i64,
-    /// Anomalous events in it, the opening one included.
-    pub events: u32,
-    /// The highest score in it.
-    pub peak: f64,
+    /// Its id, first and latest anomalous event, count and peak.
+    #[serde(flatten)]
+    pub summary: IncidentSummary,
     /// The reason codes it has had, one bit each (see [`codes`]).
     pub codes: u8,
 }
@@ -58,34 +50,21 @@ pub struct IncidentRef {
     pub role: IncidentRole,
 }
 
-/// A closed incident, as announced.
+/// An incident as announced when it closes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentSummary {
-    /// The incident's id (its first event's id).
+    /// The incident's id (the id of the event that opened it).
     pub id: String,
     /// Event time (ms) of its first event.
     pub opened_ms: i64,
-    /// Its last anomalous event.
+    /// Its latest anomalous event in event time.
     pub last_event: String,
     /// Event time (ms) of that event.
     pub last_ms: i64,
-    /// Anomalous events in it.
+    /// Anomalous events in it, the opening one included.
     pub events: u32,
     /// Its highest score.
     pub peak: f64,
-}
-
-impl From<&Incident> for IncidentSummary {
-    fn from(i: &Incident) -> Self {
-        IncidentSummary {
-            id: i.id.clone(),
-            opened_ms: i.opened_ms,
-            last_event: i.last_event.clone(),
-            last_ms: i.last_ms,
-            events: i.events,
-            peak: i.peak,
-        }
-    }
 }
 
 /// What the detectors said of an event, as the incident logic reads it.
@@ -142,10 +121,10 @@ pub fn decide(
 ) -> Verdict {
     let mut verdict = Verdict::default();
     if !update {
-        if let Some(i) = open.as_ref().filter(|i| i.id == obs.event_id) {
+        if let Some(i) = open.as_ref().filter(|i| i.summary.id == obs.event_id) {
             verdict.alert = true;
             verdict.incident = Some(IncidentRef {
-                id: i.id.clone(),
+                id: i.summary.id.clone(),
                 role: IncidentRole::Opens,
             });
             return verdict;
@@ -153,11 +132,11 @@ pub fn decide(
     }
     let still_open = open
         .as_ref()
-        .is_some_and(|i| obs.t_ms <= i.last_ms.saturating_add(quiet_ms));
+        .is_some_and(|i| obs.t_ms <= i.summary.last_ms.saturating_add(quiet_ms));
     if !still_open {
         if let Some(i) = open.as_ref() {
             if update {
-                verdict.closes = Some(IncidentSummary::from(i));
+                verdict.closes = Some(i.summary.clone());
             }
         }
         if update {
@@ -176,22 +155,24 @@ pub fn decide(
             });
             if update {
                 *open = Some(Incident {
-                    id: obs.event_id.to_owned(),
-                    opened_ms: obs.t_ms,
-                    last_event: obs.event_id.to_owned(),
-                    last_ms: obs.t_ms,
-                    events: 1,
-                    peak: signal.score,
+                    summary: IncidentSummary {
+                        id: obs.event_id.to_owned(),
+                        opened_ms: obs.t_ms,
+                        last_event: obs.event_id.to_owned(),
+                        last_ms: obs.t_ms,
+                        events: 1,
+                        peak: signal.score,
+                    },
                     codes: signal.codes,
                 });
             }
         }
         Some(i) => {
             let escalates = signal.codes & !i.codes != 0
-                || odds(signal.score) >= ESCALATION_ODDS * odds(i.peak);
+                || odds(signal.score) >= ESCALATION_ODDS * odds(i.summary.peak);
             verdict.alert = escalates;
             verdict.incident = Some(IncidentRef {
-                id: i.id.clone(),
+                id: i.summary.id.clone(),
                 role: if escalates {
                     IncidentRole::Escalates
                 } else {
@@ -199,12 +180,13 @@ pub fn decide(
                 },
             });
             if update {
-                if obs.t_ms >= i.last_ms {
-                    i.last_ms = obs.t_ms;
-                    i.last_event = obs.event_id.to_owned();
+                let s = &mut i.summary;
+                if obs.t_ms >= s.last_ms {
+                    s.last_ms = obs.t_ms;
+                    s.last_event = obs.event_id.to_owned();
                 }
-                i.events = i.events.saturating_add(1);
-                i.peak = i.peak.max(signal.score);
+                s.events = s.events.saturating_add(1);
+                s.peak = s.peak.max(signal.score);
                 i.codes |= signal.codes;
             }
         }
@@ -297,7 +279,7 @@ mod tests {
         assert!(new_reason.alert);
         let again = decide(&mut open, &obs("e", 40), sig(0.6, 3), QUIET, true);
         assert!(!again.alert);
-        assert_eq!(open.unwrap().events, 6);
+        assert_eq!(open.unwrap().summary.events, 6);
     }
 
     #[test]

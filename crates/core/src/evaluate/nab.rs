@@ -73,17 +73,11 @@ impl ByProfile {
     }
 }
 
-/// What one stream scored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StreamScore {
-    /// `group/file.csv`.
-    pub stream: String,
-    /// Its group.
-    pub group: String,
+/// What a stream, or a set of streams, counts.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Counts {
     /// Rows.
     pub rows: usize,
-    /// Rows of the probationary period.
-    pub probation: usize,
     /// Detections after the probationary period.
     pub flags: usize,
     /// Of those, detections outside every window.
@@ -94,6 +88,31 @@ pub struct StreamScore {
     pub windows_scored: usize,
     /// Scored windows with a detection.
     pub windows_found: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.rows += o.rows;
+        self.flags += o.flags;
+        self.false_positives += o.false_positives;
+        self.windows += o.windows;
+        self.windows_scored += o.windows_scored;
+        self.windows_found += o.windows_found;
+    }
+}
+
+/// What one stream scored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamScore {
+    /// `group/file.csv`.
+    pub stream: String,
+    /// Its group.
+    pub group: String,
+    /// Rows of the probationary period.
+    pub probation: usize,
+    /// Rows, detections, windows.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Raw score.
     pub raw: ByProfile,
 }
@@ -103,18 +122,9 @@ pub struct StreamScore {
 pub struct Summary {
     /// Streams.
     pub streams: usize,
-    /// Rows.
-    pub rows: usize,
-    /// Detections after the probationary periods.
-    pub flags: usize,
-    /// Of those, outside every window.
-    pub false_positives: usize,
-    /// Windows labelled.
-    pub windows: usize,
-    /// Windows scored.
-    pub windows_scored: usize,
-    /// Windows found.
-    pub windows_found: usize,
+    /// Rows, detections, windows, added up.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Raw score.
     pub raw: ByProfile,
     /// The raw score of flagging nothing.
@@ -129,12 +139,7 @@ impl Summary {
     fn of<'a>(scores: impl Iterator<Item = &'a StreamScore>) -> Summary {
         let mut s = Summary {
             streams: 0,
-            rows: 0,
-            flags: 0,
-            false_positives: 0,
-            windows: 0,
-            windows_scored: 0,
-            windows_found: 0,
+            counts: Counts::default(),
             raw: ByProfile::default(),
             null: ByProfile::default(),
             perfect: ByProfile::default(),
@@ -143,20 +148,16 @@ impl Summary {
         let mut raw = [0.0; 3];
         for x in scores {
             s.streams += 1;
-            s.rows += x.rows;
-            s.flags += x.flags;
-            s.false_positives += x.false_positives;
-            s.windows += x.windows;
-            s.windows_scored += x.windows_scored;
-            s.windows_found += x.windows_found;
+            s.counts.add(&x.counts);
             for (k, r) in raw.iter_mut().enumerate() {
                 *r += x.raw.get(k);
             }
         }
         s.raw = ByProfile::from_fn(|k| raw[k]);
-        s.null = ByProfile::from_fn(|k| 0.0 - PROFILES[k].a_fn * s.windows_scored as f64);
-        s.perfect = ByProfile::from_fn(|k| PROFILES[k].a_tp * s.windows as f64);
-        s.normalised = (s.windows > 0).then(|| {
+        let c = s.counts;
+        s.null = ByProfile::from_fn(|k| 0.0 - PROFILES[k].a_fn * c.windows_scored as f64);
+        s.perfect = ByProfile::from_fn(|k| PROFILES[k].a_tp * c.windows as f64);
+        s.normalised = (c.windows > 0).then(|| {
             ByProfile::from_fn(|k| {
                 let (raw, null, perfect) = (s.raw.get(k), s.null.get(k), s.perfect.get(k));
                 100.0 * (raw - null) / (perfect - null)
@@ -248,13 +249,15 @@ pub fn score_stream(stream: &Stream, flags: &[bool]) -> StreamScore {
     StreamScore {
         stream: stream.name.clone(),
         group: stream.group.clone(),
-        rows: n,
         probation,
-        flags: flagged,
-        false_positives,
-        windows: stream.windows.len(),
-        windows_scored: scored.len(),
-        windows_found: found,
+        counts: Counts {
+            rows: n,
+            flags: flagged,
+            false_positives,
+            windows: stream.windows.len(),
+            windows_scored: scored.len(),
+            windows_found: found,
+        },
         raw,
     }
 }
@@ -347,14 +350,15 @@ mod tests {
         // 100 rows: probation 15. A flag at row 3 is ignored, as is a window inside probation.
         let s = stream(100, &[(5, 10), (50, 59)]);
         let r = score_stream(&s, &flags(100, &[3, 7]));
-        assert_eq!((r.flags, r.false_positives), (0, 0));
-        assert_eq!((r.windows, r.windows_scored, r.windows_found), (2, 1, 0));
+        assert_eq!((r.counts.flags, r.counts.false_positives), (0, 0));
+        let c = r.counts;
+        assert_eq!((c.windows, c.windows_scored, c.windows_found), (2, 1, 0));
         close(r.raw.standard, -1.0);
         // A window that straddles the end of probation is scored on its later rows only,
         // by their position in the whole window.
         let s = stream(100, &[(10, 19)]);
         let r = score_stream(&s, &flags(100, &[12, 16]));
-        assert_eq!((r.windows_scored, r.windows_found), (1, 1));
+        assert_eq!((r.counts.windows_scored, r.counts.windows_found), (1, 1));
         close(r.raw.standard, sig(-(19.0 - 16.0 + 1.0) / 10.0) / sig(-1.0));
     }
 
@@ -370,7 +374,7 @@ mod tests {
             late.raw.standard,
             0.848_283_639_957_513 / 0.986_614_298_151_430_3,
         );
-        assert_eq!((late.flags, late.false_positives), (3, 0));
+        assert_eq!((late.counts.flags, late.counts.false_positives), (3, 0));
     }
 
     #[test]
@@ -383,7 +387,7 @@ mod tests {
         close(r.raw.standard, 1.0 + 0.11 * fp);
         close(r.raw.reward_low_fp_rate, 1.0 + 0.22 * fp);
         close(r.raw.reward_low_fn_rate, 1.0 + 0.11 * fp);
-        assert_eq!(r.false_positives, 4);
+        assert_eq!(r.counts.false_positives, 4);
         // Just after the window a false positive costs almost nothing.
         assert!(sig(1.0 / 9.0) > -0.6 && sig(1.0 / 9.0) < 0.0);
     }
@@ -394,7 +398,7 @@ mod tests {
         let r = score_stream(&s, &flags(200, &[150]));
         close(r.raw.standard, 1.0 - 1.0);
         close(r.raw.reward_low_fn_rate, 1.0 - 2.0);
-        assert_eq!(r.windows_found, 1);
+        assert_eq!(r.counts.windows_found, 1);
     }
 
     #[test]
@@ -413,8 +417,8 @@ mod tests {
         close(n.standard, 100.0 * (0.0 - 0.22 + 2.0) / 4.0);
         close(n.reward_low_fp_rate, 100.0 * (0.0 - 0.44 + 2.0) / 4.0);
         close(n.reward_low_fn_rate, 100.0 * (1.0 - 2.0 - 0.22 + 4.0) / 6.0);
-        assert_eq!(some.groups["g"].false_positives, 2);
-        assert_eq!(some.total.windows_found, 1);
+        assert_eq!(some.groups["g"].counts.false_positives, 2);
+        assert_eq!(some.total.counts.windows_found, 1);
         // A window left in probation still counts in `perfect` (NAB counts every label).
         let probation_window = [stream(100, &[(2, 4), (50, 59)])];
         let p = score(&probation_window, &[flags(100, &[50])]);
