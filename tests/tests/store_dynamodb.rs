@@ -246,8 +246,13 @@ async fn anomaly_listings_match_the_sqlite_store() {
         return;
     }
     let (store, t) = fresh_store("anomalies").await;
-    let dynamo = contract::pipeline(store);
-    let sqlite = contract::pipeline(SqliteStore::in_memory().unwrap());
+    // One alert per anomalous event (no incidents), so that the listings have many anomalies
+    // and ties on the index's sort key.
+    let mut config = pipeline_handlers::Config::defaults().unwrap();
+    config.detect.incident_quiet = chrono::Duration::zero();
+    let dynamo = pipeline_handlers::Pipeline::new(config.clone(), store).unwrap();
+    let sqlite =
+        pipeline_handlers::Pipeline::new(config, SqliteStore::in_memory().unwrap()).unwrap();
     let batch = raw_batch("a1", anomalous_events());
     let r = contract::run_retrying(&dynamo, &batch).await;
     contract::run_retrying(&sqlite, &batch).await;

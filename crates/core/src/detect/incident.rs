@@ -6,7 +6,7 @@
 //! carry the incident's id) unless they **escalate** it, with a reason code the incident has
 //! not had yet or odds `s / (1 − s)` at least [`ESCALATION_ODDS`] times its peak's, which is
 //! an alert again. The incident closes once `quiet` of event time has passed since its last
-//! anomalous event; the entity's first event after that reports it closed (there is no wall
+//! anomalous event (with `quiet` 0, every anomalous event is an incident of its own); the entity's first event after that reports it closed (there is no wall
 //! clock in detection, so an entity that falls silent keeps its incident open until it
 //! speaks again). Everything is event time, so the decision does not depend on where batches
 //! split.
@@ -130,9 +130,11 @@ pub fn decide(
             return verdict;
         }
     }
+    // Open while less than the quiet period has passed: a quiet period of 0 makes every
+    // anomalous event an incident, and an alert, of its own.
     let still_open = open
         .as_ref()
-        .is_some_and(|i| obs.t_ms <= i.summary.last_ms.saturating_add(quiet_ms));
+        .is_some_and(|i| obs.t_ms < i.summary.last_ms.saturating_add(quiet_ms));
     if !still_open {
         if let Some(i) = open.as_ref() {
             if update {
@@ -280,6 +282,16 @@ mod tests {
         let again = decide(&mut open, &obs("e", 40), sig(0.6, 3), QUIET, true);
         assert!(!again.alert);
         assert_eq!(open.unwrap().summary.events, 6);
+    }
+
+    #[test]
+    fn with_no_quiet_period_every_anomalous_event_is_an_alert() {
+        let mut open = None;
+        for (k, t) in [0, 0, 60].into_iter().enumerate() {
+            let v = decide(&mut open, &obs(&format!("e{k}"), t), sig(0.8, 1), 0, true);
+            assert!(v.alert, "{k}: {v:?}");
+            assert_eq!(v.incident.unwrap().role, IncidentRole::Opens);
+        }
     }
 
     #[test]
