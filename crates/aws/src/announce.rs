@@ -1,7 +1,8 @@
 //! Anomaly announcements on EventBridge.
 //!
-//! One entry per anomaly (`source` = `event-pipeline`, `detail-type` = `pipeline.anomaly`,
-//! the detail carries `event_id` so consumers can de-duplicate). `PutEvents` takes at most 10
+//! One entry per announcement (`source` = `event-pipeline`, `detail-type` =
+//! `pipeline.anomaly`): an incident opened, escalated or closed (`kind`), the detail carrying
+//! a stable `id` to de-duplicate on (the event id, or `<incident>/closed`). `PutEvents` takes at most 10
 //! entries per call and can fail per entry: failed entries, and only those, are sent again
 //! ([`crate::eventbridge::put_with_resend`]) before the batch fails with
 //! `Pipeline.Retryable.AnnounceFailed`; a refused call (missing bus, access denied) fails it

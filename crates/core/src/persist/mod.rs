@@ -106,7 +106,7 @@ pub async fn persist<S: Store + ?Sized>(
 ///
 /// Anomalies are announced *before* their records are written: a crash in between leads to
 /// the batch being redelivered and announced again (at least once, de-duplicated by consumers
-/// on `event_id`), whereas announcing after the writes could lose an announcement for good,
+/// on the announcement's `id`), whereas announcing after the writes could lose an announcement for good,
 /// since a redelivered batch finds its records already stored and announces nothing.
 pub async fn persist_and_announce<S: Store + ?Sized>(
     store: &S,
