@@ -329,37 +329,27 @@ fn f(x: f64) -> f32 {
 /// prior or has decayed to almost nothing, and says little.
 const LEARNED: f64 = 1e-5;
 
-/// Tail probability at `x` from a ladder of exceedance frequencies `freq` at positions `pos`
-/// (increasing; a ladder's own scale: |z| is read on a log scale, run lengths on log₂, the
-/// others as they are). Up to the highest level whose frequency is learned ([`LEARNED`]),
-/// log-linear between the two levels around `x`; beyond it, an exponential tail whose rate
-/// is the decay from the first level to that one, clamped to `rates`. So a surprise past
-/// everything the entity has done is improbable in proportion to how fast its own tail
-/// falls: an entity with heavy-tailed noise, or ordinary spikes, learns a slow decay and
-/// needs a far larger surprise to be flagged, and its unlearned upper levels (priors of
-/// almost nothing) do not make the next step up look impossible.
-fn ladder_tail<const N: usize>(
-    freq: &[f32; N],
-    pos: &[f64; N],
-    x: f64,
-    rates: (f64, f64),
-    learned: &dyn Fn(usize, f64) -> bool,
-    local: bool,
-) -> f64 {
+/// Tail probability at `x` from a three- or four-level ladder of exceedance frequencies
+/// `freq` at positions `pos` (increasing, on the ladder's own scale: run lengths on log₂, the
+/// variance and rate statistics as they are). Up to the highest level whose frequency is
+/// learned ([`LEARNED`]), log-linear between the two levels around `x`; beyond it, an
+/// exponential tail whose rate is the decay from the first level to that one, between 0.5
+/// and 10 per unit. So a surprise past everything the entity has done is improbable in
+/// proportion to how fast its own tail falls, and its unlearned upper levels (priors of
+/// almost nothing) do not make the next step up look impossible. The z tests have their own
+/// reading, [`z_tail`].
+fn ladder_tail<const N: usize>(freq: &[f32; N], pos: &[f64; N], x: f64) -> f64 {
     let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0);
     // NaN is not in the tail either.
     if x.is_nan() || x < pos[0] {
         return 1.0;
     }
-    let last = (0..N).rev().find(|&k| learned(k, fr(k))).unwrap_or(0);
+    let last = (0..N).rev().find(|&k| fr(k) >= LEARNED).unwrap_or(0);
     if x >= pos[last] {
-        // The decay from `from` (the first level, or the one below the last learned level)
-        // to the last learned level.
-        let from = if local { last.saturating_sub(1) } else { 0 };
-        let rate = if last == from {
-            rates.1
+        let rate = if last == 0 {
+            10.0
         } else {
-            ((fr(from) / fr(last)).ln() / (pos[last] - pos[from])).clamp(rates.0, rates.1)
+            ((fr(0) / fr(last)).ln() / (pos[last] - pos[0])).clamp(0.5, 10.0)
         };
         return (fr(last) * (-rate * (x - pos[last])).exp()).min(1.0);
     }
@@ -393,7 +383,7 @@ const LN_LEVELS: [f64; Z_LEVELS] = [
     11.512_925_464_970_229,
 ];
 
-/// Tail of |z| = `x` on a z ladder, read on a log scale. The levels up to 4σ, and every
+/// Tail of |z| = `x` on a z ladder, read on a log scale. The levels up to 6σ, and every
 /// level above that the entity has exceeded clearly more often than its prior says, are
 /// learned: between them, log-linear. Beyond the last learned level the tail falls as the
 /// prior does from there, but at least as a power law of exponent [`Z_MIN_DECAY`]: a stream
@@ -412,9 +402,7 @@ fn z_tail(freq: &[f32; Z_LEVELS], x: f64) -> f64 {
         .find(|&k| k <= Z_PRIOR_LEVELS || fr(k) > Z_LEARNED * prior(k))
         .unwrap_or(0);
     if lx <= LN_LEVELS[last] {
-        let k = LN_LEVELS.partition_point(|p| *p <= lx).saturating_sub(1);
-        let w = (lx - LN_LEVELS[k]) / (LN_LEVELS[k + 1] - LN_LEVELS[k]);
-        return (fr(k).ln() * (1.0 - w) + fr(k + 1).ln() * w).exp();
+        return ln_ladder(freq, lx, Z_MIN_DECAY).exp();
     }
     // ln of the prior's fall from the last learned level to x, and of the slowest fall.
     let prior_fall = ln_ladder(&GAUSS_TAIL, lx, Z_MIN_DECAY) - prior(last).ln();
@@ -437,14 +425,7 @@ fn ln_ladder(freq: &[f32; Z_LEVELS], lx: f64, decay: f64) -> f64 {
 
 /// Tail on a three-level ladder read as it is (the variance and rate tests).
 fn tail(freq: &[f32; 3], levels: &[f32; 3], x: f64) -> f64 {
-    ladder_tail(
-        freq,
-        &levels.map(f64::from),
-        x,
-        (0.5, 10.0),
-        &|_, f| f >= LEARNED,
-        false,
-    )
+    ladder_tail(freq, &levels.map(f64::from), x)
 }
 
 /// Tail probability of a value repeated `same` times, from the entity's frequencies of runs
@@ -454,14 +435,7 @@ fn run_tail(freq: &[f32; RUNS], same: f64) -> f64 {
     if same < 1.0 {
         return 1.0;
     }
-    ladder_tail(
-        freq,
-        &RUN_LEVELS.map(f64::from),
-        same.log2(),
-        (0.5, 10.0),
-        &|_, f| f >= LEARNED,
-        false,
-    )
+    ladder_tail(freq, &RUN_LEVELS.map(f64::from), same.log2())
 }
 
 impl ValueModel {
@@ -934,6 +908,13 @@ mod tests {
         let decayed = [0.2, 1e-3, 1e-9];
         let rate = (0.2_f64 / 1e-3).ln();
         assert!((tail(&decayed, &levels, 3.5) - 1e-3 * (-rate * 0.5).exp()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_log_levels_are_the_logs_of_the_levels() {
+        for (l, ln) in LEVELS.iter().zip(LN_LEVELS) {
+            assert!((f64::from(*l).ln() - ln).abs() < 1e-6, "{l}: {ln}");
+        }
     }
 
     #[test]
