@@ -135,15 +135,8 @@ pub fn decide(
     let still_open = open
         .as_ref()
         .is_some_and(|i| obs.t_ms < i.summary.last_ms.saturating_add(quiet_ms));
-    if !still_open {
-        if let Some(i) = open.as_ref() {
-            if update {
-                verdict.closes = Some(i.summary.clone());
-            }
-        }
-        if update {
-            *open = None;
-        }
+    if !still_open && update {
+        verdict.closes = open.take().map(|i| i.summary);
     }
     if !signal.anomalous {
         return verdict;

@@ -9,11 +9,10 @@ use crate::Error;
 use crate::detect::{IncidentRole, ScoredEvent};
 
 /// What an announcement says happened to an incident (`docs/detection.md`, "Incidents").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnnouncementKind {
     /// The event opened an incident.
-    #[default]
     Opened,
     /// The event escalated an open incident (a new reason, or a much higher score).
     Escalated,
@@ -80,9 +79,10 @@ impl Announcer for NoAnnouncer {
     }
 }
 
-/// The announcements the event makes once its record is written with `status`: the alert it
-/// raises (an incident opened or escalated), and the close of the incident its time ended.
-pub(super) fn announcements(e: &ScoredEvent, status: Status, new: bool) -> Vec<Announcement> {
+/// The announcements the event makes once its record is written with `status` (`persisted`
+/// or `updated`): the alert it raises (an incident opened or escalated), and the close of the
+/// incident its time ended.
+pub(super) fn announcements(e: &ScoredEvent, status: Status) -> Vec<Announcement> {
     let mut out = Vec::new();
     if e.detection.is_anomaly {
         let (kind, incident) = match &e.detection.incident {
@@ -102,6 +102,7 @@ pub(super) fn announcements(e: &ScoredEvent, status: Status, new: bool) -> Vec<A
     }
     // A close is told once, by the new record whose time ended the incident (an update of
     // that record would tell it again).
+    let new = status == Status::Persisted;
     if let Some(closed) = e.detection.closes.as_ref().filter(|_| new) {
         let mut a = announcement(
             e,

@@ -106,8 +106,9 @@ pub async fn persist<S: Store + ?Sized>(
 ///
 /// Anomalies are announced *before* their records are written: a crash in between leads to
 /// the batch being redelivered and announced again (at least once, de-duplicated by consumers
-/// on the announcement's `id`), whereas announcing after the writes could lose an announcement for good,
-/// since a redelivered batch finds its records already stored and announces nothing.
+/// on the announcement's `id`), whereas announcing after the writes could lose an
+/// announcement for good, since a redelivered batch finds its records already stored and
+/// announces nothing.
 pub async fn persist_and_announce<S: Store + ?Sized>(
     store: &S,
     batch: Batch<ScoredEvent>,
@@ -137,8 +138,8 @@ pub async fn persist_and_announce<S: Store + ?Sized>(
         let announcements: Vec<Announcement> = pending
             .iter()
             .flat_map(|p| match p.decision {
-                Decision::Insert => announcements(p.event, Status::Persisted, true),
-                Decision::Replace { .. } => announcements(p.event, Status::Updated, false),
+                Decision::Insert => announcements(p.event, Status::Persisted),
+                Decision::Replace { .. } => announcements(p.event, Status::Updated),
                 Decision::Skip(_) => Vec::new(),
             })
             .collect();
