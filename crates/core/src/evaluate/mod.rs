@@ -32,8 +32,11 @@
 //!   the median over detected windows is reported (the mean of the middle two for an even
 //!   count).
 //!
-//! (About 520 lines of code before the tests: labels, point and window metrics, the windowed
-//! score and the sweep share their types and read as one definition of the scoring.)
+//! This is our own definition, close to NAB's; [`nab`] is NAB v1.1's scorer exactly, for a
+//! corpus in NAB's layout (`pipeline evaluate --nab`).
+//!
+//! (About 590 lines before the tests: labels, point and window metrics, the windowed score
+//! and the sweep share their types and read as one definition of the scoring.)
 
 use std::collections::{BTreeMap, HashMap};
 
