@@ -1,11 +1,14 @@
 //! `pipeline show` and `pipeline anomalies`: read back what a store holds (the embedded
 //! file, or with `--store dynamodb` the local stack's or a deployment's tables), so nobody
-//! needs SQL or boto3 to check a run.
+//! needs SQL or boto3 to check a run. [`incidents`] gathers the episodes the stored records
+//! belong to, for `anomalies --incidents` and the report.
 
 use std::process::ExitCode;
 
+use std::collections::HashMap;
+
 use pipeline_core::detect::IncidentRole;
-use pipeline_core::store::{EventRecord, Store};
+use pipeline_core::store::{EventRecord, Store, StoreDump};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -144,6 +147,144 @@ pub fn anomalies(
             r.detection.score,
             printable(&incident),
             printable(&reasons.join(", "))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One incident as the stored records tell it: every record of the incident carries its id,
+/// and the event whose time closed it carries its summary.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentRow {
+    /// The incident's id: the id of the event that opened it.
+    pub id: String,
+    /// Its entity.
+    pub entity_id: String,
+    /// Event time of its earliest stored event.
+    pub first_at: String,
+    /// Its latest stored event in event time.
+    pub last_event: String,
+    /// Event time of that event.
+    pub last_at: String,
+    /// Stored events in it (the opening one, escalations and continuations).
+    pub events: usize,
+    /// Of those, the alerts (`is_anomaly`: the opening event and the escalations).
+    pub alerts: usize,
+    /// Its highest stored score.
+    pub peak: f64,
+    /// Whether a later event closed it (its quiet period passed); else it is still open.
+    pub closed: bool,
+}
+
+/// The incidents of `records`, newest first (by their latest event, then id). A record
+/// carries its incident's id, so the counts are exact for what the store holds; an incident
+/// is closed when some record says it closed it.
+pub fn incidents(records: &[EventRecord]) -> Vec<IncidentRow> {
+    let mut rows: HashMap<(&str, &str), IncidentRow> = HashMap::new();
+    let mut closed: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    for r in records {
+        if let Some(c) = &r.detection.closes {
+            closed.insert((r.entity_id.as_str(), c.id.as_str()));
+        }
+        let Some(i) = &r.detection.incident else {
+            continue;
+        };
+        let row = rows
+            .entry((r.entity_id.as_str(), i.id.as_str()))
+            .or_insert_with(|| IncidentRow {
+                id: i.id.clone(),
+                entity_id: r.entity_id.clone(),
+                first_at: r.occurred_at.clone(),
+                last_event: r.event_id.clone(),
+                last_at: r.occurred_at.clone(),
+                events: 0,
+                alerts: 0,
+                peak: 0.0,
+                closed: false,
+            });
+        row.events += 1;
+        row.alerts += usize::from(r.detection.is_anomaly);
+        row.peak = row.peak.max(r.detection.score);
+        // Stored times are RFC 3339 with milliseconds in UTC: they order as text.
+        if r.occurred_at < row.first_at {
+            row.first_at.clone_from(&r.occurred_at);
+        }
+        if r.occurred_at > row.last_at
+            || (r.occurred_at == row.last_at && r.event_id > row.last_event)
+        {
+            row.last_at.clone_from(&r.occurred_at);
+            row.last_event.clone_from(&r.event_id);
+        }
+    }
+    let mut out: Vec<IncidentRow> = rows
+        .into_iter()
+        .map(|((entity, id), mut row)| {
+            row.closed = closed.contains(&(entity, id));
+            row
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.last_at
+            .cmp(&a.last_at)
+            .then_with(|| a.entity_id.cmp(&b.entity_id))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    out
+}
+
+/// Lists incidents, newest first: `anomalies --incidents`. It reads every record (on
+/// DynamoDB a scan, as `report` does), since continuations are not in the anomaly index.
+pub fn list_incidents(
+    target: &StoreArgs,
+    entity: Option<&str>,
+    limit: usize,
+    as_json: bool,
+) -> Result<ExitCode, CliError> {
+    let runtime = crate::input::runtime()?;
+    let dump: StoreDump = runtime.block_on(async {
+        Ok::<_, CliError>(match target.store {
+            StoreKind::Embedded => target.existing_sqlite()?.dump().await?,
+            #[cfg(feature = "aws")]
+            StoreKind::Dynamodb => target.dynamodb().await.dump().await?,
+            #[cfg(not(feature = "aws"))]
+            StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
+        })
+    })?;
+    let rows: Vec<IncidentRow> = incidents(&dump.events)
+        .into_iter()
+        .filter(|r| entity.is_none_or(|e| r.entity_id == e))
+        .take(limit)
+        .collect();
+    if as_json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!(
+            "no incidents stored{}",
+            entity
+                .map(|e| format!(" for {}", printable(e)))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<28} {:<12} {:<30} {:<30} {:>6} {:>6} {:>6}  state",
+        "incident", "entity", "first_at", "last_at", "events", "alerts", "peak"
+    );
+    for r in &rows {
+        println!(
+            "{:<28} {:<12} {:<30} {:<30} {:>6} {:>6} {:>6.3}  {}",
+            printable(&r.id),
+            printable(&r.entity_id),
+            r.first_at,
+            r.last_at,
+            r.events,
+            r.alerts,
+            r.peak,
+            if r.closed { "closed" } else { "open" }
         );
     }
     Ok(ExitCode::SUCCESS)

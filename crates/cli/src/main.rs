@@ -101,6 +101,10 @@ enum Command {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// List incidents (episodes: first and last event, events, alerts, peak, open or
+        /// closed) instead of alerts; reads every record (a scan on DynamoDB).
+        #[arg(long)]
+        incidents: bool,
         /// Which store to read.
         #[command(flatten)]
         target: stores::StoreArgs,
@@ -196,6 +200,14 @@ fn main() -> ExitCode {
             entity,
             limit,
             json,
+            incidents: true,
+            target,
+        } => inspect::list_incidents(&target, entity.as_deref(), limit, json),
+        Command::Anomalies {
+            entity,
+            limit,
+            json,
+            incidents: false,
             target,
         } => inspect::anomalies(&target, entity.as_deref(), limit, json),
         Command::Generate {

@@ -82,6 +82,7 @@ async fn run_twice_changes_nothing_the_second_time() {
     );
     let state_after_first = dump(&db).await;
     detection_quality(&out1);
+    incidents_listed(db_s, &out1, n(&first, "anomalies"));
 
     let second = summary(&pipeline(&[
         "run",
@@ -142,6 +143,44 @@ async fn run_twice_changes_nothing_the_second_time() {
             }
         }
     }
+}
+
+/// `anomalies --incidents` lists every incident of the run once, with the run's alerts and
+/// every event the run put in it.
+fn incidents_listed(db: &str, output: &Path, alerts: u64) {
+    let listed = pipeline(&[
+        "anomalies",
+        "--incidents",
+        "--json",
+        "--limit",
+        "100000",
+        "--db",
+        db,
+    ]);
+    let rows: Vec<Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut per_incident: std::collections::HashMap<String, u64> = Default::default();
+    for line in std::fs::read_to_string(output).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if let Some(id) = v["incident"]["id"].as_str() {
+            *per_incident.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(rows.len(), per_incident.len());
+    assert_eq!(rows.iter().map(|r| n(r, "alerts")).sum::<u64>(), alerts);
+    for r in &rows {
+        assert_eq!(
+            Some(&n(r, "events")),
+            per_incident.get(r["id"].as_str().unwrap()),
+            "{r}"
+        );
+    }
+    let one = pipeline(&["anomalies", "--incidents", "--limit", "1", "--db", db]);
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert_eq!(text.lines().count(), 2, "a header and one incident: {text}");
+    assert!(text.contains("alerts") && (text.contains("open") || text.contains("closed")));
 }
 
 /// The injected anomalies of the sample stream are found, without drowning them in noise.

@@ -30,6 +30,8 @@ const COLUMNS: usize = 460;
 const COLUMN_W: f64 = (WIDTH - RIGHT - LEFT) / COLUMNS as f64;
 /// Rows of the anomaly table under each chart; the marks are all drawn regardless.
 const TABLE_ROWS: usize = 60;
+/// Rows of the incident table (newest first); the card counts them all.
+const INCIDENT_ROWS: usize = 100;
 
 /// The whole page.
 pub fn render(report: &Report, source: &str) -> String {
@@ -46,12 +48,13 @@ pub fn render(report: &Report, source: &str) -> String {
 </head><body>
 <header><h1>pipeline report</h1><p class="source">{source} · generated {now}</p></header>
 <section id="summary"><h2>Summary</h2><div class="cards">
-{records}{anomalies}{quarantine}{entities}</div>
+{records}{anomalies}{incidents}{quarantine}{entities}</div>
 "#,
         source = esc(source),
         now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         records = card("records", s.records, "records stored"),
         anomalies = card("anomalies", s.anomalies, "flagged anomalous"),
+        incidents = card("incidents", report.incidents.len(), "incidents"),
         quarantine = card("quarantine", s.quarantine, "quarantine entries"),
         entities = card("entities", s.entities, "entities"),
     );
@@ -88,6 +91,7 @@ pub fn render(report: &Report, source: &str) -> String {
     if let Some(ev) = &report.evaluation {
         evaluation(&mut out, ev);
     }
+    incidents(&mut out, &report.incidents);
     out.push_str("</section>\n");
 
     let _ = write!(
@@ -116,6 +120,42 @@ pub fn render(report: &Report, source: &str) -> String {
     out.push_str("</section>\n");
     let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
     out
+}
+
+/// The incident table: one row per episode, its alerts beside its events.
+fn incidents(out: &mut String, rows: &[crate::inspect::IncidentRow]) {
+    let _ = write!(
+        out,
+        "<table class=\"figures wide\" id=\"incidents\"><caption>Incidents{}</caption>\
+         <tr><th>incident</th><th>entity</th><th>first event</th><th>last event</th>\
+         <th class=\"num\">events</th><th class=\"num\">alerts</th><th class=\"num\">peak</th>\
+         <th>state</th></tr>",
+        if rows.len() > INCIDENT_ROWS {
+            format!(" (newest {INCIDENT_ROWS} of {})", rows.len())
+        } else {
+            String::new()
+        }
+    );
+    if rows.is_empty() {
+        out.push_str("<tr><td class=\"none\" colspan=\"8\">none</td></tr>");
+    }
+    for r in rows.iter().take(INCIDENT_ROWS) {
+        let _ = write!(
+            out,
+            "<tr data-incident=\"{id}\"><td>{id}</td><td>{entity}</td><td>{first}</td><td>{last}</td>\
+             <td class=\"num\">{events}</td><td class=\"num\">{alerts}</td>\
+             <td class=\"num\">{peak:.3}</td><td>{state}</td></tr>",
+            id = esc(&r.id),
+            entity = esc(&r.entity_id),
+            first = esc(&r.first_at),
+            last = esc(&r.last_at),
+            events = r.events,
+            alerts = r.alerts,
+            peak = r.peak,
+            state = if r.closed { "closed" } else { "open" },
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn card(key: &str, n: usize, what: &str) -> String {

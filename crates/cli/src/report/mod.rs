@@ -123,6 +123,8 @@ pub struct Report {
     pub entities: Vec<EntityView>,
     /// Named entities with no record.
     pub missing: Vec<String>,
+    /// Every incident of the store, newest first.
+    pub incidents: Vec<crate::inspect::IncidentRow>,
 }
 
 /// Figures over the whole store.
@@ -294,6 +296,7 @@ pub fn build(
         evaluation,
         entities,
         missing,
+        incidents: crate::inspect::incidents(&dump.events),
     }
 }
 
@@ -435,6 +438,39 @@ mod tests {
             }
             pipeline.store().dump().await.unwrap()
         })
+    }
+
+    #[test]
+    fn incidents_account_for_every_alert_and_every_event_in_them() {
+        let dump = sample();
+        let cfg = Config::defaults().unwrap().detect;
+        let report = build(&dump, &cfg, None, &Choice::MostAnomalous(0));
+        let rows = &report.incidents;
+        let alerts: usize = rows.iter().map(|r| r.alerts).sum();
+        assert_eq!(
+            alerts, report.summary.anomalies,
+            "every alert is in an incident"
+        );
+        let in_incidents = dump
+            .events
+            .iter()
+            .filter(|r| r.detection.incident.is_some())
+            .count();
+        assert_eq!(rows.iter().map(|r| r.events).sum::<usize>(), in_incidents);
+        assert!(
+            rows.iter()
+                .all(|r| r.alerts >= 1 && r.first_at <= r.last_at)
+        );
+        // The sample's failure bursts go on after their alert, and its stream is long enough
+        // for the quiet period to close some incidents while others are still open.
+        assert!(rows.iter().any(|r| r.events > r.alerts), "{rows:?}");
+        assert!(rows.iter().any(|r| r.closed) && rows.iter().any(|r| !r.closed));
+        assert!(rows.windows(2).all(|w| w[0].last_at >= w[1].last_at));
+        let page = html::render(&report, "test");
+        assert_eq!(
+            page.matches("<tr data-incident=").count(),
+            rows.len().min(100)
+        );
     }
 
     #[test]
