@@ -37,6 +37,7 @@ mod inspect;
 #[cfg(feature = "aws")]
 mod logs;
 mod nab;
+mod output;
 mod replay;
 mod report;
 mod run;
@@ -325,9 +326,12 @@ fn generate_cmd(
         .lines()
         .map(|text| generate::Line { text, label: None })
         .collect();
+    if let (Some(o), Some(l)) = (&output, &labels) {
+        output::refuse_aliases(&[("-o", o), ("--labels", l)], &[])?;
+    }
     if let Some(p) = &labels {
         let text: String = corpus.labels.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(p, text).map_err(|e| CliError::io(p.display().to_string(), e))?;
+        output::write(p, text.as_bytes())?;
     }
     write_lines(&lines, output, None)
 }
@@ -338,20 +342,16 @@ fn write_lines(
     labels: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
     use std::io::{BufWriter, Write};
-    let create = |p: &PathBuf| {
-        std::fs::File::create(p)
-            .map(BufWriter::new)
-            .map_err(|e| CliError::io(p.display().to_string(), e))
-    };
-    let mut label_file = labels.as_ref().map(create).transpose()?;
-    let label_w = label_file.as_mut().map(|w| w as &mut dyn Write);
+    if let (Some(o), Some(l)) = (&output, &labels) {
+        output::refuse_aliases(&[("-o", o), ("--labels", l)], &[])?;
+    }
+    let mut label_file = labels.as_deref().map(output::Atomic::create).transpose()?;
+    let label_w = label_file.as_mut().map(|w| w.writer() as &mut dyn Write);
     match &output {
         Some(p) => {
-            let mut w = create(p)?;
-            generate::write(lines, &mut w, label_w)
-                .map_err(|e| CliError::io(p.display().to_string(), e))?;
-            w.flush()
-                .map_err(|e| CliError::io(p.display().to_string(), e))?;
+            let mut w = output::Atomic::create(p)?;
+            generate::write(lines, w.writer(), label_w).map_err(|e| output::io(p, e))?;
+            w.commit()?;
         }
         None => {
             let stdout = std::io::stdout();
@@ -360,9 +360,8 @@ fn write_lines(
             w.flush().map_err(|e| CliError::io("stdout", e))?;
         }
     }
-    if let (Some(mut w), Some(p)) = (label_file, labels) {
-        w.flush()
-            .map_err(|e| CliError::io(p.display().to_string(), e))?;
+    if let Some(w) = label_file {
+        w.commit()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 //! the embedded store with the handlers' own [`Pipeline`].
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -132,6 +132,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
+    if let Some(out) = &args.output {
+        let store_files = args.target.files();
+        let reads: Vec<(&str, &std::path::Path)> = args
+            .inputs
+            .iter()
+            .map(|i| ("input", std::path::Path::new(i)))
+            .chain(store_files.iter().map(|p| ("the store", p.as_path())))
+            .collect();
+        crate::output::refuse_aliases(&[("--output", out)], &reads)?;
+    }
     let config = Config::from_env()?;
     let label = args.target.label();
     match args.target.store {
@@ -207,12 +217,11 @@ async fn run_with<S: Store>(
         ProgressBar::hidden()
     };
 
-    let mut out = match &args.output {
-        Some(p) => Some(BufWriter::new(
-            std::fs::File::create(p).map_err(|e| CliError::io(p.display().to_string(), e))?,
-        )),
-        None => None,
-    };
+    let mut out = args
+        .output
+        .as_deref()
+        .map(crate::output::Atomic::create)
+        .transpose()?;
 
     // Reading, decoding, cutting and validating on one thread; enrich, detect and persist
     // (which depend on what earlier batches stored) here, in input order. The channel's
@@ -238,8 +247,9 @@ async fn run_with<S: Store>(
         for (k, c) in &report.quarantined_by_reason {
             *by_reason.entry(k.clone()).or_default() += c;
         }
-        if let (Some(w), Some(p)) = (out.as_mut(), args.output.as_ref()) {
-            write_outcomes(w, &report).map_err(|e| CliError::io(p.display().to_string(), e))?;
+        if let Some(w) = out.as_mut() {
+            let path = w.path().to_path_buf();
+            write_outcomes(w.writer(), &report).map_err(|e| crate::output::io(&path, e))?;
         }
         if total_bytes.is_some() {
             bar.set_position(bytes_read);
@@ -255,9 +265,8 @@ async fn run_with<S: Store>(
     }
     pipeline.store().flush().await?;
     bar.finish_and_clear();
-    if let (Some(mut w), Some(p)) = (out, args.output.as_ref()) {
-        w.flush()
-            .map_err(|e| CliError::io(p.display().to_string(), e))?;
+    if let Some(w) = out {
+        w.commit()?;
     }
 
     let elapsed = started.elapsed().as_secs_f64();

@@ -55,6 +55,14 @@ impl StoreArgs {
         }
     }
 
+    /// The files of the store (none for DynamoDB), which no output may overwrite.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self.store {
+            StoreKind::Embedded => crate::output::store_files(&self.db),
+            StoreKind::Dynamodb => Vec::new(),
+        }
+    }
+
     /// What the store is, for messages.
     pub fn label(&self) -> String {
         match self.store {

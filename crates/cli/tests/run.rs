@@ -519,3 +519,78 @@ async fn a_line_of_invalid_utf8_is_quarantined_and_the_rest_is_processed() {
     assert_eq!(q.reasons[0].code, "invalid_utf8");
     assert!(q.reasons[0].message.contains("line 1"), "{:?}", q.reasons);
 }
+
+#[test]
+fn an_output_that_is_an_input_or_the_store_is_refused_and_nothing_changes() {
+    // Issue 25, case 4: `run in --output in` truncated the unread input, `report --db X -o X`
+    // and `run --db X --output X` replaced the database.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::copy(repo().join("events/streams/transactions.jsonl"), &input).unwrap();
+    let db = tmp.path().join("p.db");
+    let (input_s, db_s) = (input.to_str().unwrap(), db.to_str().unwrap());
+    pipeline(&["run", input_s, "--db", db_s, "--json"]);
+    let (input_before, db_before) = (std::fs::read(&input).unwrap(), std::fs::read(&db).unwrap());
+    let link = tmp.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let same_input_by_another_name = tmp.path().join("sub/../in.jsonl");
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", input_s, "--db", db_s, "--output", input_s],
+        vec![
+            "run",
+            input_s,
+            "--db",
+            db_s,
+            "--output",
+            link.to_str().unwrap(),
+        ],
+        vec![
+            "run",
+            link.to_str().unwrap(),
+            "--db",
+            db_s,
+            "--output",
+            same_input_by_another_name.to_str().unwrap(),
+        ],
+        vec!["run", input_s, "--db", db_s, "--output", db_s],
+        vec!["report", "--db", db_s, "-o", db_s],
+        vec![
+            "report",
+            "--db",
+            db_s,
+            "-o",
+            link.to_str().unwrap(),
+            "--labels",
+            input_s,
+        ],
+    ];
+    for args in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was not refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("same file") && err.contains("othing was written"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&input).unwrap(), input_before, "{args:?}");
+        assert_eq!(std::fs::read(&db).unwrap(), db_before, "{args:?}");
+    }
+    // An output elsewhere is written, whole, and nothing is left beside it.
+    let page = tmp.path().join("r.html");
+    pipeline(&["report", "--db", db_s, "-o", page.to_str().unwrap()]);
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .ends_with("</html>\n")
+    );
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}

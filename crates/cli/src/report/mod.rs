@@ -53,6 +53,15 @@ pub struct ReportArgs {
 
 /// Runs the command.
 pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
+    let store_files = args.target.files();
+    let mut reads: Vec<(&str, &std::path::Path)> = store_files
+        .iter()
+        .map(|p| ("the store", p.as_path()))
+        .collect();
+    if let Some(l) = &args.labels {
+        reads.push(("--labels", std::path::Path::new(l)));
+    }
+    crate::output::refuse_aliases(&[("-o", &args.output)], &reads)?;
     let labels =
         match &args.labels {
             Some(path) => Some(parse_labels(&crate::input::read_text(path)?).map_err(|e| {
@@ -90,8 +99,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let page = html::render(&report, &args.target.label());
-    std::fs::write(&args.output, page)
-        .map_err(|e| CliError::io(args.output.display().to_string(), e))?;
+    crate::output::write(&args.output, page.as_bytes())?;
     println!(
         "pipeline report: {} records, {} anomalies, {} quarantine entries; {} entities drawn → {}",
         report.summary.records,
