@@ -9,6 +9,11 @@
 //! whole, as it always was. An input whose first line is neither a complete event nor such a
 //! document (a pretty-printed document, a bad first line) is read whole if it is at most
 //! [`DOCUMENT_LIMIT`] bytes and decided exactly as before; a larger one can only be JSON Lines.
+//!
+//! A document is never taken for an event: a first line that is a whole trigger payload or
+//! batch document is read as that document whatever its size (it is in memory already), and
+//! must be all the input holds; a document on any other line of JSON Lines stops the run with
+//! an error naming the line (before anything is written when it is among the judged lines).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
@@ -78,6 +83,12 @@ impl Source {
             kind,
             len,
         };
+        if let Some(what) = document_line(&first) {
+            if !only_blank_left(&mut reader).map_err(io)? {
+                return Err(document_among_lines(name, 1, what, true));
+            }
+            return Ok(source(Kind::Whole(crate::run::load_bytes(name, first, p)?)));
+        }
         if !is_event_line(&first) {
             let mut whole = first;
             (&mut reader)
@@ -135,13 +146,75 @@ fn is_event_line(line: &[u8]) -> bool {
     }
 }
 
+/// What a line is when it is a whole trigger payload or batch document, not an event. Only
+/// lines that name one of their keys are parsed a second time.
+pub(crate) fn document_line(line: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(line).ok()?;
+    if !["\"eventSource\"", "\"detail-type\"", "\"batch_id\""]
+        .iter()
+        .any(|k| text.contains(k))
+    {
+        return None;
+    }
+    let doc: Value = serde_json::from_str(text.trim()).ok()?;
+    match ingest::kind_of(&doc) {
+        Some(ingest::InputKind::Kafka) => Some("an MSK (Kafka) trigger payload"),
+        Some(ingest::InputKind::EventBridge) => Some("an EventBridge event"),
+        None if doc.get("batch_id").is_some() && doc.get("events").is_some() => {
+            Some("a batch document")
+        }
+        None => None,
+    }
+}
+
+/// The error for a document found among other lines; `before_any_write` when it is found
+/// before anything was written.
+pub(crate) fn document_among_lines(
+    name: &str,
+    line_no: usize,
+    what: &str,
+    before_any_write: bool,
+) -> CliError {
+    CliError::Input {
+        path: name.to_owned(),
+        message: format!(
+            "line {line_no} is {what}, not an event, and the input holds more than that one \
+             document; an input is either one document or JSON Lines of events, so put each \
+             document in a file of its own{}",
+            if before_any_write {
+                ". Nothing was written".to_owned()
+            } else {
+                format!(
+                    ". The events before line {line_no} may have been processed: running the \
+                     corrected input again is safe (it is idempotent)"
+                )
+            }
+        ),
+    }
+}
+
+/// Whether nothing but whitespace is left to read.
+fn only_blank_left(reader: &mut dyn BufRead) -> std::io::Result<bool> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(true);
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            return Ok(false);
+        }
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
 /// A JSON Lines source: its first [`JUDGED_ITEMS`] items decoded, the rest left to read.
 fn lines(name: &str, mut rest: Box<dyn BufRead + Send>) -> Result<Kind, CliError> {
     let mut head = Vec::new();
     let mut line_no = 0;
     let mut buf = Vec::new();
     while head.len() < JUDGED_ITEMS {
-        match next_item(name, &mut rest, &mut line_no, &mut buf)? {
+        match next_item(name, &mut rest, &mut line_no, &mut buf, true)? {
             Some(item) => head.push(item),
             None => break,
         }
@@ -159,6 +232,7 @@ fn next_item(
     rest: &mut dyn BufRead,
     line_no: &mut usize,
     buf: &mut Vec<u8>,
+    before_any_write: bool,
 ) -> Result<Option<Item>, CliError> {
     loop {
         buf.clear();
@@ -171,6 +245,9 @@ fn next_item(
         }
         *line_no += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(buf);
+        if let Some(what) = document_line(line) {
+            return Err(document_among_lines(name, *line_no, what, before_any_write));
+        }
         if let Some(item) = ingest::decode_byte_line(name, *line_no, line) {
             return Ok(Some(item));
         }
@@ -232,7 +309,7 @@ pub fn feed(
                 }
                 let mut buf = Vec::new();
                 loop {
-                    match next_item(&source.name, &mut rest, &mut line_no, &mut buf) {
+                    match next_item(&source.name, &mut rest, &mut line_no, &mut buf, false) {
                         Ok(Some(item)) => {
                             read += buf.len() as u64;
                             if !push(item, read, &mut splitter) {

@@ -569,6 +569,12 @@ pub(crate) fn load_text<S: Store>(
             return batch_job(input, doc).map(|j| vec![j]);
         }
     }
+    for (i, line) in text.lines().enumerate() {
+        if let Some(what) = crate::feed::document_line(line.as_bytes()) {
+            // Read whole, so nothing has been written yet.
+            return Err(crate::feed::document_among_lines(input, i + 1, what, true));
+        }
+    }
     let items = ingest::decode_lines(input, text.lines().enumerate().map(|(i, l)| (i + 1, l)));
     Ok(p.split(items, now).into_iter().map(Job::Raw).collect())
 }

@@ -594,3 +594,86 @@ fn an_output_that_is_an_input_or_the_store_is_refused_and_nothing_changes() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+/// A one-line MSK trigger payload of `n` records (about 330 bytes each).
+fn kafka_line(n: usize) -> String {
+    use base64::Engine;
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            let event = serde_json::json!({
+                "event_id": format!("big-{i}"), "event_type": "payment.authorized",
+                "source": "t", "entity_id": format!("acct-{}", i % 50),
+                "occurred_at": "2026-11-01T09:00:00Z", "value": 10.0 + (i % 7) as f64,
+            });
+            serde_json::json!({
+                "topic": "payments", "partition": 0, "offset": i, "timestamp": 1761984000000_i64,
+                "timestampType": "CREATE_TIME",
+                "value": base64::engine::general_purpose::STANDARD.encode(event.to_string()),
+                "headers": [],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/x",
+        "records": {"payments-0": records},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_document_of_any_size_is_read_as_one_and_never_taken_for_an_event() {
+    // Issue 25, case 3: a one-line KafkaEvent larger than the whole-document limit (16 MiB) was
+    // read as JSON Lines: one `too_large` event with 8 KiB kept, "1 events … reconciled".
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.json");
+    let line = kafka_line(60_000);
+    assert!(line.len() > 16 << 20, "{} bytes", line.len());
+    std::fs::write(&big, format!("{line}\n")).unwrap();
+    let db = tmp.path().join("p.db");
+    let s = summary(&pipeline(&[
+        "run",
+        big.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(n(&s, "input"), 60_000, "{s}");
+    assert_eq!(n(&s, "persisted"), 60_000, "{s}");
+
+    // A document with more after it, or among event lines, is refused, and nothing written.
+    let small = kafka_line(3);
+    let event = r#"{"event_id":"e1","event_type":"t","source":"s","entity_id":"a","occurred_at":"2026-11-01T09:00:00Z","value":1}"#;
+    for (name, text) in [
+        ("doc-then-events.jsonl", format!("{small}\n{event}\n")),
+        (
+            "events-then-doc.jsonl",
+            format!("{event}\n{event}\n{small}\n"),
+        ),
+        ("bad-then-doc.jsonl", format!("not json\n{small}\n")),
+        ("huge-doc-then-more.jsonl", format!("{line}\n{event}\n")),
+    ] {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let fresh = tmp.path().join(format!("{name}.db"));
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args([
+                "run",
+                path.to_str().unwrap(),
+                "--db",
+                fresh.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("MSK (Kafka) trigger payload") && err.contains("Nothing was written"),
+            "{name}: {err}"
+        );
+        if fresh.exists() {
+            let d = dump(&fresh).await;
+            assert!(d.events.is_empty() && d.quarantine.is_empty(), "{name}");
+        }
+    }
+}
