@@ -17,8 +17,10 @@
 
 use std::process::ExitCode;
 
+use base64::Engine;
 use chrono::{DateTime, Utc};
-use pipeline_core::batch::{Batch, Quarantined, RawEvent};
+use pipeline_core::batch::{Batch, Quarantined, RawEvent, Stage};
+use pipeline_core::ingest::{self, Item};
 use pipeline_core::persist::{Status, predict};
 use pipeline_core::store::{QuarantineRecord, Replay, Store};
 use pipeline_handlers::{Config, Pipeline};
@@ -130,12 +132,16 @@ async fn replay_one<S: Store>(
     now: DateTime<Utc>,
 ) -> Result<Attempt, CliError> {
     let batch_id = format!("replay-{}", q.quarantine_id);
+    let Some(payload) = payload_of(q) else {
+        // Ingest refuses it again, for the reason it gave the first time.
+        return fail(p, q, q.item.clone(), batch_id, dry_run, now).await;
+    };
     let batch = Batch {
         batch_id: batch_id.clone(),
         received_at: now,
         input_count: 1,
         events: vec![RawEvent {
-            payload: payload_of(&q.item.payload),
+            payload,
             provenance: q.item.provenance.clone(),
         }],
         quarantine: Vec::new(),
@@ -246,16 +252,28 @@ async fn settle<S: Store>(
     })
 }
 
-/// The payload to run again: an entry quarantined at ingest keeps the record's raw text, which
-/// is used as the event when it is a JSON object (it was text the first time for a reason
-/// that may since have gone, such as a byte-order mark); otherwise the payload as kept.
-fn payload_of(kept: &Value) -> Value {
-    match kept {
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => kept.clone(),
-        },
-        other => other.clone(),
+/// The payload to run again. An entry quarantined at ingest keeps the record's raw text (its
+/// bytes as base64 when they were not UTF-8), which is decoded again with exactly the rules
+/// ingest applies (a repeated key is refused, not resolved by the last one winning); `None`
+/// when ingest refuses it again or it is not an event object, so that the entry keeps the
+/// reason it was given. Entries of later stages keep the event itself.
+fn payload_of(q: &QuarantineRecord) -> Option<Value> {
+    if q.item.stage != Stage::Ingest {
+        return Some(q.item.payload.clone());
+    }
+    let bytes = match &q.item.payload {
+        Value::String(text) if q.item.reasons.iter().any(|r| r.code == "invalid_utf8") => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?
+        }
+        Value::String(text) => text.clone().into_bytes(),
+        other @ Value::Object(_) => return Some(other.clone()),
+        _ => return None,
+    };
+    match ingest::decode_byte_line("replay", 1, &bytes)? {
+        Item::Event(raw) if raw.payload.is_object() => Some(raw.payload),
+        Item::Event(_) | Item::Quarantined(_) => None,
     }
 }
 

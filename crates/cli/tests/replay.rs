@@ -154,3 +154,47 @@ async fn fix_then_replay_stores_the_events_and_a_second_replay_is_a_no_op() {
     assert_eq!(attempts[0]["wrote"], false);
     assert_eq!(dump(&db).await, after, "a second replay changes nothing");
 }
+
+#[tokio::test]
+async fn replay_applies_the_ingest_rules_and_keeps_the_first_reason() {
+    // Issue 25, case 2: replaying an ingest entry re-parsed its text with plain serde_json, so a
+    // line quarantined for a repeated key was stored with the second `entity_id` and `value`,
+    // and a malformed line came back as `schema`. Case 14: a byte-order mark cost the first
+    // event.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let good = event("evt-r-1", "EUR", json!(10.0)).to_string();
+    let dup = r#"{"event_id":"evt-r-dup","event_type":"payment.authorized","source":"replay-test","entity_id":"acct-r","entity_id":"acct-evil","occurred_at":"2026-11-01T10:00:00Z","value":10,"value":99999}"#;
+    let malformed = r#"{"event_id":"evt-r-cut","value":"#;
+    std::fs::write(&input, format!("\u{feff}{good}\n{dup}\n{malformed}\n")).unwrap();
+    let db = tmp.path().join("p.db");
+    let out = pipeline(&[
+        "run",
+        input.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        s["persisted"], 1,
+        "the line with a byte-order mark is an event: {s}"
+    );
+    assert_eq!(s["quarantined"], 2, "{s}");
+
+    let (attempts, summary) = replay(&db, &[], &[]);
+    assert_eq!(summary["stored"], 0, "{summary}");
+    let mut codes: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["reasons"][0]["code"].as_str().unwrap())
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(codes, ["duplicate_key", "malformed_json"], "{attempts:?}");
+    let d = dump(&db).await;
+    assert_eq!(d.events.len(), 1);
+    assert!(d.events.iter().all(|r| r.event_id == "evt-r-1"));
+    for q in &d.quarantine {
+        assert_eq!(q.item.stage, pipeline_core::batch::Stage::Ingest, "{q:?}");
+        assert!(q.replayed.is_some());
+    }
+}

@@ -169,6 +169,9 @@ pub fn decode_lines<'a>(
 
 /// Decodes one line of JSON Lines (`line_no` is 1-based).
 pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
+    // A byte-order mark is an editor's signature, not part of the event (files written on
+    // Windows start with one; concatenated files can carry one on any line).
+    let line = line.strip_prefix('\u{feff}').unwrap_or(line);
     let provenance = Provenance::File {
         path: path.to_owned(),
         line: line_no,
