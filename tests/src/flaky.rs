@@ -123,7 +123,7 @@ impl<S: Store> Store for FlakyStore<S> {
         &self,
         entity_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<EventRecord>, Error> {
+    ) -> Result<pipeline_core::store::Listing, Error> {
         self.inner.list_anomalies(entity_id, limit).await
     }
     async fn dump(&self) -> Result<StoreDump, Error> {

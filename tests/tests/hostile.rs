@@ -561,3 +561,127 @@ fn the_chain_gives_one_outcome_per_event_and_a_second_run_changes_nothing() {
     let dump = rt.block_on(p.store().dump()).unwrap();
     assert!(!dump.events.is_empty(), "some cases stored events");
 }
+
+/// A value for a stream: mostly ordinary, often extreme but finite (up to ±f64::MAX, tiny and
+/// subnormal ones), so that every value test meets numbers its statistics can overflow on.
+fn stream_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        6 => 1.0f64..200.0,
+        1 => Just(f64::MAX),
+        1 => Just(-f64::MAX),
+        1 => Just(9e307),
+        1 => Just(-1e308),
+        1 => 1e300f64..1.7e308,
+        1 => Just(f64::MIN_POSITIVE / 4.0),
+        1 => Just(0.0),
+    ]
+}
+
+#[test]
+fn huge_finite_values_through_every_detector_keep_every_number_finite_and_the_store_readable() {
+    // Issue 25, case 1: a value near f64::MAX that triggered a value test once overflowed a
+    // statistic, stored as `null`, and the record could not be read back (nor the store
+    // dumped). Every number the detectors write must be finite.
+    const STREAM_CASES: u32 = 100;
+    let rt = rt();
+    let p = Pipeline::new(
+        Config::defaults().unwrap(),
+        SqliteStore::in_memory().unwrap(),
+    )
+    .unwrap();
+    let received = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+    let case = AtomicUsize::new(0);
+    // Runs of one value as well as single ones, so that the levels move to extreme values
+    // (a shift) and the flatline test counts repeats of them.
+    let run_of = (
+        stream_value(),
+        prop_oneof![3 => Just(1usize), 1 => 2usize..40],
+    );
+    let step = (
+        run_of,
+        any::<bool>(),
+        0u8..3,
+        prop_oneof![8 => Just(60i64), 1 => Just(-7200i64), 1 => Just(86_400i64)],
+    );
+    runner(STREAM_CASES)
+        .run(
+            &(prop::collection::vec(step, 10..60), 1usize..40),
+            |(steps, batch_size)| {
+                let k = case.fetch_add(1, Ordering::Relaxed);
+                let mut t = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+                let mut payloads: Vec<Value> = Vec::new();
+                for ((value, repeats), declined, country, dt) in &steps {
+                    for _ in 0..*repeats {
+                        t += chrono::Duration::seconds(*dt);
+                        let country = ["DE", "FR", "BR"][usize::from(*country)];
+                        payloads.push(json!({
+                            "event_id": format!("huge-{k}-{}", payloads.len()),
+                            "event_type": "payment.authorized",
+                            "source": "hostile",
+                            "entity_id": format!("huge-{k}"),
+                            "occurred_at": t.to_rfc3339(),
+                            "value": value,
+                            "attributes": {
+                                "status": if *declined { "declined" } else { "approved" },
+                                "country": country,
+                            },
+                        }));
+                    }
+                }
+                let run = |payloads: &[Value]| {
+                    rt.block_on(async {
+                        for (b, chunk) in payloads.chunks(batch_size).enumerate() {
+                            let batch = Batch {
+                                batch_id: format!("huge-{k}-{b}"),
+                                received_at: received,
+                                input_count: chunk.len(),
+                                events: chunk
+                                    .iter()
+                                    .cloned()
+                                    .map(|payload| RawEvent {
+                                        payload,
+                                        provenance: Provenance::default(),
+                                    })
+                                    .collect(),
+                                quarantine: Vec::new(),
+                            };
+                            p.run_batch(batch, received).await?;
+                        }
+                        Ok::<_, pipeline_core::Error>(())
+                    })
+                };
+                run(&payloads).map_err(|e| TestCaseError::fail(format!("run: {e}")))?;
+                let before = rt.block_on(touched(p.store(), &payloads));
+                for r in before.0.values() {
+                    let v = serde_json::to_value(&r.detection).unwrap();
+                    let mut at = Vec::new();
+                    nulls(&v, String::new(), &mut at);
+                    prop_assert!(at.is_empty(), "{}: null (non-finite) at {at:?}", r.event_id);
+                }
+                run(&payloads).map_err(|e| TestCaseError::fail(format!("rerun: {e}")))?;
+                prop_assert_eq!(before, rt.block_on(touched(p.store(), &payloads)));
+                Ok(())
+            },
+        )
+        .unwrap();
+    let dump = rt.block_on(p.store().dump()).unwrap();
+    assert!(dump.events.iter().any(|r| r.detection.is_anomaly));
+}
+
+/// JSON pointers of the nulls in `v` (a non-finite number serialises as null).
+fn nulls(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Null => out.push(at),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                nulls(x, format!("{at}/{i}"), out);
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                nulls(x, format!("{at}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -273,13 +273,28 @@ async fn anomaly_listings_match_the_sqlite_store() {
             Some("acct-0"),
             Some("nobody"),
         ] {
-            let d = ids(dynamo.store().list_anomalies(entity, limit).await.unwrap());
-            let s = ids(sqlite.store().list_anomalies(entity, limit).await.unwrap());
+            let d = ids(dynamo
+                .store()
+                .list_anomalies(entity, limit)
+                .await
+                .unwrap()
+                .records);
+            let s = ids(sqlite
+                .store()
+                .list_anomalies(entity, limit)
+                .await
+                .unwrap()
+                .records);
             assert_eq!(d, s, "list_anomalies({entity:?}, {limit})");
         }
     }
     // The index is sparse: it holds the anomalies and nothing else.
-    let all = dynamo.store().list_anomalies(None, 1000).await.unwrap();
+    let all = dynamo
+        .store()
+        .list_anomalies(None, 1000)
+        .await
+        .unwrap()
+        .records;
     assert_eq!(all.len(), r.counts.anomalies);
     assert!(all.iter().all(|r| r.detection.is_anomaly));
     t.delete().await;

@@ -253,7 +253,7 @@ mod spy {
             &self,
             entity_id: Option<&str>,
             limit: usize,
-        ) -> Result<Vec<EventRecord>, Error> {
+        ) -> Result<pipeline_core::store::Listing, Error> {
             self.inner.list_anomalies(entity_id, limit).await
         }
         async fn dump(&self) -> Result<StoreDump, Error> {

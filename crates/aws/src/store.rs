@@ -46,8 +46,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store,
-    StoreDump, WriteCondition, WriteResult,
+    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord,
+    Store, StoreDump, WriteCondition, WriteResult, readable,
 };
 
 use crate::error::Error;
@@ -445,6 +445,21 @@ impl DynamoStore {
             .collect()
     }
 
+    /// Every item of `table` decoded; those that do not decode are named in `unreadable`.
+    async fn scan_readable<T>(
+        &self,
+        table: &str,
+        decode: fn(&str, &Item) -> Result<T, Error>,
+        unreadable: &mut Vec<String>,
+    ) -> Result<Vec<T>, Error> {
+        let items = self.scan_all(table, None, None).await?;
+        Ok(readable(
+            table,
+            items.iter().map(|i| decode(table, i)),
+            unreadable,
+        ))
+    }
+
     /// Every item of a table or index, or only those whose string attribute `filter.0` equals
     /// `filter.1` (filtered by DynamoDB, which still reads the whole table: inspection only).
     async fn scan_all(
@@ -662,9 +677,9 @@ impl Store for DynamoStore {
         &self,
         entity_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<EventRecord>, CoreError> {
+    ) -> Result<Listing, CoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Listing::default());
         }
         let table = self.tables.events.as_str();
         let items = match entity_id {
@@ -673,11 +688,16 @@ impl Store for DynamoStore {
             // only) and sort here. Fine for inspection; not a hot path.
             None => self.scan_all(table, Some(ANOMALY_INDEX), None).await?,
         };
-        let records = items
-            .iter()
-            .map(|i| item::event_of(table, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(newest_first(records, limit))
+        let mut unreadable = Vec::new();
+        let records = readable(
+            table,
+            items.iter().map(|i| item::event_of(table, i)),
+            &mut unreadable,
+        );
+        Ok(Listing {
+            records: newest_first(records, limit),
+            unreadable,
+        })
     }
 
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
@@ -690,18 +710,24 @@ impl Store for DynamoStore {
 
     async fn dump(&self) -> Result<StoreDump, CoreError> {
         let t = &self.tables;
-        let mut events = self.scan_decoded(&t.events, item::event_of).await?;
+        let mut unreadable = Vec::new();
+        let mut events = self
+            .scan_readable(&t.events, item::event_of, &mut unreadable)
+            .await?;
         events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-        let mut entities = self.scan_decoded(&t.entities, item::entity_of).await?;
+        let mut entities = self
+            .scan_readable(&t.entities, item::entity_of, &mut unreadable)
+            .await?;
         entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
         let mut quarantine = self
-            .scan_decoded(&t.quarantine, item::quarantine_of)
+            .scan_readable(&t.quarantine, item::quarantine_of, &mut unreadable)
             .await?;
         quarantine.sort_by(|a, b| a.quarantine_id.cmp(&b.quarantine_id));
         Ok(StoreDump {
             events,
             entities,
             quarantine,
+            unreadable,
         })
     }
 }

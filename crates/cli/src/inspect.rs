@@ -71,7 +71,7 @@ pub fn anomalies(
     as_json: bool,
 ) -> Result<ExitCode, CliError> {
     let runtime = crate::input::runtime()?;
-    let records = runtime.block_on(async {
+    let listing = runtime.block_on(async {
         Ok::<_, CliError>(match target.store {
             StoreKind::Embedded => {
                 target
@@ -91,6 +91,8 @@ pub fn anomalies(
             StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
         })
     })?;
+    warn_unreadable(&listing.unreadable);
+    let records = listing.records;
     if as_json {
         for r in &records {
             let mut v = summary(r);
@@ -250,6 +252,7 @@ pub fn list_incidents(
             StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
         })
     })?;
+    warn_unreadable(&dump.unreadable);
     let rows: Vec<IncidentRow> = incidents(&dump.events)
         .into_iter()
         .filter(|r| entity.is_none_or(|e| r.entity_id == e))
@@ -288,6 +291,24 @@ pub fn list_incidents(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr which stored documents were skipped because they do not decode (the rest
+/// were read and are shown).
+pub fn warn_unreadable(unreadable: &[String]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    eprintln!(
+        "warning: {} stored document(s) could not be read and were skipped:",
+        unreadable.len()
+    );
+    for u in unreadable.iter().take(20) {
+        eprintln!("  {}", printable(u));
+    }
+    if unreadable.len() > 20 {
+        eprintln!("  … and {} more", unreadable.len() - 20);
+    }
 }
 
 /// `s` with every control character written as an escape (`\u{1b}`), so that stored text —

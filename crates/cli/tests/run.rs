@@ -677,3 +677,65 @@ async fn a_document_of_any_size_is_read_as_one_and_never_taken_for_an_event() {
         }
     }
 }
+
+#[test]
+fn one_unreadable_record_does_not_hide_the_others() {
+    // Issue 25, case 1: a record stored with a `null` number could not be decoded, and
+    // `anomalies`, `report` (and every read of the whole store) failed because of it.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    pipeline(&[
+        "run",
+        "events/streams/transactions.jsonl",
+        "--db",
+        db_s,
+        "--json",
+    ]);
+    let listed = |extra: &[&str]| -> (usize, String) {
+        let mut args = vec!["anomalies", "--json", "--limit", "100000", "--db", db_s];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (before, _) = listed(&[]);
+    let victim: String = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let id: String = conn
+            .query_row(
+                "SELECT event_id FROM events WHERE is_anomaly = 1 ORDER BY event_id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        conn.execute(
+            "UPDATE events SET record = replace(record, '\"score\":', '\"score\":null,\"was\":') \
+             WHERE event_id = ?1",
+            [&id],
+        )
+        .unwrap();
+        id
+    };
+    let (after, warning) = listed(&[]);
+    assert_eq!(after, before - 1);
+    assert!(
+        warning.contains("skipped") && warning.contains(&victim),
+        "{warning}"
+    );
+    let (_, warning) = listed(&["--incidents"]);
+    assert!(warning.contains(&victim), "{warning}");
+    let page = tmp.path().join("r.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["report", "--db", db_s, "-o", page.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&victim));
+}

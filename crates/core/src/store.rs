@@ -227,6 +227,37 @@ pub struct StoreDump {
     pub entities: Vec<EntityState>,
     /// Quarantine records by id.
     pub quarantine: Vec<QuarantineRecord>,
+    /// Documents that did not decode, as `table: error` (the error names the key): skipped, so that one bad document
+    /// never hides the others, and reported here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
+}
+
+/// Records an inspection read returned, and the documents it skipped because they did not
+/// decode (`table: error`), so that one bad document never hides the others.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Listing {
+    /// The records that decoded.
+    pub records: Vec<EventRecord>,
+    /// The documents that did not.
+    pub unreadable: Vec<String>,
+}
+
+/// Splits decoded documents of `table` into the values and descriptions (`table: error`, the
+/// error naming the key) of those that did not decode.
+pub fn readable<T, E: std::fmt::Display>(
+    table: &str,
+    decoded: impl IntoIterator<Item = Result<T, E>>,
+    unreadable: &mut Vec<String>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for r in decoded {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => unreadable.push(format!("{table}: {e}")),
+        }
+    }
+    out
 }
 
 /// A place that keeps records, entity state and quarantine.
@@ -301,14 +332,13 @@ pub trait Store: Send + Sync {
     /// The quarantine entries carrying this `event_id`, oldest first (then by id).
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
 
-    /// Anomalous records, newest event time first, optionally of one entity.
-    async fn list_anomalies(
-        &self,
-        entity_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, Error>;
+    /// Anomalous records, newest event time first, optionally of one entity; a record that
+    /// does not decode is skipped and named in [`Listing::unreadable`].
+    async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize)
+    -> Result<Listing, Error>;
 
-    /// Everything, in key order.
+    /// Everything, in key order; documents that do not decode are skipped and named in
+    /// [`StoreDump::unreadable`].
     async fn dump(&self) -> Result<StoreDump, Error>;
 }
 
@@ -355,7 +385,7 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
         &self,
         entity_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<EventRecord>, Error> {
+    ) -> Result<Listing, Error> {
         (**self).list_anomalies(entity_id, limit).await
     }
     async fn dump(&self) -> Result<StoreDump, Error> {

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store, StoreDump,
-    WriteCondition, WriteResult,
+    EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord, Store,
+    StoreDump, WriteCondition, WriteResult, readable,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -380,6 +380,13 @@ fn read_event(conn: &Connection, event_id: &str) -> Result<Option<EventRecord>, 
     text.map(|t| decode(event_id, &t)).transpose()
 }
 
+/// Each row's document decoded.
+fn decoded<T: serde::de::DeserializeOwned>(
+    rows: &[(String, String)],
+) -> impl Iterator<Item = Result<T, Error>> + '_ {
+    rows.iter().map(|(k, t)| decode(k, t))
+}
+
 fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|source| Error::Decode {
         key: key.to_owned(),
@@ -536,11 +543,7 @@ impl SqliteStore {
         })
     }
 
-    fn list_anomalies_sync(
-        &self,
-        entity_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, Error> {
+    fn list_anomalies_sync(&self, entity_id: Option<&str>, limit: usize) -> Result<Listing, Error> {
         let conn = self.conn()?;
         let limit = limit.min(i64::MAX as usize) as i64;
         let rows: Vec<(String, String)> = match entity_id {
@@ -559,7 +562,12 @@ impl SqliteStore {
                 .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?,
         };
-        rows.iter().map(|(k, t)| decode(k, t)).collect()
+        let mut unreadable = Vec::new();
+        let records = readable("events", decoded(&rows), &mut unreadable);
+        Ok(Listing {
+            records,
+            unreadable,
+        })
     }
 
     fn dump_sync(&self) -> Result<StoreDump, Error> {
@@ -570,21 +578,16 @@ impl SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?)
         };
+        let mut unreadable = Vec::new();
+        let events = rows("SELECT event_id, record FROM events ORDER BY event_id")?;
+        let entities = rows("SELECT entity_id, state FROM entities ORDER BY entity_id")?;
+        let quarantine =
+            rows("SELECT quarantine_id, record FROM quarantine ORDER BY quarantine_id")?;
         Ok(StoreDump {
-            events: rows("SELECT event_id, record FROM events ORDER BY event_id")?
-                .iter()
-                .map(|(k, t)| decode(k, t))
-                .collect::<Result<_, _>>()?,
-            entities: rows("SELECT entity_id, state FROM entities ORDER BY entity_id")?
-                .iter()
-                .map(|(k, t)| decode(k, t))
-                .collect::<Result<_, _>>()?,
-            quarantine: rows(
-                "SELECT quarantine_id, record FROM quarantine ORDER BY quarantine_id",
-            )?
-            .iter()
-            .map(|(k, t)| decode(k, t))
-            .collect::<Result<_, _>>()?,
+            events: readable("events", decoded(&events), &mut unreadable),
+            entities: readable("entities", decoded(&entities), &mut unreadable),
+            quarantine: readable("quarantine", decoded(&quarantine), &mut unreadable),
+            unreadable,
         })
     }
 
@@ -691,7 +694,7 @@ impl Store for SqliteStore {
         &self,
         entity_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<EventRecord>, CoreError> {
+    ) -> Result<Listing, CoreError> {
         Ok(self.list_anomalies_sync(entity_id, limit)?)
     }
 

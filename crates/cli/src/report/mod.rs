@@ -82,6 +82,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
             StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
         })
     })?;
+    crate::inspect::warn_unreadable(&dump.unreadable);
     let config = Config::from_env()?;
     let choice = if args.entities.is_empty() {
         Choice::MostAnomalous(args.top)

@@ -351,8 +351,22 @@ impl<'a> Observation<'a> {
     }
 }
 
+/// `x` to two decimals, always finite: stored numbers must read back (JSON has no infinity,
+/// and a non-finite number would be written as `null`).
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    finite((x * 100.0).round() / 100.0, x)
+}
+
+/// `rounded` when it is finite, else `x` saturated to the finite range (NaN as 0): rounding
+/// a number near `f64::MAX` can carry it past the largest finite one.
+fn finite(rounded: f64, x: f64) -> f64 {
+    if rounded.is_finite() {
+        rounded
+    } else if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(f64::MIN, f64::MAX)
+    }
 }
 
 fn merchant_hash(m: &str) -> u32 {
@@ -521,15 +535,13 @@ fn busiest_window(points: impl Iterator<Item = (i64, u32)> + Clone, t: i64, widt
 
 /// Three significant digits: reasons explain, they do not need every bit. (Through the
 /// decimal text, so that the number prints as short as it reads.)
+/// `x` to three significant digits, always finite (see [`round2`]).
 fn sig3(x: f64) -> f64 {
-    if !x.is_finite() {
-        return x.clamp(f64::MIN, f64::MAX);
-    }
-    format!("{x:.2e}").parse().unwrap_or(x)
+    finite(format!("{x:.2e}").parse().unwrap_or(x), x)
 }
 
 fn round4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+    finite((x * 10_000.0).round() / 10_000.0, x)
 }
 
 /// 0.5 at one over the threshold, approaching 1 as the count grows.

@@ -321,6 +321,9 @@ impl TryFrom<Wire> for ValueModel {
 
 fn f(x: f64) -> f32 {
     // Saturate instead of overflowing to infinity: state stays finite whatever the input.
+    if x.is_nan() {
+        return 0.0;
+    }
     x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
 }
 

@@ -244,8 +244,8 @@ mod tests {
             &self,
             _: Option<&str>,
             _: usize,
-        ) -> Result<Vec<EventRecord>, Error> {
-            Ok(Vec::new())
+        ) -> Result<crate::store::Listing, Error> {
+            Ok(crate::store::Listing::default())
         }
         async fn dump(&self) -> Result<StoreDump, Error> {
             Ok(StoreDump::default())
