@@ -699,3 +699,37 @@ async fn registry_failures_quarantine_only_their_record() {
     assert_eq!((b.events.len(), b.quarantine.len()), (1, 10));
     assert_eq!(b.events[0].payload["payment_id"], "evt-avro-008");
 }
+
+/// Issue 25, case 18: bidirectional overrides and invisible characters were accepted in
+/// `entity_id` and `source` and printed raw, so `acct-1` and `acct-1` + zero-width space were two
+/// entities that look the same. They are refused like control characters.
+#[tokio::test]
+async fn identifiers_with_bidi_overrides_or_invisible_characters_are_refused() {
+    let p = pipeline();
+    let event = |id: &str, entity: &str, source: &str| {
+        serde_json::json!({
+            "event_id": id, "event_type": "payment.authorized", "source": source,
+            "entity_id": entity, "occurred_at": "2026-11-01T10:00:00Z", "value": 1.0,
+        })
+    };
+    let batch = pipeline_tests::fixtures::raw_batch(
+        "bidi",
+        vec![
+            event("ok", "acct-1", "psp"),
+            event("rlo", "acct-\u{202e}1", "psp"),
+            event("zwsp", "acct-1\u{200b}", "psp"),
+            event("bom", "\u{feff}acct-1", "psp"),
+            event("src", "acct-1", "p\u{2066}sp"),
+        ],
+    );
+    let out = p.validate(batch);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.events[0].event.event_id, "ok");
+    assert_eq!(out.quarantine.len(), 4);
+    for q in &out.quarantine {
+        assert!(
+            q.reasons.iter().any(|r| r.message.contains("invisible")),
+            "{q:?}"
+        );
+    }
+}

@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use chrono::DateTime;
 use pipeline_core::evaluate::{Evaluation, Figures, Outcome, Prepared, parse_labels};
 use pipeline_core::persist::Status;
+use pipeline_core::store::{Store, StoreDump};
 use pipeline_handlers::{Config, Pipeline};
 use pipeline_sqlite::SqliteStore;
 use serde::Deserialize;
@@ -54,15 +54,6 @@ pub struct EvaluateArgs {
 }
 
 #[derive(Deserialize)]
-struct InputLine {
-    event_id: String,
-    entity_id: String,
-    occurred_at: DateTime<chrono::FixedOffset>,
-    #[serde(default)]
-    source: String,
-}
-
-#[derive(Deserialize)]
 struct RunLine {
     event_id: Option<String>,
     status: String,
@@ -88,21 +79,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
             path: labels_path.clone(),
             message: e.to_string(),
         })?;
-    // Where each event sits: its entity, event time and stream kind. Lines that do not parse
-    // are quarantined by the chain and have no verdict to score.
-    let mut meta: HashMap<String, (String, i64, String)> = HashMap::new();
-    for line in text.lines() {
-        if let Ok(l) = serde_json::from_str::<InputLine>(line) {
-            meta.entry(l.event_id).or_insert((
-                l.entity_id,
-                l.occurred_at.timestamp_millis(),
-                l.source,
-            ));
-        }
-    }
-    let verdicts = match &args.output_of {
-        Some(path) => read_run_output(path)?,
-        None => run_chain(&input, &text)?,
+    // Where each event sits (its entity, event time and stream kind) is read from the event
+    // the chain stored, never from the first raw line with its id: that line may be invalid,
+    // or a different event under the same id.
+    let (verdicts, meta) = match &args.output_of {
+        Some(path) => (read_run_output(path)?, valid_events(&input, &text)?),
+        None => run_chain(&input, &text, true)?,
     };
     let outcomes: Vec<Outcome> = verdicts
         .into_iter()
@@ -172,7 +154,7 @@ fn evaluate_nab(dir: &str, sweep: bool, as_json: bool) -> Result<ExitCode, CliEr
     let mut flags: Vec<Vec<bool>> = corpus.values.iter().map(|v| vec![false; v.len()]).collect();
     let mut scores: Vec<Vec<f64>> = corpus.values.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut scored = 0;
-    for (id, score, is_anomaly) in run_chain(dir, &text)? {
+    for (id, score, is_anomaly) in run_chain(dir, &text, false)?.0 {
         if let Some(&(s, i)) = ids.get(&id) {
             flags[s][i] = is_anomaly;
             scores[s][i] = score;
@@ -193,9 +175,17 @@ fn evaluate_nab(dir: &str, sweep: bool, as_json: bool) -> Result<ExitCode, CliEr
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where an event sits: its entity, event time (ms) and stream kind (`source`).
+type Meta = HashMap<String, (String, i64, String)>;
+
 /// Runs the chain over `text` (the input, read once: stdin cannot be read twice) on a fresh
-/// in-memory store and returns each event's verdict, in order.
-fn run_chain(input: &str, text: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
+/// in-memory store and returns each event's verdict, in order, and (`with_meta`) the stored
+/// events' places.
+fn run_chain(
+    input: &str,
+    text: &str,
+    with_meta: bool,
+) -> Result<(Vec<(String, f64, bool)>, Meta), CliError> {
     let runtime = crate::input::runtime()?;
     let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
         path: ":memory:".into(),
@@ -204,7 +194,7 @@ fn run_chain(input: &str, text: &str) -> Result<Vec<(String, f64, bool)>, CliErr
     let pipeline = Pipeline::new(Config::from_env()?, store)?;
     let jobs = crate::run::load_text(input, text, &pipeline)?;
     let mut out = Vec::new();
-    runtime.block_on(async {
+    let dump = runtime.block_on(async {
         for job in jobs {
             let (report, _) = crate::run::run_job(&pipeline, job).await?;
             for o in report.outcomes {
@@ -216,9 +206,43 @@ fn run_chain(input: &str, text: &str) -> Result<Vec<(String, f64, bool)>, CliErr
                 }
             }
         }
-        Ok::<_, CliError>(())
+        Ok::<_, CliError>(if with_meta {
+            pipeline.store().dump().await?
+        } else {
+            StoreDump::default()
+        })
     })?;
-    Ok(out)
+    let meta = dump
+        .events
+        .into_iter()
+        .map(|r| {
+            let place = (r.entity_id, r.event.occurred_ms(), r.event.source);
+            (r.event_id, place)
+        })
+        .collect();
+    Ok((out, meta))
+}
+
+/// The places of the events of `text` that pass ingest and validate (the first valid one of
+/// an id): what a run of `text` stored, for `--output-of`, which does not run the chain.
+fn valid_events(input: &str, text: &str) -> Result<Meta, CliError> {
+    let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
+        path: ":memory:".into(),
+        source,
+    })?;
+    let pipeline = Pipeline::new(Config::from_env()?, store)?;
+    let mut meta = Meta::new();
+    for job in crate::run::load_text(input, text, &pipeline)? {
+        let crate::run::Job::Raw(batch) = job else {
+            continue;
+        };
+        for v in pipeline.validate(batch).events {
+            let e = v.event;
+            meta.entry(e.event_id.clone())
+                .or_insert_with(|| (e.entity_id.clone(), e.occurred_ms(), e.source.clone()));
+        }
+    }
+    Ok(meta)
 }
 
 fn read_run_output(path: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
@@ -264,7 +288,7 @@ fn print_table(ev: &Evaluation, per_entity: bool) {
         let opt = |x: Option<f64>, p: usize| x.map_or("-".to_owned(), |v| format!("{v:.p$}"));
         println!(
             "{:<22} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            truncate(&name, 22),
+            truncate(&crate::inspect::printable(&name), 22),
             f.events,
             format!("{}/{}", f.windows_detected, f.windows),
             opt(f.precision, 2),

@@ -311,16 +311,19 @@ pub fn warn_unreadable(unreadable: &[String]) {
     }
 }
 
-/// `s` with every control character written as an escape (`\u{1b}`), so that stored text —
-/// which producers control — can never drive the terminal it is printed on.
-fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+/// `s` with every control character written as an escape (`\u{1b}`), and every character
+/// that reorders or hides text (bidirectional overrides, zero-width characters: see
+/// [`pipeline_core::validate::is_hidden`]), so that stored text — which producers control —
+/// can never drive the terminal it is printed on or pass one id off as another.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || pipeline_core::validate::is_hidden(c);
+    if !s.chars().any(bad) {
         return std::borrow::Cow::Borrowed(s);
     }
     std::borrow::Cow::Owned(
         s.chars()
             .map(|c| {
-                if c.is_control() {
+                if bad(c) {
                     c.escape_unicode().to_string()
                 } else {
                     c.to_string()
@@ -340,6 +343,10 @@ mod tests {
         assert_eq!(
             printable("a\u{1b}[31mred\u{7}\u{9b}"),
             "a\\u{1b}[31mred\\u{7}\\u{9b}"
+        );
+        assert_eq!(
+            printable("acct\u{202e}1\u{200b}"),
+            "acct\\u{202e}1\\u{200b}"
         );
     }
 }

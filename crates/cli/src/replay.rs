@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
+use crate::inspect::printable;
 use crate::stores::{StoreArgs, StoreKind};
 
 /// `pipeline replay` arguments.
@@ -344,12 +345,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
             println!(
                 "{:<12} {:<28} {}{}",
                 a.status.as_str(),
-                a.event_id.as_deref().unwrap_or("-"),
-                a.quarantine_id,
+                printable(a.event_id.as_deref().unwrap_or("-")),
+                printable(&a.quarantine_id),
                 if reasons.is_empty() {
                     String::new()
                 } else {
-                    format!("  ({})", reasons.join(", "))
+                    format!("  ({})", printable(&reasons.join(", ")))
                 }
             );
         }

@@ -185,3 +185,64 @@ fn evaluate_nab_refuses_labels_for_a_stream_it_does_not_have() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("g/missing.csv"), "{err}");
 }
+
+#[test]
+fn an_event_is_scored_where_it_was_stored_not_where_an_invalid_line_put_it() {
+    // Issue 25, case 11: the entity, time and source of an event were taken from the first raw
+    // line with its id, even an invalid one, so the event was scored under the wrong entity
+    // (and that line's escape sequences were printed as a stream name).
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let labels = tmp.path().join("labels.jsonl");
+    let mut lines = vec![
+        // Invalid (the value is text), but it names the id first.
+        r#"{"event_id":"e-5","event_type":"metric.cpu","source":"evil\u001b[2J","entity_id":"intruder","occurred_at":"2026-11-01T00:05:00Z","value":"x"}"#.to_owned(),
+    ];
+    for i in 0..10 {
+        lines.push(format!(
+            r#"{{"event_id":"e-{i}","event_type":"metric.cpu","source":"host","entity_id":"h-1","occurred_at":"2026-11-01T00:{i:02}:00Z","value":{}}}"#,
+            10 + i % 3
+        ));
+    }
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    std::fs::write(&labels, r#"{"event_id":"e-5"}"#).unwrap();
+    let (input_s, labels_s) = (input.to_str().unwrap(), labels.to_str().unwrap());
+    let db = tmp.path().join("p.db");
+    let out = tmp.path().join("out.jsonl");
+    pipeline(&[
+        "run",
+        input_s,
+        "--db",
+        db.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    for extra in [vec![], vec!["--output-of", out.to_str().unwrap()]] {
+        let mut args = vec![
+            "evaluate",
+            input_s,
+            "--labels",
+            labels_s,
+            "--json",
+            "--per-entity",
+        ];
+        args.extend(extra.iter().copied());
+        let v: Value = serde_json::from_slice(&pipeline(&args).stdout).unwrap();
+        let by_entity = v["is_anomaly"]["by_entity"].as_object().unwrap();
+        let by_kind = v["is_anomaly"]["by_kind"].as_object().unwrap();
+        assert_eq!(
+            by_entity.keys().collect::<Vec<_>>(),
+            ["h-1"],
+            "{args:?}: {v}"
+        );
+        assert_eq!(
+            by_kind.keys().collect::<Vec<_>>(),
+            ["host"],
+            "{args:?}: {v}"
+        );
+        assert_eq!(by_entity["h-1"]["events"], 10, "{args:?}");
+    }
+    let text =
+        String::from_utf8(pipeline(&["evaluate", input_s, "--labels", labels_s]).stdout).unwrap();
+    assert!(!text.contains('\u{1b}'), "{text}");
+}

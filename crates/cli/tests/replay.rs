@@ -198,3 +198,27 @@ async fn replay_applies_the_ingest_rules_and_keeps_the_first_reason() {
         assert!(q.replayed.is_some());
     }
 }
+
+#[test]
+fn replay_never_prints_stored_escape_sequences() {
+    // Issue 25, case 10: replay printed a quarantined event id, and the quarantine id built
+    // from it, raw: the terminal-escape fix of `anomalies` missed this path.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let mut bad = event("x", "EUR", json!(1.0));
+    bad["event_id"] = json!("evt-\u{1b}[2J\u{1b}]0;owned\u{7}");
+    std::fs::write(&input, format!("{bad}\n")).unwrap();
+    let db = tmp.path().join("p.db");
+    pipeline(&["run", input.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["replay", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("evt-\\u{1b}[2J"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text}"
+    );
+}

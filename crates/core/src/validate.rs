@@ -44,6 +44,26 @@ impl Default for ValidateConfig {
     }
 }
 
+/// Characters that change how text around them is shown or are not shown at all:
+/// bidirectional marks, embeddings, overrides and isolates, zero-width characters, the word
+/// joiner and invisible operators, the byte-order mark, the soft hyphen and tag characters. In
+/// an identifier they let two different ids print alike (`acct-1` and `acct-1` with a
+/// zero-width space) or reorder what a reader sees; printed, they are escaped.
+pub fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
 /// Runs the validate stage over a batch.
 pub fn validate(
     mut batch: Batch<RawEvent>,
@@ -219,10 +239,14 @@ pub fn invariants(
         ("/source", &e.source, 256),
         ("/entity_id", &e.entity_id, 256),
     ] {
-        let ok =
-            !text.is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control);
+        let ok = !text.is_empty()
+            && text.chars().count() <= max
+            && !text.chars().any(|c| c.is_control() || is_hidden(c));
         rule(ok, path, &|| {
-            format!("{path} must be 1-{max} characters without control characters")
+            format!(
+                "{path} must be 1-{max} characters without control, bidirectional-override or \
+                 invisible characters (they make two different ids look the same)"
+            )
         });
     }
     rule(e.version >= 1, "/version", &|| {
