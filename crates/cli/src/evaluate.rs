@@ -178,6 +178,9 @@ fn evaluate_nab(dir: &str, sweep: bool, as_json: bool) -> Result<ExitCode, CliEr
 /// Where an event sits: its entity, event time (ms) and stream kind (`source`).
 type Meta = HashMap<String, (String, i64, String)>;
 
+/// Each event's verdict (id, score, `is_anomaly`), in order.
+type Verdicts = Vec<(String, f64, bool)>;
+
 /// Runs the chain over `text` (the input, read once: stdin cannot be read twice) on a fresh
 /// in-memory store and returns each event's verdict, in order, and (`with_meta`) the stored
 /// events' places.
@@ -185,7 +188,7 @@ fn run_chain(
     input: &str,
     text: &str,
     with_meta: bool,
-) -> Result<(Vec<(String, f64, bool)>, Meta), CliError> {
+) -> Result<(Verdicts, Meta), CliError> {
     let runtime = crate::input::runtime()?;
     let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
         path: ":memory:".into(),
@@ -245,7 +248,7 @@ fn valid_events(input: &str, text: &str) -> Result<Meta, CliError> {
     Ok(meta)
 }
 
-fn read_run_output(path: &str) -> Result<Vec<(String, f64, bool)>, CliError> {
+fn read_run_output(path: &str) -> Result<Verdicts, CliError> {
     let text = crate::input::read_text(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
