@@ -184,11 +184,7 @@ type Verdicts = Vec<(String, f64, bool)>;
 /// Runs the chain over `text` (the input, read once: stdin cannot be read twice) on a fresh
 /// in-memory store and returns each event's verdict, in order, and (`with_meta`) the stored
 /// events' places.
-fn run_chain(
-    input: &str,
-    text: &str,
-    with_meta: bool,
-) -> Result<(Verdicts, Meta), CliError> {
+fn run_chain(input: &str, text: &str, with_meta: bool) -> Result<(Verdicts, Meta), CliError> {
     let runtime = crate::input::runtime()?;
     let store = SqliteStore::in_memory().map_err(|source| CliError::Db {
         path: ":memory:".into(),

@@ -297,9 +297,17 @@ pub fn feed(
                 let mut splitter = Splitter::new(source.received_at, limits);
                 // Progress is counted in lines' bytes as they are read.
                 let mut read = 0u64;
+                // A batch is received when its lines have been read, not when the input was
+                // opened: on a live stream (`producer | pipeline run -`) the time the input
+                // was opened soon lies far behind, and every later event would look ahead of
+                // its receipt (`future_timestamp`).
+                let stamped = |mut batch: pipeline_core::batch::Batch<_>| {
+                    batch.received_at = Utc::now();
+                    batch
+                };
                 let push =
                     |item: Item, read: u64, splitter: &mut Splitter| match splitter.push(item) {
-                        Some(batch) => send(Job::Raw(batch), done_bytes + read),
+                        Some(batch) => send(Job::Raw(stamped(batch)), done_bytes + read),
                         None => true,
                     };
                 for item in head {
@@ -325,7 +333,7 @@ pub fn feed(
                 }
                 let end = done_bytes + source.len.unwrap_or(read);
                 if let Some(batch) = splitter.finish()
-                    && !send(Job::Raw(batch), end)
+                    && !send(Job::Raw(stamped(batch)), end)
                 {
                     return;
                 }

@@ -57,8 +57,17 @@ pub struct RunArgs {
     /// Refuse an input (exit code 4, nothing written) when more than this share of its
     /// lines are not JSON at all: it is probably not a JSON Lines file of events. `1` turns
     /// the check off; ordinary bad lines are quarantined as always.
-    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE", value_parser = share)]
     max_undecodable: f64,
+}
+
+/// A share between 0 and 1 (NaN, negative and larger values are refused by name).
+fn share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not a share between 0 and 1")),
+        Err(e) => Err(format!("{text:?} is not a number: {e}")),
+    }
 }
 
 /// How long the embedded store lets consecutive batches share one transaction: long enough
@@ -132,6 +141,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_async(args: RunArgs) -> Result<ExitCode, CliError> {
+    if args.target.store == StoreKind::Embedded && args.target.db.as_os_str() == ":memory:" {
+        // SQLite takes the name for a database that lives only as long as the process: the
+        // run would report events persisted and keep none of them.
+        return Err(CliError::Config(
+            "--db :memory: would keep nothing after the run; pass a file (`pipeline evaluate` \
+             and `pipeline bench` are the commands that run on a throwaway store)"
+                .into(),
+        ));
+    }
     if let Some(out) = &args.output {
         let store_files = args.target.files();
         let reads: Vec<(&str, &std::path::Path)> = args

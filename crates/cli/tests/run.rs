@@ -739,3 +739,85 @@ fn one_unreadable_record_does_not_hide_the_others() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains(&victim));
 }
+
+#[test]
+fn a_live_stream_on_stdin_is_received_as_it_is_read() {
+    // Issue 25, case 8: `received_at` was fixed when stdin opened, so on a live stream every
+    // event written after the skew allowance had passed was quarantined as `future_timestamp`.
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args([
+            "run",
+            "-",
+            "--json",
+            "--batch-size",
+            "1",
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .env("PIPELINE_MAX_FUTURE_SKEW_SECS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..3 {
+        if i > 0 {
+            // The producer's next event comes later than the skew allowance.
+            std::thread::sleep(std::time::Duration::from_millis(1600));
+        }
+        let at = chrono::Utc::now().to_rfc3339();
+        writeln!(
+            stdin,
+            r#"{{"event_id":"live-{i}","event_type":"metric.cpu","source":"s","entity_id":"h","occurred_at":"{at}","value":1}}"#
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let s = summary(&out);
+    assert_eq!(n(&s, "persisted"), 3, "{s}");
+}
+
+#[test]
+fn shares_out_of_range_and_an_in_memory_database_are_refused() {
+    // Issue 25, case 19: `--max-undecodable=-1` and `NaN` were accepted, and `--db :memory:`
+    // reported events persisted and kept none.
+    for args in [
+        vec![
+            "run",
+            "events/streams/transactions.jsonl",
+            "--max-undecodable=-1",
+        ],
+        vec![
+            "run",
+            "events/streams/transactions.jsonl",
+            "--max-undecodable",
+            "NaN",
+        ],
+        vec![
+            "run",
+            "events/streams/transactions.jsonl",
+            "--max-undecodable",
+            "1.5",
+        ],
+        vec![
+            "run",
+            "events/streams/transactions.jsonl",
+            "--db",
+            ":memory:",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("share") || err.contains(":memory:"), "{err}");
+    }
+}

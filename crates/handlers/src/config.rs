@@ -5,18 +5,18 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `PIPELINE_MAX_FUTURE_SKEW_SECS` | how far `occurred_at` may be ahead of receipt | 300 |
-//! | `PIPELINE_MAX_EVENT_BYTES` | largest event accepted | 65536 |
+//! | `PIPELINE_MAX_FUTURE_SKEW_SECS` | how far `occurred_at` may be ahead of receipt (0 … 31622400, 366 days) | 300 |
+//! | `PIPELINE_MAX_EVENT_BYTES` | largest event accepted (1 … 16777216) | 65536 |
 //! | `PIPELINE_FX_TABLE` | path of an FX table replacing `config/fx.json` | built in |
-//! | `PIPELINE_WINDOW_SECS` | velocity window | 600 |
+//! | `PIPELINE_WINDOW_SECS` | velocity window (1 … 31622400) | 600 |
 //! | `PIPELINE_INCIDENT_QUIET_SECS` | an entity's incident closes after this much event time without an anomalous event (`docs/detection.md`) | 43200 |
 //! | `PIPELINE_MAX_FAILURES` | more failures than this in the window is an anomaly | 5 |
 //! | `PIPELINE_MAX_EVENTS` | more events than this in the window is an anomaly | 60 |
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
-//! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted | 30 |
+//! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted (0 … 36500) | 30 |
 //! | `PIPELINE_SCHEMA_REGISTRY` | ingest and the CLI only: path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json` | none: values are JSON |
-//! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once | 4 |
+//! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once (1 … 1000) | 4 |
 //! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
 //! | `EVENTS_TABLE`, `ENTITIES_TABLE`, `QUARANTINE_TABLE` | DynamoDB table names | `pipeline-events`, `pipeline-entities`, `pipeline-quarantine` |
@@ -137,21 +137,16 @@ impl Config {
         let text = |key: &str| text(vars, key);
         let mut validate = ValidateConfig::default();
         let mut detect = DetectConfig::default();
-        if let Some(v) = num::<i64>(vars, "PIPELINE_MAX_FUTURE_SKEW_SECS")? {
+        if let Some(v) = ranged::<i64>(vars, "PIPELINE_MAX_FUTURE_SKEW_SECS", 0, YEAR_SECS)? {
             validate.max_future_skew = Duration::seconds(v);
         }
-        if let Some(v) = num::<usize>(vars, "PIPELINE_MAX_EVENT_BYTES")? {
+        if let Some(v) = ranged::<usize>(vars, "PIPELINE_MAX_EVENT_BYTES", 1, 16 << 20)? {
             validate.max_event_bytes = v;
         }
-        if let Some(v) = num::<i64>(vars, "PIPELINE_WINDOW_SECS")? {
+        if let Some(v) = ranged::<i64>(vars, "PIPELINE_WINDOW_SECS", 1, YEAR_SECS)? {
             detect.window = Duration::seconds(v);
         }
-        if let Some(v) = num::<i64>(vars, "PIPELINE_INCIDENT_QUIET_SECS")? {
-            if !(0..=366 * 86_400).contains(&v) {
-                return Err(Error::Config(format!(
-                    "PIPELINE_INCIDENT_QUIET_SECS must be between 0 and 31622400 (366 days), got {v}"
-                )));
-            }
+        if let Some(v) = ranged::<i64>(vars, "PIPELINE_INCIDENT_QUIET_SECS", 0, YEAR_SECS)? {
             detect.incident_quiet = Duration::seconds(v);
         }
         if let Some(v) = num::<u32>(vars, "PIPELINE_MAX_FAILURES")? {
@@ -184,18 +179,14 @@ impl Config {
             }
             None => FxTable::builtin()?,
         };
-        let quarantine_retention = match num::<i64>(vars, "PIPELINE_QUARANTINE_RETENTION_DAYS")? {
-            None => Some(Duration::days(
-                pipeline_core::persist::DEFAULT_QUARANTINE_RETENTION_DAYS,
-            )),
-            Some(0) => None,
-            Some(d) if d > 0 => Some(Duration::days(d)),
-            Some(d) => {
-                return Err(Error::Config(format!(
-                    "PIPELINE_QUARANTINE_RETENTION_DAYS must be 0 (keep) or a number of days, got {d}"
-                )));
-            }
-        };
+        let quarantine_retention =
+            match ranged::<i64>(vars, "PIPELINE_QUARANTINE_RETENTION_DAYS", 0, 36_500)? {
+                None => Some(Duration::days(
+                    pipeline_core::persist::DEFAULT_QUARANTINE_RETENTION_DAYS,
+                )),
+                Some(0) => None,
+                Some(d) => Some(Duration::days(d)),
+            };
         let persist = PersistConfig {
             detect: detect.clone(),
             quarantine_retention,
@@ -204,7 +195,8 @@ impl Config {
         let fault_injection = vars
             .get("PIPELINE_FAULT_INJECTION")
             .is_some_and(|v| v == "1");
-        let ingest_concurrency = num::<usize>(vars, "INGEST_MAX_CONCURRENCY")?.unwrap_or(4);
+        let ingest_concurrency =
+            ranged::<usize>(vars, "INGEST_MAX_CONCURRENCY", 1, 1000)?.unwrap_or(4);
         let report_batch_item_failures = match text("INGEST_REPORT_BATCH_ITEM_FAILURES")
             .map(|v| v.to_ascii_lowercase())
             .as_deref()
@@ -295,6 +287,24 @@ fn text(vars: &HashMap<String, String>, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// 366 days in seconds: the longest time setting (a larger one is a typo, and one near
+/// `i64::MAX` seconds would overflow time arithmetic mid-run).
+const YEAR_SECS: i64 = 366 * 86_400;
+
+/// [`num`], refused outside `lo ..= hi` with an error naming the variable and the range.
+fn ranged<T>(vars: &HashMap<String, String>, key: &str, lo: T, hi: T) -> Result<Option<T>, Error>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    match num::<T>(vars, key)? {
+        Some(v) if v < lo || v > hi => Err(Error::Config(format!(
+            "{key} must be between {lo} and {hi}, got {v}"
+        ))),
+        other => Ok(other),
+    }
+}
+
 fn num<T: FromStr>(vars: &HashMap<String, String>, key: &str) -> Result<Option<T>, Error>
 where
     T::Err: std::fmt::Display,
@@ -336,6 +346,37 @@ mod tests {
         let bad: HashMap<String, String> =
             [("PIPELINE_WINDOW_SECS".to_owned(), "ten".to_owned())].into();
         assert!(Config::from_vars(&bad).is_err());
+    }
+
+    #[test]
+    fn every_setting_out_of_its_range_is_an_error_naming_it_never_a_panic() {
+        // Issue 25, case 15: i64::MAX seconds panicked (exit 101), one of them mid-run, and a
+        // negative window silently turned velocity detection off.
+        for (key, value) in [
+            ("PIPELINE_WINDOW_SECS", "9223372036854775807"),
+            ("PIPELINE_WINDOW_SECS", "-600"),
+            ("PIPELINE_WINDOW_SECS", "0"),
+            ("PIPELINE_MAX_FUTURE_SKEW_SECS", "9223372036854775807"),
+            ("PIPELINE_MAX_FUTURE_SKEW_SECS", "-1"),
+            ("PIPELINE_QUARANTINE_RETENTION_DAYS", "100000000"),
+            ("PIPELINE_QUARANTINE_RETENTION_DAYS", "-1"),
+            ("PIPELINE_INCIDENT_QUIET_SECS", "-1"),
+            ("PIPELINE_MAX_EVENT_BYTES", "0"),
+            ("INGEST_MAX_CONCURRENCY", "0"),
+        ] {
+            let result = std::panic::catch_unwind(|| Config::from_vars(&vars(&[(key, value)])));
+            let err = result.expect("no panic").expect_err(key).to_string();
+            assert!(
+                err.contains(key) && err.contains("between"),
+                "{key}={value}: {err}"
+            );
+        }
+        let edge = Config::from_vars(&vars(&[
+            ("PIPELINE_WINDOW_SECS", "31622400"),
+            ("PIPELINE_QUARANTINE_RETENTION_DAYS", "36500"),
+        ]))
+        .unwrap();
+        assert_eq!(edge.detect.window.num_days(), 366);
     }
 
     #[test]

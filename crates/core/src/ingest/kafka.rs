@@ -104,10 +104,8 @@ pub fn decode_kafka_with(input: &Value, registry: &Registry) -> Vec<Item> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned(),
-            r.get("partition")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-            r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
+            int_field(r, "partition").unwrap_or(-1),
+            int_field(r, "offset").unwrap_or(-1),
         )
     });
     for r in records {
@@ -132,19 +130,55 @@ fn pointer_escape(name: &str) -> String {
     name.replace('~', "~0").replace('/', "~1")
 }
 
+/// A record's partition or offset as sent: an integer, or a string of one (some producers
+/// and replays write them as text); -1 when absent. Anything else (7.5, a word, an object) is
+/// an error describing it: storing it as offset 0 would name another record's origin.
+fn int_field(r: &Value, key: &str) -> Result<i64, String> {
+    match r.get(key) {
+        None | Some(Value::Null) => Ok(-1),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("record {key} {n} is not an integer")),
+        Some(Value::String(t)) => t
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("record {key} {t:?} is not an integer")),
+        Some(other) => Err(format!(
+            "record {key} is {} instead of an integer",
+            kind_name(other)
+        )),
+    }
+}
+
 fn decode_kafka_record(r: &Value, registry: &Registry) -> Item {
+    let topic = r
+        .get("topic")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let key = r.get("key").and_then(Value::as_str).map(decode_key);
+    let refuse = |pointer: &str, what: String, key: Option<String>| {
+        Item::Quarantined(ingest_quarantine(
+            r.clone(),
+            Provenance::Kafka {
+                topic: topic.clone(),
+                partition: -1,
+                offset: -1,
+                key,
+            },
+            Reason::at("bad_envelope", pointer, what),
+        ))
+    };
+    let (partition, offset) = match (int_field(r, "partition"), int_field(r, "offset")) {
+        (Ok(p), Ok(o)) => (p, o),
+        (Err(what), _) => return refuse("/partition", what, key),
+        (_, Err(what)) => return refuse("/offset", what, key),
+    };
     let provenance = Provenance::Kafka {
-        topic: r
-            .get("topic")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        partition: r
-            .get("partition")
-            .and_then(Value::as_i64)
-            .unwrap_or_default(),
-        offset: r.get("offset").and_then(Value::as_i64).unwrap_or_default(),
-        key: r.get("key").and_then(Value::as_str).map(decode_key),
+        topic,
+        partition,
+        offset,
+        key,
     };
     let raw = r.get("value").and_then(Value::as_str).unwrap_or_default();
     match STANDARD.decode(raw) {

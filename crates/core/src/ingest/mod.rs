@@ -284,6 +284,43 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn kafka_offsets_are_kept_as_sent_or_the_record_is_quarantined() {
+        // Issue 25, case 19: offsets given as "6" or 7.5 were stored as offset 0, another
+        // record's origin.
+        let v = STANDARD.encode(br#"{"event_id":"a"}"#);
+        let input = json!({"eventSource":"aws:kafka","records":{"t-0":[
+            {"topic":"t","partition":"0","offset":"6","value":v},
+            {"topic":"t","partition":0,"offset":7.5,"value":v},
+            {"topic":"t","partition":0,"offset":{"n":8},"value":v},
+            {"topic":"t","partition":0,"value":v}]}});
+        let items = decode(&input).expect("kafka");
+        assert_eq!(items.len(), 4);
+        let origins: Vec<(i64, i64)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(RawEvent {
+                    provenance:
+                        Provenance::Kafka {
+                            partition, offset, ..
+                        },
+                    ..
+                }) => Some((*partition, *offset)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(origins, [(0, -1), (0, 6)], "absent is -1, text is read");
+        let refused: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Quarantined(q) => Some(q.reasons[0].message.as_str()),
+                Item::Event(_) => None,
+            })
+            .collect();
+        assert_eq!(refused.len(), 2);
+        assert!(refused.iter().any(|m| m.contains("7.5")), "{refused:?}");
+    }
+
+    #[test]
     fn kafka_records_decode_and_bad_ones_are_quarantined() {
         let good = STANDARD.encode(br#"{"event_id":"a"}"#);
         let input = json!({"eventSource":"aws:kafka","records":{"t-0":[
