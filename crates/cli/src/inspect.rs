@@ -19,7 +19,7 @@ pub fn show(target: &StoreArgs, event_id: &str) -> Result<ExitCode, CliError> {
     let runtime = crate::input::runtime()?;
     runtime.block_on(async {
         match target.store {
-            StoreKind::Embedded => show_in(&target.existing_sqlite()?, event_id).await,
+            StoreKind::Embedded => show_in(&target.readable_sqlite()?, event_id).await,
             #[cfg(feature = "aws")]
             StoreKind::Dynamodb => show_in(&target.dynamodb().await, event_id).await,
             #[cfg(not(feature = "aws"))]
@@ -75,7 +75,7 @@ pub fn anomalies(
         Ok::<_, CliError>(match target.store {
             StoreKind::Embedded => {
                 target
-                    .existing_sqlite()?
+                    .readable_sqlite()?
                     .list_anomalies(entity, limit)
                     .await?
             }
@@ -245,7 +245,7 @@ pub fn list_incidents(
     let runtime = crate::input::runtime()?;
     let dump: StoreDump = runtime.block_on(async {
         Ok::<_, CliError>(match target.store {
-            StoreKind::Embedded => target.existing_sqlite()?.dump().await?,
+            StoreKind::Embedded => target.readable_sqlite()?.dump().await?,
             #[cfg(feature = "aws")]
             StoreKind::Dynamodb => target.dynamodb().await.dump().await?,
             #[cfg(not(feature = "aws"))]

@@ -82,15 +82,31 @@ impl StoreArgs {
         })
     }
 
-    /// Opens the embedded database, which must exist (commands that only read).
+    /// Opens the existing embedded database for reading only (`show`, `anomalies`,
+    /// `report`): nothing in the file changes, and a read-only file is fine.
+    pub fn readable_sqlite(&self) -> Result<SqliteStore, CliError> {
+        self.existing_sqlite_with(SqliteStore::open_read_only)
+    }
+
+    /// Opens the existing embedded database to write to it (`replay`).
     pub fn existing_sqlite(&self) -> Result<SqliteStore, CliError> {
+        self.existing_sqlite_with(SqliteStore::open)
+    }
+
+    fn existing_sqlite_with(
+        &self,
+        open: fn(&std::path::Path) -> Result<SqliteStore, pipeline_sqlite::Error>,
+    ) -> Result<SqliteStore, CliError> {
         if !self.db.exists() {
             return Err(CliError::NotFound(format!(
                 "no database at {} (run `pipeline run INPUT` first, pass --db, or --store dynamodb)",
                 self.db.display()
             )));
         }
-        self.sqlite()
+        open(&self.db).map_err(|source| CliError::Db {
+            path: self.db.display().to_string(),
+            source,
+        })
     }
 
     /// The DynamoDB store (no request is sent until it is used).

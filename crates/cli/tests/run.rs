@@ -821,3 +821,79 @@ fn shares_out_of_range_and_an_in_memory_database_are_refused() {
         assert!(err.contains("share") || err.contains(":memory:"), "{err}");
     }
 }
+
+#[test]
+fn read_commands_change_nothing_and_a_foreign_database_is_refused_untouched() {
+    // Issue 25, case 12: show, anomalies and report ran schema statements and switched the
+    // file to WAL on open, so they failed on a read-only database and changed an unrelated
+    // SQLite file (three tables added; with its own `events` table, the error printed the
+    // whole schema).
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    pipeline(&[
+        "run",
+        "events/streams/transactions.jsonl",
+        "--db",
+        db_s,
+        "--json",
+    ]);
+    let files = || -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            // The database itself; a WAL database's readers may leave its (empty) -wal and
+            // -shm companions, which hold no data.
+            .filter(|p| p.extension().is_some_and(|x| x == "db"))
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files();
+    let page = tmp.path().join("r.html");
+    for args in [
+        vec!["show", "evt-42-0000001", "--db", db_s],
+        vec!["anomalies", "--db", db_s],
+        vec!["anomalies", "--incidents", "--db", db_s],
+        vec!["report", "--db", db_s, "-o", page.to_str().unwrap()],
+    ] {
+        let _ = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(files() == before, "{args:?} changed the database's files");
+    }
+
+    let foreign = tmp.path().join("other.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE events (id INTEGER, body TEXT); CREATE TABLE notes (x);")
+            .unwrap();
+    }
+    let original = std::fs::read(&foreign).unwrap();
+    let f = foreign.to_str().unwrap();
+    for args in [
+        vec!["show", "x", "--db", f],
+        vec!["anomalies", "--db", f],
+        vec!["report", "--db", f, "-o", page.to_str().unwrap()],
+        vec!["run", "events/streams/transactions.jsonl", "--db", f],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(&args)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not a pipeline store") && err.lines().count() <= 2,
+            "{err}"
+        );
+        assert!(!err.contains("CREATE"), "{err}");
+        assert_eq!(std::fs::read(&foreign).unwrap(), original, "{args:?}");
+        for suffix in ["-wal", "-shm"] {
+            assert!(!tmp.path().join(format!("other.sqlite{suffix}")).exists());
+        }
+    }
+}

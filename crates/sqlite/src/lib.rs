@@ -67,6 +67,9 @@ pub enum Error {
         "the database rolled back uncommitted writes (group commit) after an error; nothing of them is stored, so running the input again is safe"
     )]
     GroupLost,
+    /// The file is an SQLite database, but not this product's store (nothing was changed).
+    #[error("this SQLite database is not a pipeline store ({0}); nothing was changed")]
+    NotAStore(String),
 }
 
 impl From<Error> for CoreError {
@@ -140,6 +143,45 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_event ON quarantine (event_id);
 ";
+
+/// The tables of the store and a column each must have.
+const STORE_TABLES: [(&str, &str); 3] = [
+    ("events", "record"),
+    ("entities", "state"),
+    ("quarantine", "record"),
+];
+
+/// Refuses a database that is not this store: with `empty_ok`, an empty one (a new file) is
+/// fine; otherwise the three tables must be there. Reads only the catalogue, so a foreign
+/// file is left exactly as it was.
+fn check_is_store(conn: &Connection, empty_ok: bool) -> Result<(), Error> {
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if tables.is_empty() && empty_ok {
+        return Ok(());
+    }
+    for (table, column) in STORE_TABLES {
+        if !tables.iter().any(|t| t == table) {
+            return Err(Error::NotAStore(format!("it has no {table} table")));
+        }
+        let has: bool = conn
+            .prepare(&format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .query_row([column], |r| r.get::<_, i64>(0))?
+            > 0;
+        if !has {
+            return Err(Error::NotAStore(format!(
+                "its {table} table has no {column} column"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// A store on one SQLite database.
 #[derive(Debug)]
@@ -274,9 +316,33 @@ impl Conn {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. A database that already holds
+    /// tables other than this store's is refused before anything is changed.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        Self::init(Connection::open(path)?)
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        check_is_store(&conn, true)?;
+        Self::init(conn)
+    }
+
+    /// Opens the existing database at `path` for reading only: no schema statement, no
+    /// journal-mode change, nothing written, so it works on a read-only file and leaves any
+    /// other SQLite file as it was (refusing it when it is not this product's store).
+    pub fn open_read_only(path: &Path) -> Result<Self, Error> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        check_is_store(&conn, false)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(Conn {
+                db: conn,
+                open_since: None,
+                group: None,
+                states: StateCache::default(),
+            }),
+        })
     }
 
     /// A private in-memory database (tests, benchmarks).

@@ -75,7 +75,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
     let runtime = crate::input::runtime()?;
     let dump = runtime.block_on(async {
         Ok::<_, CliError>(match args.target.store {
-            StoreKind::Embedded => args.target.existing_sqlite()?.dump().await?,
+            StoreKind::Embedded => args.target.readable_sqlite()?.dump().await?,
             #[cfg(feature = "aws")]
             StoreKind::Dynamodb => args.target.dynamodb().await.dump().await?,
             #[cfg(not(feature = "aws"))]
