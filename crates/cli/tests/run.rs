@@ -897,3 +897,71 @@ fn read_commands_change_nothing_and_a_foreign_database_is_refused_untouched() {
         }
     }
 }
+
+#[test]
+fn a_line_quarantined_at_ingest_is_found_by_its_event_id() {
+    // Issue 25, case 13.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let good = r#"{"event_id":"ok-1","event_type":"metric.cpu","source":"s","entity_id":"h","occurred_at":"2026-11-01T00:00:00Z","value":1}"#;
+    let overflow = r#"{"event_id":"big-1","event_type":"metric.cpu","source":"s","entity_id":"h","occurred_at":"2026-11-01T00:01:00Z","value":1e309}"#;
+    std::fs::write(&input, format!("{good}\n{good}\n{overflow}\n")).unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    pipeline(&["run", input.to_str().unwrap(), "--db", db_s]);
+    let shown: Value =
+        serde_json::from_slice(&pipeline(&["show", "big-1", "--db", db_s]).stdout).unwrap();
+    assert_eq!(shown["quarantine"][0]["item"]["stage"], "ingest", "{shown}");
+    assert_eq!(
+        shown["quarantine"][0]["item"]["reasons"][0]["code"],
+        "malformed_json"
+    );
+}
+
+#[tokio::test]
+async fn identical_bad_inputs_from_different_origins_keep_an_entry_each() {
+    // Issue 25, case 7: a quarantine id hashed stage, event id and payload only, so identical
+    // bad lines at different line numbers (and empty Kafka values at different offsets) left
+    // one entry, and the other origins could not be found.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    let good = r#"{"event_id":"ok-1","event_type":"metric.cpu","source":"s","entity_id":"h","occurred_at":"2026-11-01T00:00:00Z","value":1}"#;
+    std::fs::write(
+        &input,
+        format!("{good}\nnot json\nnot json\n{{\"value\":1}}\n{{\"value\":1}}\n"),
+    )
+    .unwrap();
+    let kafka = tmp.path().join("msk.json");
+    let record = |offset: i64| {
+        serde_json::json!({"topic":"t","partition":0,"offset":offset,"timestamp":0,
+                           "timestampType":"CREATE_TIME","value":"","headers":[]})
+    };
+    std::fs::write(
+        &kafka,
+        serde_json::json!({"eventSource":"aws:kafka","records":{"t-0":[record(5), record(6)]}})
+            .to_string(),
+    )
+    .unwrap();
+    let db = tmp.path().join("p.db");
+    let db_s = db.to_str().unwrap();
+    let run = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["run", path, "--db", db_s, "--max-undecodable", "1"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run("in.jsonl").status.success());
+    assert!(run("msk.json").status.success());
+    let first = dump(&db).await.quarantine;
+    let origins: std::collections::BTreeSet<String> = first
+        .iter()
+        .map(|q| serde_json::to_string(&q.item.provenance).unwrap())
+        .collect();
+    assert_eq!(first.len(), 6, "{origins:?}");
+    assert_eq!(origins.len(), 6);
+    // The same inputs again, under another spelling of the path: nothing new.
+    assert!(run("./in.jsonl").status.success());
+    assert!(run(kafka.to_str().unwrap()).status.success());
+    assert_eq!(dump(&db).await.quarantine.len(), 6);
+}

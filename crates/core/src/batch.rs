@@ -259,13 +259,46 @@ impl Quarantined {
     }
 
     /// A stable id for the quarantine record, so re-quarantining the same thing is idempotent.
+    ///
+    /// An event with an id is one entry per stage and content, wherever it came from (the same
+    /// bad event delivered twice is one problem). Input that is not an event yet (an ingest
+    /// failure) or has no id is one entry per origin as well: two identical bad lines, or
+    /// empty Kafka values at two offsets, are two inputs, each to be found where it came
+    /// from. The origin is the file's name and line (not the path as typed, so `./in.jsonl`
+    /// and `in.jsonl` are one input), the topic, partition and offset, or the EventBridge id
+    /// and position.
     pub fn quarantine_id(&self) -> String {
-        let payload = serde_json::to_vec(&self.payload).unwrap_or_default();
+        let mut payload = serde_json::to_vec(&self.payload).unwrap_or_default();
+        if self.stage == Stage::Ingest || self.event_id.is_none() {
+            payload.extend_from_slice(origin(&self.provenance).as_bytes());
+        }
         let h = crate::hash64(&payload);
         match &self.event_id {
             Some(id) => format!("{}#{}#{h:016x}", self.stage.as_str(), id),
             None => format!("{}#-#{h:016x}", self.stage.as_str()),
         }
+    }
+}
+
+/// Where an input came from, as part of a quarantine id.
+fn origin(p: &Provenance) -> String {
+    match p {
+        Provenance::Kafka {
+            topic,
+            partition,
+            offset,
+            ..
+        } => format!("\u{0}kafka\u{0}{topic}\u{0}{partition}\u{0}{offset}"),
+        Provenance::Eventbridge { id, index, .. } => {
+            format!("\u{0}eventbridge\u{0}{id}\u{0}{index:?}")
+        }
+        Provenance::File { path, line } => {
+            let name = std::path::Path::new(path)
+                .file_name()
+                .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+            format!("\u{0}file\u{0}{name}\u{0}{line}")
+        }
+        Provenance::Direct => String::new(),
     }
 }
 

@@ -227,7 +227,8 @@ fn json_item(bytes: &[u8], provenance: Provenance) -> Item {
             payload,
             provenance,
         }),
-        Err(e) => Item::Quarantined(ingest_quarantine(
+        Err(e) => Item::Quarantined(super::unparsed(
+            bytes,
             Value::String(String::from_utf8_lossy(bytes).into_owned()),
             provenance,
             json_reason("record value", &e),

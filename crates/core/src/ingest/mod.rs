@@ -181,12 +181,68 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
             payload,
             provenance,
         }),
-        Err(e) => Item::Quarantined(ingest_quarantine(
+        Err(e) => Item::Quarantined(unparsed(
+            line.as_bytes(),
             Value::String(line.to_owned()),
             provenance,
             json_reason(&format!("line {line_no}"), &e),
         )),
     }
+}
+
+/// The quarantine entry of text that did not parse, named by the event id it plainly carries
+/// (so that `pipeline show ID` finds it).
+pub(crate) fn unparsed(
+    text: &[u8],
+    payload: Value,
+    provenance: Provenance,
+    reason: Reason,
+) -> Box<Quarantined> {
+    let mut q = ingest_quarantine(payload, provenance, reason);
+    q.event_id = recover_event_id(text);
+    q
+}
+
+/// The `event_id` of text that is not (acceptable) JSON, when it holds exactly one
+/// `"event_id": "…"` whose value is a valid id (1-128 of `A-Z a-z 0-9 . _ : -`, so no
+/// escapes to interpret); `None` when there is none, or several different ones (a line with a
+/// repeated key is refused precisely because which one counts would be a guess).
+pub fn recover_event_id(text: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"event_id\"";
+    let mut found: Option<&[u8]> = None;
+    let mut at = 0;
+    while let Some(i) = text[at..].windows(KEY.len()).position(|w| w == KEY) {
+        let mut j = at + i + KEY.len();
+        at = j;
+        let skip_ws = |j: &mut usize| {
+            while text.get(*j).is_some_and(u8::is_ascii_whitespace) {
+                *j += 1;
+            }
+        };
+        skip_ws(&mut j);
+        if text.get(j) != Some(&b':') {
+            continue;
+        }
+        j += 1;
+        skip_ws(&mut j);
+        if text.get(j) != Some(&b'"') {
+            continue;
+        }
+        let start = j + 1;
+        let len = text[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            .count();
+        if len == 0 || len > 128 || text.get(start + len) != Some(&b'"') {
+            continue;
+        }
+        let id = &text[start..start + len];
+        match found {
+            Some(f) if f != id => return None,
+            _ => found = Some(id),
+        }
+    }
+    found.map(|id| String::from_utf8_lossy(id).into_owned())
 }
 
 /// The quarantine reason for text that [`crate::json::parse`] refused.
@@ -223,7 +279,8 @@ pub fn decode_byte_line(path: &str, line_no: usize, line: &[u8]) -> Option<Item>
     Some(match std::str::from_utf8(line) {
         Ok(text) if text.trim().is_empty() => return None,
         Ok(text) => decode_line(path, line_no, text),
-        Err(e) => Item::Quarantined(ingest_quarantine(
+        Err(e) => Item::Quarantined(unparsed(
+            line,
             Value::String(STANDARD.encode(line)),
             Provenance::File {
                 path: path.to_owned(),
@@ -282,6 +339,38 @@ mod tests {
     use crate::batch::serialized_len;
     use chrono::Utc;
     use serde_json::json;
+
+    #[test]
+    fn an_unparsed_line_is_named_by_the_event_id_it_plainly_carries() {
+        // Issue 25, case 13: lines quarantined at ingest carried no event id, so `show ID`
+        // found nothing for an id plainly in the input.
+        for (line, id) in [
+            (r#"{"event_id":"evt-1","value":1e309}"#, Some("evt-1")),
+            (
+                r#"{"event_id" : "evt-2","value":1,"value":2}"#,
+                Some("evt-2"),
+            ),
+            (
+                r#"{"event_id":"evt-3","event_id":"evt-3","x":"#,
+                Some("evt-3"),
+            ),
+            (r#"{"event_id":"a","event_id":"b"}"#, None),
+            (r#"{"event_id":"has space","x":"#, None),
+            (r#"{"event_id":"esc\u0041","x":"#, None),
+            ("not json at all", None),
+        ] {
+            let Item::Quarantined(q) = decode_line("f", 1, line) else {
+                panic!("{line} parsed")
+            };
+            assert_eq!(q.event_id.as_deref(), id, "{line}");
+        }
+        let Some(Item::Quarantined(q)) =
+            decode_byte_line("f", 1, b"{\"event_id\":\"evt-4\",\"v\":\"\xff\"}")
+        else {
+            panic!("not UTF-8 parsed")
+        };
+        assert_eq!(q.event_id.as_deref(), Some("evt-4"));
+    }
 
     #[test]
     fn kafka_offsets_are_kept_as_sent_or_the_record_is_quarantined() {
