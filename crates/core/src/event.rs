@@ -61,8 +61,16 @@ impl Event {
     }
 
     /// Hash of the event's content: equal for byte-identical re-sends and for re-serialisations
-    /// of the same event, different as soon as any field differs.
+    /// of the same event, different as soon as any field differs. A field sent with its
+    /// default is the same content as the field left out (`version` already reads as 1 when
+    /// absent; `schema_version: 1` is hashed as absent), so a default never changes an
+    /// event's identity.
     pub fn content_hash(&self) -> u64 {
+        if self.schema_version == Some(1) {
+            let mut e = self.clone();
+            e.schema_version = None;
+            return e.content_hash();
+        }
         // Serialising a derived struct with a BTreeMap is deterministic.
         match serde_json::to_vec(self) {
             Ok(bytes) => crate::hash64(&bytes),
@@ -189,6 +197,21 @@ mod tests {
         let again: Event = serde_json::from_str(&back).expect("parses again");
         assert_eq!(again, e);
         assert_eq!(again.content_hash(), e.content_hash());
+    }
+
+    #[test]
+    fn a_field_sent_with_its_default_is_the_same_content_as_one_left_out() {
+        // Issue 25, case 17: `schema_version: 1` against the field absent was a conflict, while
+        // `version: 1` against absent was a duplicate.
+        let bare = r#"{"event_id":"e1","event_type":"a.b","source":"s","entity_id":"x","occurred_at":"2026-11-01T10:00:00Z","value":1}"#;
+        let with = |field: &str| bare.replacen('{', &format!("{{{field},"), 1);
+        let e: Event = serde_json::from_str(bare).expect("parses");
+        for text in [with(r#""schema_version":1"#), with(r#""version":1"#)] {
+            let f: Event = serde_json::from_str(&text).expect("parses");
+            assert_eq!(e.content_hash(), f.content_hash(), "{text}");
+        }
+        let other: Event = serde_json::from_str(&with(r#""version":2"#)).expect("parses");
+        assert_ne!(e.content_hash(), other.content_hash());
     }
 
     #[test]
