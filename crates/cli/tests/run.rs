@@ -965,3 +965,63 @@ async fn identical_bad_inputs_from_different_origins_keep_an_entry_each() {
     assert!(run(kafka.to_str().unwrap()).status.success());
     assert_eq!(dump(&db).await.quarantine.len(), 6);
 }
+
+#[tokio::test]
+async fn a_correction_may_not_move_an_event_to_another_entity() {
+    // Issue 25, case 6: a correction that changed entity_id left the old entity counting a
+    // record it no longer had, and the new one holding a record its state never counted.
+    let tmp = tempfile::tempdir().unwrap();
+    let line = |version: u32, entity: &str, value: f64| {
+        format!(
+            r#"{{"event_id":"mv-1","event_type":"metric.cpu","source":"s","entity_id":"{entity}","occurred_at":"2026-11-01T00:00:00Z","value":{value},"version":{version}}}"#
+        )
+    };
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        [
+            line(1, "host-a", 1.0),
+            line(2, "host-b", 2.0),
+            line(3, "host-a", 3.0),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let db = tmp.path().join("p.db");
+    let s = summary(&pipeline(&[
+        "run",
+        input.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+        "--batch-size",
+        "1",
+    ]));
+    assert_eq!(
+        (n(&s, "persisted"), n(&s, "updated"), n(&s, "conflict")),
+        (1, 1, 1),
+        "{s}"
+    );
+    let d = dump(&db).await;
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].entity_id, "host-a");
+    assert_eq!(
+        d.events[0].version, 3,
+        "the correction that kept the entity applies"
+    );
+    for e in &d.entities {
+        let records = d
+            .events
+            .iter()
+            .filter(|r| r.entity_id == e.entity_id)
+            .count() as u64;
+        assert_eq!(e.count, records, "{}", e.entity_id);
+    }
+    assert!(d.entities.iter().all(|e| e.entity_id != "host-b"));
+    let conflict = d
+        .quarantine
+        .iter()
+        .find(|q| q.item.reasons.iter().any(|r| r.code == "conflict"))
+        .unwrap();
+    assert!(conflict.item.reasons[0].message.contains("host-b"));
+}

@@ -39,10 +39,21 @@ impl From<Skip> for Status {
     }
 }
 
-/// Decides what to do with an event of `version` and `content_hash` given the stored record.
-pub fn decide(stored: Option<&EventRecord>, version: u32, content_hash: &str) -> Decision {
+/// Decides what to do with an event of `version`, `content_hash` and `entity_id` given the
+/// stored record. A correction may change anything but the entity: an event moved to another
+/// entity would leave the old one counting a record it no longer has and the new one holding
+/// a record its state never counted, so it is a conflict (send it under a new `event_id`).
+pub fn decide(
+    stored: Option<&EventRecord>,
+    version: u32,
+    content_hash: &str,
+    entity_id: &str,
+) -> Decision {
     match stored {
         None => Decision::Insert,
+        Some(s) if s.version < version && s.entity_id != entity_id => {
+            Decision::Skip(Skip::Conflict)
+        }
         Some(s) if s.version < version => Decision::Replace {
             stored_version: s.version,
         },
@@ -94,12 +105,26 @@ mod tests {
             first_persisted_at: Utc::now(),
             last_persisted_at: Utc::now(),
         };
-        assert_eq!(decide(None, 1, "aa"), Decision::Insert);
-        assert_eq!(decide(Some(&rec), 2, "aa"), Decision::Skip(Skip::Duplicate));
-        assert_eq!(decide(Some(&rec), 2, "bb"), Decision::Skip(Skip::Conflict));
-        assert_eq!(decide(Some(&rec), 1, "bb"), Decision::Skip(Skip::Stale));
+        assert_eq!(decide(None, 1, "aa", "x"), Decision::Insert);
         assert_eq!(
-            decide(Some(&rec), 3, "bb"),
+            decide(Some(&rec), 2, "aa", "x"),
+            Decision::Skip(Skip::Duplicate)
+        );
+        assert_eq!(
+            decide(Some(&rec), 2, "bb", "x"),
+            Decision::Skip(Skip::Conflict)
+        );
+        assert_eq!(
+            decide(Some(&rec), 1, "bb", "x"),
+            Decision::Skip(Skip::Stale)
+        );
+        assert_eq!(
+            decide(Some(&rec), 3, "bb", "y"),
+            Decision::Skip(Skip::Conflict),
+            "a correction may not move the event to another entity"
+        );
+        assert_eq!(
+            decide(Some(&rec), 3, "bb", "x"),
             Decision::Replace { stored_version: 2 }
         );
     }
@@ -126,13 +151,13 @@ mod tests {
                         Decision::Skip(Skip::Conflict)
                     };
                     assert_eq!(
-                        decide(Some(&rec), version, hash),
+                        decide(Some(&rec), version, hash, "x"),
                         want,
                         "stored v{stored_version}, got v{version} {hash}"
                     );
                 }
             }
-            assert_eq!(decide(None, stored_version, "same"), Decision::Insert);
+            assert_eq!(decide(None, stored_version, "same", "x"), Decision::Insert);
         }
         let statuses: Vec<Status> = [Skip::Duplicate, Skip::Stale, Skip::Conflict]
             .map(Status::from)

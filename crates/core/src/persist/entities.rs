@@ -106,7 +106,12 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
                     for &i in &o.todo {
                         let p = &mut pending[i];
                         p.stored = stored.remove(&p.event.event.event_id);
-                        p.decision = decide(p.stored.as_ref(), p.event.event.version, &p.hash);
+                        p.decision = decide(
+                            p.stored.as_ref(),
+                            p.event.event.version,
+                            &p.hash,
+                            &p.event.event.entity_id,
+                        );
                     }
                     o.todo.retain(|&i| pending[i].decision == Decision::Insert);
                 }

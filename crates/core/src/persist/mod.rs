@@ -202,15 +202,22 @@ pub async fn predict<S: Store + ?Sized>(
     let id = &event.event.event_id;
     let stored = store.get_events(std::slice::from_ref(id)).await?.remove(id);
     let hash = write::hex(event.event.content_hash());
-    Ok(match decide(stored.as_ref(), event.event.version, &hash) {
-        Decision::Insert => (Status::Persisted, None),
-        Decision::Replace { .. } => (Status::Updated, None),
-        Decision::Skip(Skip::Conflict) => (
-            Status::Conflict,
-            Some(report::conflict_reason(event, &hash, stored.as_ref())),
-        ),
-        Decision::Skip(skip) => (skip.into(), None),
-    })
+    Ok(
+        match decide(
+            stored.as_ref(),
+            event.event.version,
+            &hash,
+            &event.event.entity_id,
+        ) {
+            Decision::Insert => (Status::Persisted, None),
+            Decision::Replace { .. } => (Status::Updated, None),
+            Decision::Skip(Skip::Conflict) => (
+                Status::Conflict,
+                Some(report::conflict_reason(event, &hash, stored.as_ref())),
+            ),
+            Decision::Skip(skip) => (skip.into(), None),
+        },
+    )
 }
 
 /// The batch's events in waves: the first occurrence of every `event_id`, then the second

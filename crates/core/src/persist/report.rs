@@ -180,6 +180,18 @@ pub(super) fn conflict_reason(
     stored: Option<&EventRecord>,
 ) -> Reason {
     let stored_hash = stored.map(|r| r.content_hash.as_str()).unwrap_or_default();
+    if let Some(s) = stored.filter(|s| s.entity_id != ev.event.entity_id) {
+        return Reason::at(
+            "conflict",
+            "/entity_id",
+            format!(
+                "event_id {:?} is stored under entity {:?}; version {} moves it to {:?}, which a \
+                 correction may not do (it would leave both entities' counts wrong); send the \
+                 event under a new event_id",
+                ev.event.event_id, s.entity_id, ev.event.version, ev.event.entity_id
+            ),
+        );
+    }
     Reason::at(
         "conflict",
         "/event_id",

@@ -45,7 +45,12 @@ impl<'a> Pending<'a> {
     /// Decides against the stored record of the same `event_id`.
     pub fn new(event: &'a ScoredEvent, stored: Option<EventRecord>) -> Self {
         let hash = hex(event.event.content_hash());
-        let decision = decide(stored.as_ref(), event.event.version, &hash);
+        let decision = decide(
+            stored.as_ref(),
+            event.event.version,
+            &hash,
+            &event.event.entity_id,
+        );
         Pending {
             event,
             hash,
@@ -115,7 +120,12 @@ pub(super) async fn write_records<S: Store + ?Sized>(
                 }
                 WriteResult::ConditionFailed { current } => {
                     p.stored = current.map(|b| *b);
-                    p.decision = decide(p.stored.as_ref(), p.event.event.version, &p.hash);
+                    p.decision = decide(
+                        p.stored.as_ref(),
+                        p.event.event.version,
+                        &p.hash,
+                        &p.event.event.entity_id,
+                    );
                     if p.decision == Decision::Insert && initial_insert.get(i) == Some(&false) {
                         // The record we meant to replace is gone (records are never deleted,
                         // so only by hand). A new event must be counted as it is written, which
