@@ -623,38 +623,50 @@ fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, late: bool, cfg: 
     state.recent.push(obs.id_hash);
 }
 
-/// Runs the detect stage: scores every event in event-time order per entity, starting from the
-/// stored `states` (entities missing there start fresh). Output order is input order.
+/// Runs the detect stage: scores every event in input order, each entity's starting from its
+/// stored state in `states` (entities missing there start fresh), and sets each event's
+/// `enrichment.entity` to the entity's profile just before it.
+///
+/// Input order, not event-time order within the batch: a batch is a cut of the stream that the
+/// producer and the batch size decide, so sorting inside it would make an out-of-order
+/// stream's scores depend on where the cuts fall (the late-event and watermark rules handle
+/// out-of-order events the same way whichever batch they arrive in). For the same reason the
+/// profile enrich attached (the entity as stored when the batch started) is replaced by the
+/// profile as of the event: otherwise three events of one entity in one batch would all read
+/// `event_count` 0, and 0, 1, 2 when cut one per batch.
 pub fn detect(
     mut batch: Batch<EnrichedEvent>,
     states: &HashMap<String, EntityState>,
     cfg: &DetectConfig,
 ) -> Batch<ScoredEvent> {
     let events = std::mem::take(&mut batch.events);
-    let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by_key(|&i| (events[i].event.occurred_ms(), i));
-    let mut working: HashMap<&str, EntityState> = HashMap::new();
-    let mut detections: Vec<Option<Detection>> = vec![None; events.len()];
-    for i in order {
-        let ev = &events[i];
-        let id = ev.event.entity_id.as_str();
-        let state = working.entry(id).or_insert_with(|| {
-            states
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| EntityState::new(id))
-        });
-        let obs = Observation::of(&ev.event, ev.enrichment.base_value, cfg);
-        detections[i] = Some(observe(state, &obs, cfg, true));
-    }
+    let mut working: HashMap<String, EntityState> = HashMap::new();
     let scored = events
         .into_iter()
-        .zip(detections)
-        .map(|(ev, d)| ScoredEvent {
-            event: ev.event,
-            provenance: ev.provenance,
-            enrichment: ev.enrichment,
-            detection: d.unwrap_or_default(),
+        .map(|ev| {
+            let id = ev.event.entity_id.as_str();
+            if !working.contains_key(id) {
+                let state = states
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| EntityState::new(id));
+                working.insert(id.to_owned(), state);
+            }
+            let mut enrichment = ev.enrichment;
+            let detection = match working.get_mut(id) {
+                Some(state) => {
+                    enrichment.entity = state.profile();
+                    let obs = Observation::of(&ev.event, enrichment.base_value, cfg);
+                    observe(state, &obs, cfg, true)
+                }
+                None => Detection::default(),
+            };
+            ScoredEvent {
+                event: ev.event,
+                provenance: ev.provenance,
+                enrichment,
+                detection,
+            }
         })
         .collect();
     let _ = Stage::Detect; // detect never quarantines: every enriched event can be scored.

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::detect::{EntityState, Observation, observe};
 use crate::store::{CommitLimits, EntityCommit, EntityWrite, EventRecord, RecordStatus, Store};
 
-/// Commits every pending event decided `Insert`, each entity's in event-time order, in as
+/// Commits every pending event decided `Insert`, each entity's in input order, in as
 /// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
 /// records still to insert are read again and decided again; an event whose record appeared
 /// meanwhile leaves this path with its new decision (a skip, or a replacement for
@@ -36,10 +36,8 @@ pub(super) async fn commit_new_events<S: Store + ?Sized>(
     if by_entity.is_empty() {
         return Ok(());
     }
-    for list in by_entity.values_mut() {
-        // Stable: events at the same instant keep their batch order.
-        list.sort_by_key(|&i| pending[i].event.event.occurred_ms());
-    }
+    // Each entity's events are folded in input order, as the detect stage scored them, so
+    // that the state does not depend on where the batches were cut.
     let ids: Vec<String> = by_entity.keys().cloned().collect();
     let mut states = store.get_entities(&ids).await?;
     let limits = store.commit_limits();
@@ -127,7 +125,7 @@ struct Open {
     entity: String,
     /// Its state as last read or written.
     state: EntityState,
-    /// Its pending events still to commit, in event-time order.
+    /// Its pending events still to commit, in input order.
     todo: Vec<usize>,
     conflicts: u32,
 }

@@ -26,7 +26,7 @@
 //! read again, the events decided again (some are now `duplicate`), and the rest committed
 //! (bounded by [`PersistConfig::max_entity_attempts`], then a retryable error). An entity with
 //! more new events than one commit may carry ([`crate::store::CommitLimits`]) is committed in
-//! several, each one atomic, in event-time order.
+//! several, each one atomic, in input order (the order the detect stage scored them in).
 //!
 //! A batch that carries the same `event_id` more than once is persisted in waves (first
 //! occurrences, then second ones, …), each decided against what the previous stored, so the
