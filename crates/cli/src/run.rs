@@ -202,6 +202,9 @@ async fn run_with<S: Store>(
     db: String,
 ) -> Result<ExitCode, CliError> {
     let started = Instant::now();
+    // Installed first, so that a signal while the inputs are judged is not fatal either (it
+    // is then taken before the first batch: nothing is written).
+    let mut interrupt = Interrupt::new()?;
     let pipeline = pipeline.with_limits(SplitLimits {
         max_events: args.batch_size.max(1),
         ..SplitLimits::default()
@@ -256,7 +259,22 @@ async fn run_with<S: Store>(
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let mut valid = 0usize;
     let mut batches = 0usize;
-    while let Some(fed) = rx.recv().await {
+    // SIGINT or SIGTERM ends the run between batches: the batch in flight finishes, the store
+    // commits, and --output lists exactly what is stored (a signal's default action would cut
+    // both mid-way).
+    let mut interrupted = None;
+    loop {
+        let fed = tokio::select! {
+            biased;
+            name = interrupt.next() => {
+                interrupted = Some(name);
+                break;
+            }
+            fed = rx.recv() => match fed {
+                Some(fed) => fed,
+                None => break,
+            },
+        };
         let Fed { job, bytes_read } = fed?;
         batches += 1;
         let (report, v) = run_job_retrying(&pipeline, job).await?;
@@ -275,7 +293,8 @@ async fn run_with<S: Store>(
         bar.set_message(format!("{} events", counts.input));
     }
     drop(rx);
-    if reader.join().is_err() {
+    // An interrupted reader may be blocked on stdin: it is left to end with the process.
+    if interrupted.is_none() && reader.join().is_err() {
         return Err(CliError::io(
             "reader thread",
             std::io::Error::other("the input reader stopped unexpectedly"),
@@ -314,11 +333,64 @@ async fn run_with<S: Store>(
     } else {
         print_summary(&summary, args.inputs.len());
     }
+    if let Some((name, code)) = interrupted {
+        eprintln!(
+            "pipeline run: stopped by {name} after {batches} batch(es): what they held is stored{} \
+             and the rest was not read; running the same input again finishes it (events already \
+             stored are duplicates)",
+            if args.output.is_some() {
+                " and listed in --output"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::from(code));
+    }
     Ok(if summary.reconciled {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// SIGINT and SIGTERM as a stream of (name, exit code): 128 + the signal's number, as a shell
+/// reports a process the signal ended.
+struct Interrupt {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn new() -> Result<Self, CliError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let io = |e| CliError::io("signal handler", e);
+            Ok(Interrupt {
+                int: signal(SignalKind::interrupt()).map_err(io)?,
+                term: signal(SignalKind::terminate()).map_err(io)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Interrupt {})
+    }
+
+    async fn next(&mut self) -> (&'static str, u8) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => ("SIGINT", 130),
+                _ = self.term.recv() => ("SIGTERM", 143),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            ("Ctrl-C", 130)
+        }
+    }
 }
 
 /// Batches read ahead of the one being persisted: enough to keep both threads busy, few enough

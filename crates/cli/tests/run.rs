@@ -1025,3 +1025,66 @@ async fn a_correction_may_not_move_an_event_to_another_entity() {
         .unwrap();
     assert!(conflict.item.reasons[0].message.contains("host-b"));
 }
+
+#[tokio::test]
+async fn sigterm_ends_a_run_between_batches_with_output_and_store_agreeing() {
+    // Issue 25, case 9: after SIGTERM or SIGINT, --output listed events as persisted whose
+    // group commit was rolled back, and its last line could be cut.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    pipeline(&[
+        "generate",
+        "--events",
+        "20000",
+        "-o",
+        input.to_str().unwrap(),
+    ]);
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let db = tmp.path().join(format!("{signal}.db"));
+        let out = tmp.path().join(format!("{signal}.jsonl"));
+        let child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["run", input.to_str().unwrap(), "--db", db.to_str().unwrap()])
+            .args(["--output", out.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signal once the run is writing (its WAL has grown), not at a guessed time.
+        let wal = tmp.path().join(format!("{signal}.db-wal"));
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 64 * 1024
+            && started.elapsed() < std::time::Duration::from_secs(30)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let done = child.wait_with_output().unwrap();
+        assert_eq!(done.status.code(), Some(code), "{done:?}");
+        assert!(String::from_utf8_lossy(&done.stderr).contains(&format!("SIG{signal}")));
+        let lines: Vec<Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.len() < 20000,
+            "{} lines",
+            lines.len()
+        );
+        let d = dump(&db).await;
+        let stored: std::collections::BTreeSet<&str> =
+            d.events.iter().map(|r| r.event_id.as_str()).collect();
+        let listed: std::collections::BTreeSet<&str> = lines
+            .iter()
+            .filter(|l| l["status"] == "persisted")
+            .map(|l| l["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(stored, listed, "--output lists exactly what is stored");
+        let s = summary(&done);
+        assert_eq!(n(&s, "input") as usize, lines.len());
+    }
+}
