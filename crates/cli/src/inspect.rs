@@ -1,6 +1,6 @@
 //! `pipeline show` and `pipeline anomalies`: read back what a store holds (the embedded
 //! file, or with `--store dynamodb` the local stack's or a deployment's tables), so nobody
-//! needs SQL or boto3 to check a run. [`incidents`] gathers the episodes the stored records
+//! needs SQL or boto3 to check a run. [`Incidents`] gathers the episodes the stored records
 //! belong to, for `anomalies --incidents` and the report.
 
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::collections::HashMap;
 
 use pipeline_core::detect::IncidentRole;
-use pipeline_core::store::{EventRecord, Store, StoreDump};
+use pipeline_core::store::{EventRecord, Store};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -178,21 +178,28 @@ pub struct IncidentRow {
     pub closed: bool,
 }
 
-/// The incidents of `records`, newest first (by their latest event, then id). A record
-/// carries its incident's id, so the counts are exact for what the store holds; an incident
-/// is closed when some record says it closed it.
-pub fn incidents(records: &[EventRecord]) -> Vec<IncidentRow> {
-    let mut rows: HashMap<(&str, &str), IncidentRow> = HashMap::new();
-    let mut closed: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
-    for r in records {
+/// The incidents of the records folded in, newest first (by their latest event, then id).
+/// A record carries its incident's id, so the counts are exact for what the store holds; an
+/// incident is closed when some record says it closed it. One record at a time, so that a
+/// read can stream the store.
+#[derive(Default)]
+pub struct Incidents {
+    rows: HashMap<(String, String), IncidentRow>,
+    closed: std::collections::HashSet<(String, String)>,
+}
+
+impl Incidents {
+    /// Folds in one record.
+    pub fn add(&mut self, r: &EventRecord) {
         if let Some(c) = &r.detection.closes {
-            closed.insert((r.entity_id.as_str(), c.id.as_str()));
+            self.closed.insert((r.entity_id.clone(), c.id.clone()));
         }
         let Some(i) = &r.detection.incident else {
-            continue;
+            return;
         };
-        let row = rows
-            .entry((r.entity_id.as_str(), i.id.as_str()))
+        let row = self
+            .rows
+            .entry((r.entity_id.clone(), i.id.clone()))
             .or_insert_with(|| IncidentRow {
                 id: i.id.clone(),
                 entity_id: r.entity_id.clone(),
@@ -218,20 +225,26 @@ pub fn incidents(records: &[EventRecord]) -> Vec<IncidentRow> {
             row.last_event.clone_from(&r.event_id);
         }
     }
-    let mut out: Vec<IncidentRow> = rows
-        .into_iter()
-        .map(|((entity, id), mut row)| {
-            row.closed = closed.contains(&(entity, id));
-            row
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        b.last_at
-            .cmp(&a.last_at)
-            .then_with(|| a.entity_id.cmp(&b.entity_id))
-            .then_with(|| a.id.cmp(&b.id))
-    });
-    out
+
+    /// The incidents, newest first.
+    pub fn finish(self) -> Vec<IncidentRow> {
+        let closed = self.closed;
+        let mut out: Vec<IncidentRow> = self
+            .rows
+            .into_iter()
+            .map(|(key, mut row)| {
+                row.closed = closed.contains(&key);
+                row
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.last_at
+                .cmp(&a.last_at)
+                .then_with(|| a.entity_id.cmp(&b.entity_id))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        out
+    }
 }
 
 /// Lists incidents, newest first: `anomalies --incidents`. It reads every record (on
@@ -242,18 +255,31 @@ pub fn list_incidents(
     limit: usize,
     as_json: bool,
 ) -> Result<ExitCode, CliError> {
-    let runtime = crate::input::runtime()?;
-    let dump: StoreDump = runtime.block_on(async {
-        Ok::<_, CliError>(match target.store {
-            StoreKind::Embedded => target.readable_sqlite()?.dump().await?,
-            #[cfg(feature = "aws")]
-            StoreKind::Dynamodb => target.dynamodb().await.dump().await?,
-            #[cfg(not(feature = "aws"))]
-            StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
-        })
-    })?;
-    warn_unreadable(&dump.unreadable);
-    let rows: Vec<IncidentRow> = incidents(&dump.events)
+    let all = match target.store {
+        // Streamed: one record in memory at a time.
+        StoreKind::Embedded => {
+            let store = target.readable_sqlite()?;
+            let records = crate::report::Streamed::new(&store);
+            let mut all = Incidents::default();
+            crate::report::Records::each_event(&records, None, &mut |r| all.add(r))?;
+            warn_unreadable(&records.unreadable.borrow());
+            all.finish()
+        }
+        #[cfg(feature = "aws")]
+        StoreKind::Dynamodb => {
+            let runtime = crate::input::runtime()?;
+            let dump = runtime.block_on(async { target.dynamodb().await.dump().await })?;
+            warn_unreadable(&dump.unreadable);
+            let mut all = Incidents::default();
+            for r in &dump.events {
+                all.add(r);
+            }
+            all.finish()
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
+    };
+    let rows: Vec<IncidentRow> = all
         .into_iter()
         .filter(|r| entity.is_none_or(|e| r.entity_id == e))
         .take(limit)

@@ -636,6 +636,44 @@ impl SqliteStore {
         })
     }
 
+    /// Calls `f` with every stored record, or with those of `entities` only, in `event_id`
+    /// order, decoding one row at a time (a row that does not decode is passed as its error):
+    /// what reads a whole store without holding it (`pipeline report` on millions of records).
+    pub fn each_event(
+        &self,
+        entities: Option<&[String]>,
+        f: &mut dyn FnMut(Result<EventRecord, Error>),
+    ) -> Result<(), Error> {
+        let conn = self.conn()?;
+        let mut visit = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<(), Error> {
+            let mut stmt = conn.db.prepare(sql)?;
+            let mut rows = stmt.query(params)?;
+            while let Some(row) = rows.next()? {
+                let key: String = row.get(0)?;
+                let text: String = row.get(1)?;
+                f(decode(&key, &text));
+            }
+            Ok(())
+        };
+        match entities {
+            None => visit("SELECT event_id, record FROM events ORDER BY event_id", &[]),
+            Some(ids) => {
+                // Bounded lists of parameters (SQLite allows 32766 per statement).
+                for chunk in ids.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!(
+                        "SELECT event_id, record FROM events WHERE entity_id IN ({marks}) \
+                         ORDER BY event_id"
+                    );
+                    let params: Vec<&dyn rusqlite::ToSql> =
+                        chunk.iter().map(|id| id as &dyn rusqlite::ToSql).collect();
+                    visit(&sql, &params)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn dump_sync(&self) -> Result<StoreDump, Error> {
         let conn = self.conn()?;
         let rows = |sql: &str| -> Result<Vec<(String, String)>, Error> {

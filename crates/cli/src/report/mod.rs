@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use pipeline_core::detect::{DetectConfig, DetectReason, EntityState, Observation, observe};
 use pipeline_core::evaluate::{Evaluation, Label, Outcome, Prepared, parse_labels};
 use pipeline_core::event::Provenance;
-use pipeline_core::store::{EventRecord, RecordStatus, Store, StoreDump};
+use pipeline_core::store::{EventRecord, QuarantineRecord, RecordStatus, Store, StoreDump};
 use pipeline_handlers::Config;
 
 use crate::error::CliError;
@@ -72,24 +72,44 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
             })?),
             None => None,
         };
-    let runtime = crate::input::runtime()?;
-    let dump = runtime.block_on(async {
-        Ok::<_, CliError>(match args.target.store {
-            StoreKind::Embedded => args.target.readable_sqlite()?.dump().await?,
-            #[cfg(feature = "aws")]
-            StoreKind::Dynamodb => args.target.dynamodb().await.dump().await?,
-            #[cfg(not(feature = "aws"))]
-            StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
-        })
-    })?;
-    crate::inspect::warn_unreadable(&dump.unreadable);
     let config = Config::from_env()?;
     let choice = if args.entities.is_empty() {
         Choice::MostAnomalous(args.top)
     } else {
         Choice::Named(args.entities.clone())
     };
-    let report = build(&dump, &config.detect, labels.as_deref(), &choice);
+    let runtime = crate::input::runtime()?;
+    let report = match args.target.store {
+        // Streamed: two passes over the file, one record in memory at a time.
+        StoreKind::Embedded => {
+            let store = args.target.readable_sqlite()?;
+            let quarantine = runtime.block_on(store.list_quarantine())?;
+            let records = Streamed::new(&store);
+            let report = build(
+                &records,
+                &quarantine,
+                &config.detect,
+                labels.as_deref(),
+                &choice,
+            )?;
+            crate::inspect::warn_unreadable(&records.unreadable.borrow());
+            report
+        }
+        #[cfg(feature = "aws")]
+        StoreKind::Dynamodb => {
+            let dump = runtime.block_on(async { args.target.dynamodb().await.dump().await })?;
+            crate::inspect::warn_unreadable(&dump.unreadable);
+            build(
+                &dump,
+                &dump.quarantine,
+                &config.detect,
+                labels.as_deref(),
+                &choice,
+            )?
+        }
+        #[cfg(not(feature = "aws"))]
+        StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
+    };
     for missing in &report.missing {
         eprintln!("pipeline report: no records for entity {missing}");
     }
@@ -213,18 +233,117 @@ pub struct Point {
     pub reasons: Vec<DetectReason>,
 }
 
-/// Gathers the figures of `dump` and the series of the chosen entities.
+/// Where a report reads its records: every one once for the figures, then those of the
+/// entities it draws. One record at a time, so that a store of millions is never held whole.
+pub trait Records {
+    /// Calls `f` with every record, or with those of `only`.
+    fn each_event(
+        &self,
+        only: Option<&[String]>,
+        f: &mut dyn FnMut(&EventRecord),
+    ) -> Result<(), CliError>;
+}
+
+impl Records for StoreDump {
+    fn each_event(
+        &self,
+        only: Option<&[String]>,
+        f: &mut dyn FnMut(&EventRecord),
+    ) -> Result<(), CliError> {
+        for r in &self.events {
+            if only.is_none_or(|ids| ids.contains(&r.entity_id)) {
+                f(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The embedded store, read row by row; rows that do not decode are kept to be reported.
+pub struct Streamed<'a> {
+    store: &'a pipeline_sqlite::SqliteStore,
+    /// Descriptions of the rows that did not decode (first pass only).
+    pub unreadable: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Streamed<'a> {
+    /// Reads `store`.
+    pub fn new(store: &'a pipeline_sqlite::SqliteStore) -> Self {
+        Streamed {
+            store,
+            unreadable: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl Records for Streamed<'_> {
+    fn each_event(
+        &self,
+        only: Option<&[String]>,
+        f: &mut dyn FnMut(&EventRecord),
+    ) -> Result<(), CliError> {
+        let mut unreadable = self.unreadable.borrow_mut();
+        self.store
+            .each_event(only, &mut |r| match r {
+                Ok(r) => f(&r),
+                Err(e) if only.is_none() => unreadable.push(format!("events: {e}")),
+                Err(_) => {}
+            })
+            .map_err(|source| CliError::Db {
+                path: "the embedded store".into(),
+                source,
+            })
+    }
+}
+
+/// What the first pass keeps of one entity: enough to rank it.
+#[derive(Default)]
+struct EntityTally {
+    flagged: usize,
+    top: f64,
+    records: usize,
+}
+
+/// Gathers the figures of `records` (and of `quarantine`) and the series of the chosen
+/// entities, in two passes over the records.
 pub fn build(
-    dump: &StoreDump,
+    records: &dyn Records,
+    quarantine: &[QuarantineRecord],
     cfg: &DetectConfig,
     labels: Option<&[Label]>,
     choice: &Choice,
-) -> Report {
-    let summary = summarise(dump);
-    let mut by_entity: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
-    for r in &dump.events {
-        by_entity.entry(r.entity_id.as_str()).or_default().push(r);
-    }
+) -> Result<Report, CliError> {
+    let mut summary = Summary {
+        quarantine: quarantine.len(),
+        ..Summary::default()
+    };
+    let mut tallies: HashMap<String, EntityTally> = HashMap::new();
+    let mut lags = (Vec::new(), Vec::new());
+    let mut incidents = crate::inspect::Incidents::default();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    records.each_event(None, &mut |r| {
+        count(&mut summary, &mut lags, r);
+        let t = tallies.entry(r.entity_id.clone()).or_default();
+        t.flagged += usize::from(r.detection.is_anomaly);
+        t.top = t.top.max(r.detection.score);
+        t.records += 1;
+        incidents.add(r);
+        if labels.is_some() {
+            outcomes.push(Outcome {
+                event_id: r.event_id.clone(),
+                entity_id: r.entity_id.clone(),
+                kind: r.event.source.clone(),
+                t_ms: r.event.occurred_ms(),
+                score: r.detection.score,
+                is_anomaly: r.detection.is_anomaly,
+            });
+        }
+    })?;
+    summary.entities = tallies.len();
+    summary.ingestion_lag = percentiles(lags.0);
+    summary.pipeline_lag = percentiles(lags.1);
+    count_quarantine(&mut summary, quarantine);
+
     let (chosen, missing) = match choice {
         Choice::Named(ids) => {
             // An entity named twice is drawn once, where it was first named.
@@ -232,50 +351,33 @@ pub fn build(
             let (found, missing): (Vec<&String>, Vec<&String>) = ids
                 .iter()
                 .filter(|id| named.insert(id.as_str()))
-                .partition(|id| by_entity.contains_key(id.as_str()));
+                .partition(|id| tallies.contains_key(id.as_str()));
             (
                 found.into_iter().cloned().collect::<Vec<_>>(),
                 missing.into_iter().cloned().collect(),
             )
         }
         Choice::MostAnomalous(n) => {
-            let mut ranked: Vec<(&str, usize, f64, usize)> = by_entity
-                .iter()
-                .map(|(id, rs)| {
-                    let flagged = rs.iter().filter(|r| r.detection.is_anomaly).count();
-                    let top = rs.iter().map(|r| r.detection.score).fold(0.0, f64::max);
-                    (*id, flagged, top, rs.len())
-                })
-                .collect();
-            ranked.sort_by(|a, b| {
-                b.1.cmp(&a.1)
-                    .then(b.2.total_cmp(&a.2))
-                    .then(b.3.cmp(&a.3))
-                    .then(a.0.cmp(b.0))
+            let mut ranked: Vec<(&str, &EntityTally)> =
+                tallies.iter().map(|(id, t)| (id.as_str(), t)).collect();
+            ranked.sort_by(|(a, x), (b, y)| {
+                y.flagged
+                    .cmp(&x.flagged)
+                    .then(y.top.total_cmp(&x.top))
+                    .then(y.records.cmp(&x.records))
+                    .then(a.cmp(b))
             });
             (
                 ranked
                     .into_iter()
                     .take(*n)
-                    .map(|r| r.0.to_owned())
+                    .map(|(id, _)| id.to_owned())
                     .collect(),
                 Vec::new(),
             )
         }
     };
 
-    let outcomes: Vec<Outcome> = dump
-        .events
-        .iter()
-        .map(|r| Outcome {
-            event_id: r.event_id.clone(),
-            entity_id: r.entity_id.clone(),
-            kind: r.event.source.clone(),
-            t_ms: r.event.occurred_ms(),
-            score: r.detection.score,
-            is_anomaly: r.detection.is_anomaly,
-        })
-        .collect();
     let (evaluation, windows) = match labels {
         Some(labels) => {
             let prepared = Prepared::new(&outcomes, labels);
@@ -288,25 +390,36 @@ pub fn build(
         }
         None => (None, HashMap::new()),
     };
+    drop(outcomes);
 
+    // Second pass: the drawn entities' records only.
+    let mut by_entity: HashMap<String, Vec<EventRecord>> = HashMap::new();
+    if !chosen.is_empty() {
+        records.each_event(Some(&chosen), &mut |r| {
+            by_entity
+                .entry(r.entity_id.clone())
+                .or_default()
+                .push(r.clone());
+        })?;
+    }
     let entities = chosen
         .into_iter()
         .map(|id| {
             let records = by_entity.remove(id.as_str()).unwrap_or_default();
             EntityView {
-                points: series(&id, records, cfg),
+                points: series(&id, records.iter().collect(), cfg),
                 windows: windows.get(&id).cloned().unwrap_or_default(),
                 entity_id: id,
             }
         })
         .collect();
-    Report {
+    Ok(Report {
         summary,
         evaluation,
         entities,
         missing,
-        incidents: crate::inspect::incidents(&dump.events),
-    }
+        incidents: incidents.finish(),
+    })
 }
 
 /// The entity's records in processing order, each with the range a fresh detector expected
@@ -356,38 +469,31 @@ fn series(entity_id: &str, mut records: Vec<&EventRecord>, cfg: &DetectConfig) -
         .collect()
 }
 
-fn summarise(dump: &StoreDump) -> Summary {
-    let mut s = Summary {
-        records: dump.events.len(),
-        quarantine: dump.quarantine.len(),
-        ..Summary::default()
-    };
-    let mut entities = std::collections::HashSet::new();
-    let (mut ingestion, mut pipeline) = (Vec::new(), Vec::new());
-    for r in &dump.events {
-        entities.insert(r.entity_id.as_str());
-        match r.status {
-            RecordStatus::Persisted => s.persisted += 1,
-            RecordStatus::Updated => s.updated += 1,
-        }
-        if r.detection.is_anomaly {
-            s.anomalies += 1;
-            let mut codes: Vec<&str> = r.detection.reasons.iter().map(|x| x.code()).collect();
-            codes.sort_unstable();
-            codes.dedup();
-            for c in codes {
-                *s.anomaly_reasons.entry(c.to_owned()).or_default() += 1;
-            }
-        }
-        let lag = r.enrichment.ingestion_lag_ms;
-        ingestion.push(lag);
-        let received = r.event.occurred_ms() + lag;
-        pipeline.push(r.first_persisted_at.timestamp_millis() - received);
+/// Folds one record into the summary (and its two lags into `lags`).
+fn count(s: &mut Summary, lags: &mut (Vec<i64>, Vec<i64>), r: &EventRecord) {
+    s.records += 1;
+    match r.status {
+        RecordStatus::Persisted => s.persisted += 1,
+        RecordStatus::Updated => s.updated += 1,
     }
-    s.entities = entities.len();
-    s.ingestion_lag = percentiles(ingestion);
-    s.pipeline_lag = percentiles(pipeline);
-    for q in &dump.quarantine {
+    if r.detection.is_anomaly {
+        s.anomalies += 1;
+        let mut codes: Vec<&str> = r.detection.reasons.iter().map(|x| x.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            *s.anomaly_reasons.entry(c.to_owned()).or_default() += 1;
+        }
+    }
+    let lag = r.enrichment.ingestion_lag_ms;
+    lags.0.push(lag);
+    let received = r.event.occurred_ms() + lag;
+    lags.1
+        .push(r.first_persisted_at.timestamp_millis() - received);
+}
+
+fn count_quarantine(s: &mut Summary, quarantine: &[QuarantineRecord]) {
+    for q in quarantine {
         if q.replayed
             .as_ref()
             .is_some_and(|r| !matches!(r.status, pipeline_core::persist::Status::Quarantined))
@@ -404,7 +510,6 @@ fn summarise(dump: &StoreDump) -> Summary {
             *s.quarantine_reasons.entry(c.to_owned()).or_default() += 1;
         }
     }
-    s
 }
 
 fn percentiles(mut xs: Vec<i64>) -> Option<Lag> {
@@ -450,10 +555,58 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_store_gives_the_report_of_its_dump() {
+        let dump = sample();
+        let store = SqliteStore::in_memory().unwrap();
+        let runtime = crate::input::runtime().unwrap();
+        runtime.block_on(async {
+            let writes = dump
+                .events
+                .iter()
+                .map(|r| pipeline_core::store::EventWrite {
+                    record: r.clone(),
+                    condition: pipeline_core::store::WriteCondition::Absent,
+                })
+                .collect();
+            store.write_events(writes).await.unwrap();
+            store.flush().await.unwrap();
+        });
+        let cfg = Config::defaults().unwrap().detect;
+        for choice in [
+            Choice::MostAnomalous(3),
+            Choice::Named(vec!["acct-0027".into(), "nobody".into()]),
+        ] {
+            let a = build(&dump, &dump.quarantine, &cfg, None, &choice).unwrap();
+            let streamed = Streamed::new(&store);
+            let b = build(&streamed, &dump.quarantine, &cfg, None, &choice).unwrap();
+            assert!(streamed.unreadable.borrow().is_empty());
+            assert_eq!(a.summary.records, b.summary.records);
+            assert_eq!(a.summary.anomalies, b.summary.anomalies);
+            assert_eq!(a.incidents, b.incidents);
+            assert_eq!(a.missing, b.missing);
+            let drawn = |r: &Report| -> Vec<(String, usize, usize)> {
+                r.entities
+                    .iter()
+                    .map(|e| (e.entity_id.clone(), e.points.len(), e.anomalies()))
+                    .collect()
+            };
+            assert_eq!(drawn(&a), drawn(&b));
+            assert!(!drawn(&b).is_empty());
+        }
+    }
+
+    #[test]
     fn incidents_account_for_every_alert_and_every_event_in_them() {
         let dump = sample();
         let cfg = Config::defaults().unwrap().detect;
-        let report = build(&dump, &cfg, None, &Choice::MostAnomalous(0));
+        let report = build(
+            &dump,
+            &dump.quarantine,
+            &cfg,
+            None,
+            &Choice::MostAnomalous(0),
+        )
+        .unwrap();
         let rows = &report.incidents;
         let alerts: usize = rows.iter().map(|r| r.alerts).sum();
         assert_eq!(
@@ -486,7 +639,14 @@ mod tests {
     fn the_drawn_range_is_the_one_the_detector_used() {
         let dump = sample();
         let cfg = Config::defaults().unwrap().detect;
-        let report = build(&dump, &cfg, None, &Choice::MostAnomalous(usize::MAX));
+        let report = build(
+            &dump,
+            &dump.quarantine,
+            &cfg,
+            None,
+            &Choice::MostAnomalous(usize::MAX),
+        )
+        .unwrap();
         assert_eq!(report.summary.records, dump.events.len());
         let drawn: usize = report.entities.iter().map(|e| e.points.len()).sum();
         assert_eq!(drawn, dump.events.len(), "every record is drawn");
@@ -538,7 +698,7 @@ mod tests {
             "acct-0001".into(),
             "acct-0002".into(),
         ]);
-        let report = build(&dump, &cfg, None, &choice);
+        let report = build(&dump, &dump.quarantine, &cfg, None, &choice).unwrap();
         let ids: Vec<&str> = report
             .entities
             .iter()
