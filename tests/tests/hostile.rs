@@ -233,6 +233,12 @@ fn hostile_line() -> impl Strategy<Value = Vec<u8>> {
             let dup = serde_json::to_string(&s).unwrap();
             text.replacen('{', &format!("{{\"entity_id\":{dup},"), 1).into_bytes()
         }),
+        // A byte-order mark before an event (a file saved on Windows, or concatenated ones).
+        1 => hostile_event().prop_map(|v| {
+            let mut b = "\u{feff}".as_bytes().to_vec();
+            b.extend(serde_json::to_vec(&v).unwrap());
+            b
+        }),
     ]
 }
 
@@ -290,6 +296,18 @@ fn decoders_keep_every_input_and_never_panic() {
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
                 .count();
             prop_assert_eq!(items.len(), nonblank, "one item per non-blank line");
+            // A byte-order mark costs nothing: the line decodes as it would without one.
+            for line in &lines {
+                if let Some(rest) = line.strip_prefix("\u{feff}".as_bytes()) {
+                    let event = |b: &[u8]| {
+                        matches!(
+                            ingest::decode_byte_line("hostile.jsonl", 1, b),
+                            Some(ingest::Item::Event(_))
+                        )
+                    };
+                    prop_assert_eq!(event(line), event(rest));
+                }
+            }
             quarantine_reasons_present(&items)
         })
         .unwrap();
@@ -666,6 +684,114 @@ fn huge_finite_values_through_every_detector_keep_every_number_finite_and_the_st
         .unwrap();
     let dump = rt.block_on(p.store().dump()).unwrap();
     assert!(dump.events.iter().any(|r| r.detection.is_anomaly));
+}
+
+#[test]
+fn an_envelope_of_any_size_gives_one_item_per_record() {
+    // Issue 25, case 3's class: a Kafka trigger payload of n records, some of them bad, is
+    // n items, whatever n (up to a few thousand here; the CLI test sends 60,000 in one line).
+    runner(60)
+        .run(&(0usize..3000, 0usize..20), |(n, bad)| {
+            let value = b64(br#"{"event_id":"k","value":1}"#);
+            let records: Vec<Value> = (0..n)
+                .map(|i| {
+                    let v = if i < bad { json!("!!") } else { json!(value) };
+                    json!({"topic":"t","partition":i % 3,"offset":i,"value":v})
+                })
+                .collect();
+            let items = ingest::decode(&json!({"eventSource":"aws:kafka","records":{"t":records}}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(items.len(), n);
+            let quarantined = items
+                .iter()
+                .filter(|i| matches!(i, ingest::Item::Quarantined(_)))
+                .count();
+            prop_assert_eq!(quarantined, bad.min(n));
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn out_of_order_streams_give_the_same_records_at_any_batch_split() {
+    // Issue 25, case 5's class: events of a few entities with their times jittered (some
+    // late beyond the velocity window, some ahead), cut at two batch sizes, store the same
+    // records (scores, reasons, incidents, enrichment) and entity states.
+    let rt = rt();
+    let received = Utc.with_ymd_and_hms(2026, 11, 9, 0, 0, 0).unwrap();
+    let case = AtomicUsize::new(0);
+    let step = (
+        0u8..3,
+        prop_oneof![3 => -90i64..90, 1 => Just(-3 * 3600i64), 1 => Just(2 * 3600i64)],
+        1.0f64..200.0,
+        any::<bool>(),
+    );
+    runner(40)
+        .run(
+            &(prop::collection::vec(step, 5..80), 1usize..9, 9usize..60),
+            |(steps, small, large)| {
+                let k = case.fetch_add(1, Ordering::Relaxed);
+                let base = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+                let payloads: Vec<Value> = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (entity, jitter, value, declined))| {
+                        let at = base
+                            + chrono::Duration::minutes(i as i64)
+                            + chrono::Duration::seconds(*jitter);
+                        json!({
+                            "event_id": format!("ooo-{k}-{i}"),
+                            "event_type": "payment.authorized",
+                            "source": "hostile",
+                            "entity_id": format!("ooo-{k}-{entity}"),
+                            "occurred_at": at.to_rfc3339(),
+                            "value": value,
+                            "attributes": {"status": if *declined { "declined" } else { "approved" }},
+                        })
+                    })
+                    .collect();
+                let run = |size: usize| {
+                    rt.block_on(async {
+                        let p = Pipeline::new(
+                            Config::defaults().unwrap(),
+                            SqliteStore::in_memory().unwrap(),
+                        )
+                        .unwrap();
+                        for (b, chunk) in payloads.chunks(size).enumerate() {
+                            let batch = Batch {
+                                batch_id: format!("ooo-{b}"),
+                                received_at: received,
+                                input_count: chunk.len(),
+                                events: chunk
+                                    .iter()
+                                    .cloned()
+                                    .map(|payload| RawEvent {
+                                        payload,
+                                        provenance: Provenance::default(),
+                                    })
+                                    .collect(),
+                                quarantine: Vec::new(),
+                            };
+                            p.run_batch(batch, received).await.unwrap();
+                        }
+                        let mut d = p.store().dump().await.unwrap();
+                        for r in &mut d.events {
+                            r.first_persisted_at = received;
+                            r.last_persisted_at = received;
+                        }
+                        for e in &mut d.entities {
+                            e.version = 0;
+                        }
+                        d
+                    })
+                };
+                let (a, b) = (run(small), run(large));
+                prop_assert_eq!(a.events, b.events, "records at batch sizes {} and {}", small, large);
+                prop_assert_eq!(a.entities, b.entities);
+                Ok(())
+            },
+        )
+        .unwrap();
 }
 
 /// JSON pointers of the nulls in `v` (a non-finite number serialises as null).

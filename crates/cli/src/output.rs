@@ -214,7 +214,14 @@ mod tests {
             assert!(refuse_aliases(&[("--output", out)], &[("input", &input)]).is_err());
         }
         #[cfg(unix)]
-        assert!(refuse_aliases(&[("--output", &link)], &[("input", &input)]).is_err());
+        {
+            assert!(refuse_aliases(&[("--output", &link)], &[("input", &input)]).is_err());
+            // A hard link is the same file under a name that shares nothing with the other.
+            let hard = dir.path().join("sub/hard.jsonl");
+            std::fs::hard_link(&input, &hard).unwrap();
+            assert!(refuse_aliases(&[("--output", &hard)], &[("input", &input)]).is_err());
+            assert!(refuse_aliases(&[("--output", &input)], &[("input", &hard)]).is_err());
+        }
         let fresh = dir.path().join("out.jsonl");
         refuse_aliases(&[("--output", &fresh)], &[("input", &input)]).unwrap();
         // Two outputs with one new name.
