@@ -76,7 +76,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 ///
 /// Why: the SDK's default client reads and parses every certificate of the system's bundle
 /// when the first client is built, which was most of the functions' cold start (figures in
-/// the README's Benchmark section, from `bench/cold-start`). Every AWS service
+/// `docs/performance.md`, from `bench/cold-start`). Every AWS service
 /// endpoint the functions call (DynamoDB, Step Functions, EventBridge, STS) presents a
 /// certificate chaining to one of these five roots.
 ///

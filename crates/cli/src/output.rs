@@ -241,6 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_named_and_the_old_file_is_said_to_be_whole() {
+        // Issue 25, case 16 (the message; a real full disk is not something a test can make
+        // without changing the machine).
+        let e = io(
+            Path::new("report.html"),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        let text = e.to_string();
+        assert!(text.contains("no space left") && text.contains("unchanged"), "{text}");
+    }
+
+    #[test]
     fn an_uncommitted_write_leaves_the_old_file_whole_and_nothing_beside_it() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("report.html");
