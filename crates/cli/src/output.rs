@@ -249,7 +249,10 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::StorageFull),
         );
         let text = e.to_string();
-        assert!(text.contains("no space left") && text.contains("unchanged"), "{text}");
+        assert!(
+            text.contains("no space left") && text.contains("unchanged"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -57,8 +57,29 @@ pub mod metric {
     pub const STAGE_LATENCY_MS: &str = "StageLatencyMs";
     /// Milliseconds from event time to persisted, per event.
     pub const END_TO_END_LAG_MS: &str = "EndToEndLagMs";
+    /// One per cold start of a function (written by the EMF crate at the first invocation).
+    pub const COLD_START: &str = "ColdStart";
     /// The dimension naming the function (the stage).
     pub const FUNCTION_DIMENSION: &str = "Function";
+
+    /// Every metric name above: what the template's dashboard and alarms, `docs/deploy.md` and
+    /// the end-to-end test may name (checked by `tests/metric_names.rs`).
+    pub const ALL: [&str; 14] = [
+        EVENTS_IN,
+        EVENTS_VALID,
+        EVENTS_QUARANTINED,
+        QUARANTINED_BY_REASON,
+        ANOMALIES,
+        PERSISTED,
+        DUPLICATES,
+        UPDATED,
+        STALE,
+        CONFLICTS,
+        RECORDS_REDELIVERED,
+        STAGE_LATENCY_MS,
+        END_TO_END_LAG_MS,
+        COLD_START,
+    ];
 }
 
 /// Installs the global log subscriber; call once at cold start ([`crate::serve`] does).
@@ -109,7 +130,7 @@ pub fn init_metrics(
     metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(namespace)
         .with_dimension(metric::FUNCTION_DIMENSION, function)
-        .lambda_cold_start_metric("ColdStart")
+        .lambda_cold_start_metric(metric::COLD_START)
         .with_lambda_request_id("RequestId")
         .with_lambda_xray_trace_id("TraceId")
         .init()

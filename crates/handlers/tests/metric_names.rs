@@ -1,0 +1,186 @@
+//! One source for metric names and error types: every custom metric that `template.yaml`'s
+//! dashboard and alarms, `docs/deploy.md` and the end-to-end test name is one the code writes
+//! (`telemetry::metric::ALL`), the docs list every one of them, and `docs/errors.md` lists
+//! exactly the `error_type` names of `pipeline_core::Error` with their retry class. Each check
+//! is also run on a planted mismatch, to show that it can fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+
+use pipeline_core::{Error, ErrorClass};
+use pipeline_handlers::telemetry::metric;
+
+fn repo(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The word of metric-name characters at the start of `s`.
+fn word(s: &str) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The custom metrics (namespace `MetricsNamespace`) that the template names: in the
+/// dashboard's search expressions and metric arrays, and in alarms of that namespace.
+fn template_metrics(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut ours_next = false;
+    for line in text.lines() {
+        if line.contains("${MetricsNamespace}") {
+            for part in line.split("MetricName=\\\"").skip(1) {
+                out.insert(word(part).to_owned());
+            }
+            for part in line.split("[\"${MetricsNamespace}\", \"").skip(1) {
+                out.insert(word(part).to_owned());
+            }
+        }
+        if line.contains("Namespace: !Ref MetricsNamespace") {
+            match line.split("MetricName: ").nth(1) {
+                Some(rest) => {
+                    out.insert(word(rest).to_owned());
+                }
+                None => ours_next = true,
+            }
+            continue;
+        }
+        if ours_next {
+            if let Some(rest) = line.trim().strip_prefix("MetricName: ") {
+                out.insert(word(rest).to_owned());
+                ours_next = false;
+            }
+        }
+    }
+    out
+}
+
+/// The names in the first column of `docs/deploy.md`'s metric table.
+fn documented_metrics(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("| metric | unit |") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if !line.starts_with('|') {
+                break;
+            }
+            let first = line.split('|').nth(1).unwrap_or_default();
+            for part in first.split('`').skip(1).step_by(2) {
+                out.insert(part.to_owned());
+            }
+        }
+    }
+    out.remove("---");
+    out
+}
+
+/// The metric names the end-to-end test expects in the EMF documents.
+fn e2e_metrics(text: &str) -> BTreeSet<String> {
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"ColdStart\"") && l.contains("<= names"))
+        .expect("the e2e test's metric-name assertion");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn unknown(names: &BTreeSet<String>) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !metric::ALL.contains(&n.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn every_metric_named_outside_the_code_is_one_the_code_writes() {
+    let template = repo("template.yaml");
+    let in_template = template_metrics(&template);
+    assert!(in_template.len() >= 10, "found {in_template:?}");
+    assert_eq!(unknown(&in_template), Vec::<String>::new(), "template.yaml");
+    let docs = documented_metrics(&repo("docs/deploy.md"));
+    let all: BTreeSet<String> = metric::ALL.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(unknown(&docs), Vec::<String>::new(), "docs/deploy.md names");
+    let undocumented: Vec<&String> = all.difference(&docs).collect();
+    assert!(
+        undocumented.is_empty(),
+        "docs/deploy.md lacks {undocumented:?}"
+    );
+    let e2e = e2e_metrics(&repo("tests/e2e/test_local_aws.py"));
+    assert_eq!(unknown(&e2e), Vec::<String>::new(), "tests/e2e");
+
+    // Planted: a renamed metric in the template and one missing from the docs are caught.
+    let planted = template.replacen(
+        "MetricName=\\\"EventsIn\\\"",
+        "MetricName=\\\"EventsInn\\\"",
+        1,
+    );
+    assert_eq!(unknown(&template_metrics(&planted)), ["EventsInn"]);
+    let planted = template.replacen("MetricName: EndToEndLagMs", "MetricName: EndToEndLag", 1);
+    assert_eq!(unknown(&template_metrics(&planted)), ["EndToEndLag"]);
+    let docs_text = repo("docs/deploy.md").replacen("| `ColdStart` |", "| `Cold` |", 1);
+    assert!(!documented_metrics(&docs_text).contains("ColdStart"));
+}
+
+/// `docs/errors.md`'s table: (error_type, retried?) per row.
+fn documented_errors(text: &str) -> Vec<(String, bool)> {
+    text.lines()
+        .filter(|l| l.starts_with("| `Pipeline."))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2] == "yes")
+        })
+        .collect()
+}
+
+fn error_mismatches(documented: &[(String, bool)]) -> Vec<String> {
+    let code: Vec<(String, bool)> = Error::ALL_ERROR_TYPES
+        .iter()
+        .map(|(name, class)| ((*name).to_owned(), *class == ErrorClass::Retryable))
+        .collect();
+    let mut out = Vec::new();
+    for c in &code {
+        if !documented.contains(c) {
+            out.push(format!(
+                "not documented (or with another retry class): {c:?}"
+            ));
+        }
+    }
+    for d in documented {
+        if !code.contains(d) {
+            out.push(format!("documented but not in the code: {d:?}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn docs_errors_lists_exactly_the_error_types_with_their_retry_class() {
+    let text = repo("docs/errors.md");
+    let documented = documented_errors(&text);
+    assert_eq!(documented.len(), Error::ALL_ERROR_TYPES.len());
+    assert_eq!(error_mismatches(&documented), Vec::<String>::new());
+
+    // Planted: a renamed type and a flipped retry class are both caught.
+    let planted = documented_errors(&text.replacen(
+        "`Pipeline.Fatal.BadBatch` | no",
+        "`Pipeline.Fatal.BadBatch` | yes",
+        1,
+    ));
+    assert_eq!(error_mismatches(&planted).len(), 2);
+    let planted = documented_errors(&text.replacen(
+        "Pipeline.Retryable.StoreThrottled",
+        "Pipeline.Retryable.Throttled",
+        1,
+    ));
+    assert_eq!(error_mismatches(&planted).len(), 2);
+}
