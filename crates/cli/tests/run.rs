@@ -53,17 +53,10 @@ async fn run_twice_changes_nothing_the_second_time() {
     ]));
     assert_eq!(n(&first, "input"), lines);
     assert!(first["reconciled"].as_bool().unwrap());
-    let accounted: u64 = [
-        "persisted",
-        "duplicate",
-        "updated",
-        "stale",
-        "conflict",
-        "quarantined",
-    ]
-    .iter()
-    .map(|k| n(&first, k))
-    .sum();
+    let accounted: u64 = pipeline_core::persist::Status::ALL
+        .iter()
+        .map(|s| n(&first, s.as_str()))
+        .sum();
     assert_eq!(accounted, lines);
     assert!(n(&first, "persisted") > lines * 9 / 10);
     assert!(

@@ -17,7 +17,7 @@
 //! the repeat against the first (`duplicate`, `updated`, …) exactly as it would had the two
 //! arrived in separate batches, so outcomes do not depend on where a stream was cut.
 
-use chrono::{DateTime, Duration};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -158,20 +158,7 @@ pub fn check(
     }
     if let Some(ts) = payload.get("occurred_at").and_then(Value::as_str) {
         match DateTime::parse_from_rfc3339(ts) {
-            Ok(t) => {
-                let latest = received_at + cfg.max_future_skew;
-                if t > latest {
-                    reasons.push(Reason::at(
-                        "future_timestamp",
-                        "/occurred_at",
-                        format!(
-                            "occurred_at {ts} is more than {}s after the batch was received ({})",
-                            cfg.max_future_skew.num_seconds(),
-                            received_at.to_rfc3339()
-                        ),
-                    ));
-                }
-            }
+            Ok(t) => reasons.extend(future_timestamp(t, received_at, cfg)),
             Err(e) => reasons.push(Reason::at(
                 "bad_timestamp",
                 "/occurred_at",
@@ -183,6 +170,26 @@ pub fn check(
 }
 
 /// `unknown_currency` when `c` is not an ISO 4217 code (validate and the re-checks share it).
+/// The rule against event times ahead of receipt, for raw payloads and typed events alike.
+fn future_timestamp(
+    t: DateTime<FixedOffset>,
+    received_at: DateTime<Utc>,
+    cfg: &ValidateConfig,
+) -> Option<Reason> {
+    (t > received_at + cfg.max_future_skew).then(|| {
+        Reason::at(
+            "future_timestamp",
+            "/occurred_at",
+            format!(
+                "occurred_at {} is more than {}s after the batch was received ({})",
+                t.to_rfc3339(),
+                cfg.max_future_skew.num_seconds(),
+                received_at.to_rfc3339()
+            ),
+        )
+    })
+}
+
 fn unknown_currency(c: &str) -> Option<Reason> {
     (!currency::is_known(c)).then(|| {
         Reason::at(
@@ -271,18 +278,7 @@ pub fn invariants(
     if let Some(c) = &e.currency {
         reasons.extend(unknown_currency(c));
     }
-    if e.occurred_at > received_at + cfg.max_future_skew {
-        reasons.push(Reason::at(
-            "future_timestamp",
-            "/occurred_at",
-            format!(
-                "occurred_at {} is more than {}s after the batch was received ({})",
-                e.occurred_at.to_rfc3339(),
-                cfg.max_future_skew.num_seconds(),
-                received_at.to_rfc3339()
-            ),
-        ));
-    }
+    reasons.extend(future_timestamp(e.occurred_at, received_at, cfg));
     reasons
 }
 

@@ -17,18 +17,6 @@ pub(super) enum Target {
 /// The most log events read per log group and refresh.
 const LOG_CAP: usize = 50_000;
 
-/// The counts of persist's summary line, as logged.
-const COUNT_FIELDS: [&str; 8] = [
-    "input",
-    "persisted",
-    "duplicate",
-    "updated",
-    "stale",
-    "conflict",
-    "quarantined",
-    "anomalies",
-];
-
 /// Fetches snapshots.
 pub(super) struct Watcher {
     pub(super) sfn: aws_sdk_sfn::Client,
@@ -372,7 +360,7 @@ impl Watcher {
             let Some(execution) = doc.pointer("/span/execution").and_then(Value::as_str) else {
                 continue;
             };
-            let c: BTreeMap<String, u64> = COUNT_FIELDS
+            let c: BTreeMap<String, u64> = pipeline_core::persist::Counts::FIELDS
                 .iter()
                 .filter_map(|k| Some(((*k).to_owned(), doc.get(*k)?.as_u64()?)))
                 .collect();

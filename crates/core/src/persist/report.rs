@@ -97,6 +97,20 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// The fields, as serialised (persist's summary line, `pipeline run --json`): `input`,
+    /// every [`Status`] in [`Status::ALL`] order, then `anomalies`. What readers of those
+    /// lines (`pipeline watch`) take their field names from; a test holds it to the struct.
+    pub const FIELDS: [&'static str; 8] = [
+        "input",
+        "persisted",
+        "duplicate",
+        "updated",
+        "stale",
+        "conflict",
+        "quarantined",
+        "anomalies",
+    ];
+
     /// Adds one outcome.
     pub fn add(&mut self, status: Status) {
         match status {
@@ -329,5 +343,25 @@ impl Tally {
             outcomes: self.outcomes,
         };
         (report, self.quarantine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_fields_are_the_struct_and_the_statuses() {
+        let v = serde_json::to_value(Counts::default()).unwrap_or_default();
+        let mut keys: Vec<String> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort_unstable();
+        let mut fields: Vec<String> = Counts::FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        fields.sort_unstable();
+        assert_eq!(keys, fields);
+        let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(&Counts::FIELDS[1..7], statuses.as_slice());
     }
 }
