@@ -75,7 +75,9 @@ enum Command {
     /// the previous stage's output, e.g. the files under `events/<stage>/`.
     Stage {
         /// ingest, validate, enrich, detect or persist.
-        #[arg(value_parser = ["ingest", "validate", "enrich", "detect", "persist"])]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+            pipeline_core::batch::Stage::ALL.map(|s| s.as_str())
+        ))]
         stage: String,
         /// The input document (`-` for stdin).
         input: String,

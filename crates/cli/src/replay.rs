@@ -295,11 +295,13 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, CliError> {
         since: args.since,
         until: args.until,
     };
+    let stages = Stage::ALL.map(Stage::as_str);
     if let Some(s) = &filter.stage
-        && !["ingest", "validate", "enrich", "detect", "persist"].contains(&s.as_str())
+        && !stages.contains(&s.as_str())
     {
         return Err(CliError::Config(format!(
-            "--stage {s}: expected one of ingest, validate, enrich, detect, persist"
+            "--stage {s}: expected one of {}",
+            stages.join(", ")
         )));
     }
     let runtime = crate::input::runtime()?;

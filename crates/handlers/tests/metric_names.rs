@@ -1,4 +1,4 @@
-//! One source for metric names and error types: every custom metric that `template.yaml`'s
+//! One source for metric names, error types and the list of stages: every custom metric that `template.yaml`'s
 //! dashboard and alarms, `docs/deploy.md` and the end-to-end test name is one the code writes
 //! (`telemetry::metric::ALL`), the docs list every one of them, and `docs/errors.md` lists
 //! exactly the `error_type` names of `pipeline_core::Error` with their retry class. Each check
@@ -183,4 +183,48 @@ fn docs_errors_lists_exactly_the_error_types_with_their_retry_class() {
         1,
     ));
     assert_eq!(error_mismatches(&planted).len(), 2);
+}
+
+#[test]
+fn every_list_of_stages_is_stage_all() {
+    // The functions, the local stack's list of them and the cold-start bench's, against the
+    // one list in the code.
+    let stages: Vec<&str> = pipeline_core::batch::Stage::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let mut dirs: Vec<String> =
+        std::fs::read_dir(format!("{}/../../functions", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    dirs.sort();
+    let mut sorted = stages.clone();
+    sorted.sort_unstable();
+    assert_eq!(dirs, sorted, "functions/");
+    let quoted = |line: &str| -> Vec<String> {
+        line.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let local = repo("scripts/local_aws.py");
+    let line = local
+        .lines()
+        .find(|l| l.starts_with("FUNCTIONS = ["))
+        .expect("FUNCTIONS");
+    assert_eq!(quoted(line), stages, "scripts/local_aws.py");
+    let bench = repo("bench/cold-start");
+    let line = bench
+        .lines()
+        .find(|l| l.starts_with("for f in "))
+        .expect("the bench's loop");
+    let listed: Vec<&str> = line["for f in ".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(listed, stages, "bench/cold-start");
 }
