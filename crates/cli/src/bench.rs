@@ -13,7 +13,7 @@ use std::time::Instant;
 use chrono::Utc;
 use pipeline_core::batch::{Batch, RawEvent, STATE_LIMIT_BYTES, ValidEvent};
 use pipeline_core::contract::Contract;
-use pipeline_core::detect::{self, EntityState, ScoredEvent};
+use pipeline_core::detect::{self, EntityState, ObservationOf, ScoredEvent};
 use pipeline_core::enrich::{self, EnrichedEvent};
 use pipeline_core::ingest::{self, SplitLimits};
 use pipeline_core::validate;

@@ -640,7 +640,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::collections::HashMap;
 
-    use pipeline_core::detect::{DetectConfig, EntityState, Observation, observe};
+    use pipeline_core::detect::{DetectConfig, EntityState, Observation, ObservationOf, observe};
     use pipeline_core::event::Event;
 
     use super::*;

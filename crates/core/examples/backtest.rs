@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pipeline_core::detect::{DetectConfig, EntityState, Observation, observe};
+use pipeline_core::detect::{DetectConfig, EntityState, Observation, ObservationOf, observe};
 use pipeline_core::evaluate::{Outcome, Prepared, parse_labels};
 use pipeline_core::event::Event;
 

@@ -66,20 +66,7 @@ impl FxTable {
     }
 }
 
-/// What the store knows about an entity before this batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct EntityProfile {
-    /// Whether the entity was seen before.
-    pub known: bool,
-    /// Event time of its first event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seen: Option<DateTime<Utc>>,
-    /// Events seen.
-    pub event_count: u64,
-    /// Its up to three most frequent countries.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub usual_countries: Vec<String>,
-}
+pub use pipeline_detect::EntityProfile;
 
 /// Where enrich learns what is known about an entity.
 pub trait KnownEntities {

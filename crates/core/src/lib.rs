@@ -11,11 +11,12 @@
 //!   splitter that keeps batch documents under the Step Functions state limit; [`json`] the
 //!   parser they use, which refuses duplicate keys.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
-//!   [`detect::value`] is the per-entity value model (detector v3, see `docs/detection.md`);
+//!   The detector itself (rules, the value model, entity state, incidents) is the
+//!   `pipeline-detect` crate, which [`detect`] re-exports and runs over a batch;
 //!   [`persist`] is split into the decision table, the write loop, entity state, the report,
 //!   announcing and the failed-batch path.
 //! - [`evaluate`]: backtest scoring of detection against labels (`pipeline evaluate`), and
-//!   NAB v1.1's scorer exactly ([`evaluate::nab`], `pipeline evaluate --nab`).
+//!   NAB v1.1's scorer exactly (`evaluate::nab`), re-exported from `pipeline-detect`.
 //! - [`store`]: the [`store::Store`] trait that persistence and reference-data reads go through,
 //!   and the DynamoDB table names ([`store::Tables`]).
 //! - [`error`]: the crate's error enum, its [`ErrorKind`]s and the stable `error_type` names the
@@ -31,7 +32,6 @@ pub mod currency;
 pub mod detect;
 pub mod enrich;
 pub mod error;
-pub mod evaluate;
 pub mod event;
 pub mod ingest;
 pub mod json;
@@ -40,8 +40,7 @@ pub mod store;
 pub mod validate;
 
 pub use error::{Error, ErrorClass, ErrorKind};
+/// Backtest scoring (`pipeline evaluate`, `--nab`): the `pipeline-detect` crate's scorers.
+pub use pipeline_detect::evaluate;
 
-/// Stable 64-bit hash used for event-id sets and content hashes (xxh3, seed 0).
-pub(crate) fn hash64(bytes: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(bytes)
-}
+pub(crate) use pipeline_detect::hash64;

@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pipeline_core::detect::{DetectConfig, DetectReason, EntityState, Observation, observe};
+use pipeline_core::detect::{
+    DetectConfig, DetectReason, EntityState, Observation, ObservationOf, observe,
+};
 use pipeline_core::evaluate::{Evaluation, Label, Outcome, Prepared, parse_labels};
 use pipeline_core::event::Provenance;
 use pipeline_core::store::{EventRecord, QuarantineRecord, RecordStatus, Store, StoreDump};

@@ -10,7 +10,7 @@ use super::PersistConfig;
 use super::decide::{Decision, decide};
 use super::write::{Fate, Pending, record_of};
 use crate::Error;
-use crate::detect::{EntityState, Observation, observe};
+use crate::detect::{EntityState, Observation, ObservationOf, observe};
 use crate::store::{CommitLimits, EntityCommit, EntityWrite, EventRecord, RecordStatus, Store};
 
 /// Commits every pending event decided `Insert`, each entity's in input order, in as

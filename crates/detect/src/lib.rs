@@ -1,4 +1,8 @@
-//! Stage 3, detect: streaming, per-entity anomaly scoring on event time.
+//! The detector: streaming, per-entity anomaly scoring on event time, and the scorers that
+//! measure it ([`evaluate`]: our windowed score, and NAB v1.1's exactly). No AWS, no event
+//! contract: it reads an [`Observation`] (what the detect stage in `pipeline-core` takes off
+//! each event) and an entity's [`EntityState`], and answers a [`Detection`].
+//!
 //!
 //! Each entity has an [`EntityState`] that serialises to at most 4 KB (a test checks the worst
 //! case). Three detectors read it:
@@ -30,27 +34,28 @@
 //! absorbed. An event found there is scored without being counted again, so a repeat inside a
 //! batch, or a redelivery soon after, scores as it did the first time. This is about scores
 //! only: whether an event is *counted* is decided by persist, exactly once and without any
-//! bound, by committing the state together with the records (see [`crate::persist`]).
+//! bound, by committing the state together with the records (see `pipeline_core::persist`).
 //!
-//! (About 650 lines before the tests: the rule detectors, the state they share and the
-//! one function that folds an event into it; the value model has its own module, `value`.)
-
-use std::collections::HashMap;
+//! (The rule detectors, the state they share and the one function that folds an event into
+//! it are here; the value model has its own module, [`value`], and incidents theirs.)
 
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, Stage};
-use crate::enrich::{EnrichedEvent, Enrichment};
-use crate::event::{Event, Provenance};
-
+pub mod evaluate;
 pub mod incident;
 pub mod state;
 pub mod value;
 
 pub use incident::{Incident, IncidentRef, IncidentRole, IncidentSummary};
-pub use state::{EntityState, packed};
+pub use state::{EntityProfile, EntityState, packed};
 pub use value::{Context, Test, ValueModel};
+
+/// Stable 64-bit hash used for event-id sets and content hashes (xxh3, seed 0): the state
+/// remembers ids by it, so every crate that hashes an id for the detector uses this one.
+pub fn hash64(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
 
 /// How many applied event ids an entity remembers.
 pub const RECENT_IDS: usize = 32;
@@ -292,20 +297,6 @@ pub struct Detection {
     pub closes: Option<IncidentSummary>,
 }
 
-/// An event with its detection: the detect stage's output and persist's input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScoredEvent {
-    /// The event.
-    pub event: Event,
-    /// Where it came from.
-    #[serde(default)]
-    pub provenance: Provenance,
-    /// What enrich added.
-    pub enrichment: Enrichment,
-    /// The verdict.
-    pub detection: Detection,
-}
-
 /// What the detectors need to know about an event.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
@@ -325,30 +316,6 @@ pub struct Observation<'a> {
     pub merchant: Option<&'a str>,
     /// Local time of day and week.
     pub ctx: Context,
-}
-
-impl<'a> Observation<'a> {
-    /// Reads an observation off an event and its base value.
-    pub fn of(event: &'a Event, base_value: f64, cfg: &DetectConfig) -> Self {
-        let failure = event.attr_str("status").is_some_and(|s| {
-            cfg.failure_statuses
-                .iter()
-                .any(|f| f.eq_ignore_ascii_case(s))
-        });
-        Observation {
-            event_id: &event.event_id,
-            id_hash: crate::hash64(event.event_id.as_bytes()),
-            t_ms: event.occurred_ms(),
-            value: base_value,
-            failure,
-            country: event.attr_str("country"),
-            merchant: event.attr_str("merchant"),
-            ctx: Context::of_local_ms(
-                event.occurred_ms()
-                    + i64::from(event.occurred_at.offset().local_minus_utc()) * 1000,
-            ),
-        }
-    }
 }
 
 /// `x` to two decimals, always finite: stored numbers must read back (JSON has no infinity,
@@ -621,56 +588,6 @@ fn absorb_into(state: &mut EntityState, obs: &Observation<'_>, late: bool, cfg: 
         state.recent.remove(0);
     }
     state.recent.push(obs.id_hash);
-}
-
-/// Runs the detect stage: scores every event in input order, each entity's starting from its
-/// stored state in `states` (entities missing there start fresh), and sets each event's
-/// `enrichment.entity` to the entity's profile just before it.
-///
-/// Input order, not event-time order within the batch: a batch is a cut of the stream that the
-/// producer and the batch size decide, so sorting inside it would make an out-of-order
-/// stream's scores depend on where the cuts fall (the late-event and watermark rules handle
-/// out-of-order events the same way whichever batch they arrive in). For the same reason the
-/// profile enrich attached (the entity as stored when the batch started) is replaced by the
-/// profile as of the event: otherwise three events of one entity in one batch would all read
-/// `event_count` 0, and 0, 1, 2 when cut one per batch.
-pub fn detect(
-    mut batch: Batch<EnrichedEvent>,
-    states: &HashMap<String, EntityState>,
-    cfg: &DetectConfig,
-) -> Batch<ScoredEvent> {
-    let events = std::mem::take(&mut batch.events);
-    let mut working: HashMap<String, EntityState> = HashMap::new();
-    let scored = events
-        .into_iter()
-        .map(|ev| {
-            let id = ev.event.entity_id.as_str();
-            if !working.contains_key(id) {
-                let state = states
-                    .get(id)
-                    .cloned()
-                    .unwrap_or_else(|| EntityState::new(id));
-                working.insert(id.to_owned(), state);
-            }
-            let mut enrichment = ev.enrichment;
-            let detection = match working.get_mut(id) {
-                Some(state) => {
-                    enrichment.entity = state.profile();
-                    let obs = Observation::of(&ev.event, enrichment.base_value, cfg);
-                    observe(state, &obs, cfg, true)
-                }
-                None => Detection::default(),
-            };
-            ScoredEvent {
-                event: ev.event,
-                provenance: ev.provenance,
-                enrichment,
-                detection,
-            }
-        })
-        .collect();
-    let _ = Stage::Detect; // detect never quarantines: every enriched event can be scored.
-    batch.map_events(scored, Vec::new())
 }
 
 #[cfg(test)]

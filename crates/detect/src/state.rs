@@ -1,13 +1,25 @@
 //! What detection remembers per entity: [`EntityState`], its packed storage helpers, and the
-//! view enrich takes of it ([`KnownEntities`]).
+//! profile of it that enrichment carries ([`EntityProfile`]).
 
-use std::collections::HashMap;
-
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ValueModel;
-use crate::enrich::{EntityProfile, KnownEntities};
+
+/// What is known about an entity before an event: the `entity` part of an event's enrichment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EntityProfile {
+    /// Whether the entity was seen before.
+    pub known: bool,
+    /// Event time of its first event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<DateTime<Utc>>,
+    /// Events seen.
+    pub event_count: u64,
+    /// Its up to three most frequent countries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usual_countries: Vec<String>,
+}
 
 /// Everything the pipeline remembers about one entity. Serialises to ≤ 4 KB.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,16 +92,6 @@ impl EntityState {
         let mut c: Vec<_> = self.countries.iter().collect();
         c.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         c.into_iter().take(3).map(|(k, _)| k.clone()).collect()
-    }
-}
-
-/// The stored states of a batch's entities, as the detect stage reads them, are what enrich
-/// knows about them.
-impl KnownEntities for HashMap<String, EntityState> {
-    fn profile(&self, entity_id: &str) -> EntityProfile {
-        self.get(entity_id)
-            .map(EntityState::profile)
-            .unwrap_or_default()
     }
 }
 

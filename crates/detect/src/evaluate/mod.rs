@@ -43,8 +43,6 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-
 pub mod nab;
 
 /// Label values in a labels file that mark delivery cases, not anomalies (see `pipeline
@@ -96,16 +94,21 @@ struct LabelLine {
     label: Option<String>,
 }
 
+/// A labels file that cannot be read: the line and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LabelError(pub String);
+
 /// Parses a labels file: JSON Lines of `{"entity_id","start","end"}` windows (RFC 3339) or
 /// `{"event_id"}` points; other fields are ignored, as are lines whose `label` is one of
 /// [`DELIVERY_LABELS`] and blank lines.
-pub fn parse_labels(text: &str) -> Result<Vec<Label>, Error> {
+pub fn parse_labels(text: &str) -> Result<Vec<Label>, LabelError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |m: String| Error::Config(format!("labels line {}: {m}", i + 1));
+        let bad = |m: String| LabelError(format!("labels line {}: {m}", i + 1));
         let l: LabelLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         if l.label
             .as_deref()

@@ -193,7 +193,7 @@ pub fn decide(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::detect::Context;
+    use crate::Context;
 
     fn obs(id: &str, t_s: i64) -> Observation<'_> {
         Observation {
