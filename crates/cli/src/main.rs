@@ -24,8 +24,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod benchmark;
+mod corpus;
 #[cfg(feature = "aws")]
 mod cwlogs;
 mod error;
@@ -44,6 +43,7 @@ mod run;
 #[cfg(feature = "aws")]
 mod send;
 mod stores;
+mod throughput;
 #[cfg(feature = "aws")]
 mod watch;
 
@@ -132,12 +132,12 @@ enum Command {
         /// Write a labelled benchmark corpus instead (`--events` and `--entities` do not
         /// apply): metric streams, business streams, or clean streams without anomalies.
         #[arg(long, value_enum)]
-        benchmark: Option<benchmark::Kind>,
+        benchmark: Option<corpus::Kind>,
     },
     /// Backtest detection against labels: point and window metrics and the windowed score.
     Evaluate(evaluate::EvaluateArgs),
     /// Measure events/s per stage and for the whole chain, beside a plain serde round trip.
-    Bench(bench::BenchArgs),
+    Bench(throughput::BenchArgs),
     /// Run quarantined events through the chain again, after the cause was fixed.
     ///
     /// Each entry runs alone from its original payload; one that now passes is stored and its
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
             benchmark,
         } => generate_cmd(events, entities, seed, output, labels, benchmark),
         Command::Evaluate(args) => evaluate::evaluate(args),
-        Command::Bench(args) => bench::bench(args),
+        Command::Bench(args) => throughput::bench(args),
         Command::Replay(args) => replay::run(args),
         Command::Report(args) => report::report(args),
         #[cfg(feature = "aws")]
@@ -316,14 +316,14 @@ fn generate_cmd(
     seed: u64,
     output: Option<PathBuf>,
     labels: Option<PathBuf>,
-    benchmark: Option<benchmark::Kind>,
+    benchmark: Option<corpus::Kind>,
 ) -> Result<ExitCode, CliError> {
     let Some(kind) = benchmark else {
         let lines = generate::generate(&generate::GenerateConfig::new(events, entities, seed));
         return write_lines(&lines, output, labels);
     };
     // Benchmark labels are windows, not per-line labels, so they are written here.
-    let mut corpus = benchmark::generate(kind, seed);
+    let mut corpus = corpus::generate(kind, seed);
     let lines: Vec<generate::Line> = corpus
         .lines()
         .map(|text| generate::Line { text, label: None })
