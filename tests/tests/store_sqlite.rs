@@ -5,6 +5,7 @@
 use pipeline_core::store::Store;
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::contract;
+use pipeline_tests::hooked::{Hooked, Hooks, Op};
 
 fn mem() -> SqliteStore {
     SqliteStore::in_memory().expect("in-memory sqlite")
@@ -128,12 +129,14 @@ async fn group_commit_is_all_or_nothing() {
 async fn a_group_ends_only_between_batches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.db");
-    let spy = Spy {
+    let spy = Hooked {
         inner: SqliteStore::open(&path)
             .unwrap()
             .with_group_commit(std::time::Duration::ZERO),
-        path: path.clone(),
-        seen: std::sync::Mutex::new(Vec::new()),
+        hooks: Look {
+            path: path.clone(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        },
     };
     let p = contract::pipeline(spy);
     let events = pipeline_tests::fixtures::payments(10, 1, 17);
@@ -152,7 +155,7 @@ async fn a_group_ends_only_between_batches() {
     let r = contract::run_retrying(&p, &pipeline_tests::fixtures::raw_batch("b2", second)).await;
     assert_eq!((r.counts.persisted, r.counts.updated), (5, 1));
 
-    let seen = p.store().seen.lock().unwrap().clone();
+    let seen = p.store().hooks.seen.lock().unwrap().clone();
     assert!(
         seen.len() >= 3,
         "each batch makes its write calls: {seen:?}"
@@ -166,98 +169,29 @@ async fn a_group_ends_only_between_batches() {
     assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 10);
 }
 
-/// Delegates to a grouped store and, after each write call, records how many records another
+/// After each write call to the store it watches, records how many records another
 /// connection to the same file sees.
-struct Spy {
-    inner: SqliteStore,
+struct Look {
     path: std::path::PathBuf,
     seen: std::sync::Mutex<Vec<usize>>,
 }
 
-impl Spy {
-    async fn look(&self) {
-        let n = SqliteStore::open(&self.path)
-            .unwrap()
-            .dump()
-            .await
-            .unwrap()
-            .events
-            .len();
-        self.seen.lock().unwrap().push(n);
-    }
-}
-
-mod spy {
-    use std::collections::HashMap;
-
-    use async_trait::async_trait;
-    use pipeline_core::Error;
-    use pipeline_core::detect::EntityState;
-    use pipeline_core::store::{
-        CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, QuarantineRecord, Store,
-        StoreDump, WriteResult,
-    };
-
-    use super::Spy;
-
-    #[async_trait]
-    impl Store for Spy {
-        async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
-            self.inner.get_events(ids).await
+#[async_trait::async_trait]
+impl Hooks for Look {
+    async fn after(&self, op: Op, _: bool) -> Result<(), pipeline_core::Error> {
+        if matches!(
+            op,
+            Op::WriteEvents | Op::CommitEntity | Op::CommitEntities | Op::PutQuarantine
+        ) {
+            let n = SqliteStore::open(&self.path)
+                .unwrap()
+                .dump()
+                .await
+                .unwrap()
+                .events
+                .len();
+            self.seen.lock().unwrap().push(n);
         }
-        async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
-            let r = self.inner.write_events(writes).await;
-            self.look().await;
-            r
-        }
-        async fn get_entities(
-            &self,
-            ids: &[String],
-        ) -> Result<HashMap<String, EntityState>, Error> {
-            self.inner.get_entities(ids).await
-        }
-        async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error> {
-            let r = self.inner.commit_entity(commit).await;
-            self.look().await;
-            r
-        }
-        async fn commit_entities(
-            &self,
-            commits: &[EntityCommit],
-        ) -> Result<Vec<EntityWrite>, Error> {
-            let r = self.inner.commit_entities(commits).await;
-            self.look().await;
-            r
-        }
-        fn commit_limits(&self) -> CommitLimits {
-            self.inner.commit_limits()
-        }
-        async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
-            let r = self.inner.put_quarantine(items).await;
-            self.look().await;
-            r
-        }
-        async fn flush(&self) -> Result<(), Error> {
-            self.inner.flush().await
-        }
-        async fn end_batch(&self) -> Result<(), Error> {
-            self.inner.end_batch().await
-        }
-        async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
-            self.inner.replace_quarantine(record).await
-        }
-        async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
-            Store::quarantine_of(&self.inner, event_id).await
-        }
-        async fn list_anomalies(
-            &self,
-            entity_id: Option<&str>,
-            limit: usize,
-        ) -> Result<pipeline_core::store::Listing, Error> {
-            self.inner.list_anomalies(entity_id, limit).await
-        }
-        async fn dump(&self) -> Result<StoreDump, Error> {
-            self.inner.dump().await
-        }
+        Ok(())
     }
 }
