@@ -191,11 +191,11 @@ fn run_chain(input: &str, text: &str, with_meta: bool) -> Result<(Verdicts, Meta
         source,
     })?;
     let pipeline = Pipeline::new(Config::from_env()?, store)?;
-    let jobs = crate::run::load_text(input, text, &pipeline)?;
+    let jobs = crate::jobs::load_text(input, text, &pipeline)?;
     let mut out = Vec::new();
     let dump = runtime.block_on(async {
         for job in jobs {
-            let (report, _) = crate::run::run_job(&pipeline, job).await?;
+            let (report, _) = crate::jobs::run_job(&pipeline, job).await?;
             for o in report.outcomes {
                 if matches!(o.status, Status::Quarantined) {
                     continue;
@@ -231,8 +231,8 @@ fn valid_events(input: &str, text: &str) -> Result<Meta, CliError> {
     })?;
     let pipeline = Pipeline::new(Config::from_env()?, store)?;
     let mut meta = Meta::new();
-    for job in crate::run::load_text(input, text, &pipeline)? {
-        let crate::run::Job::Raw(batch) = job else {
+    for job in crate::jobs::load_text(input, text, &pipeline)? {
+        let crate::jobs::Job::Raw(batch) = job else {
             continue;
         };
         for v in pipeline.validate(batch).events {

@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use crate::error::CliError;
-use crate::run::Job;
+use crate::jobs::{Job, document_among_lines, document_line, not_json};
 
 /// The largest input read whole when its first line does not settle what it is (a Lambda
 /// payload is at most 6 MB, a batch document 256 KB).
@@ -87,7 +87,9 @@ impl Source {
             if !only_blank_left(&mut reader).map_err(io)? {
                 return Err(document_among_lines(name, 1, what, true));
             }
-            return Ok(source(Kind::Whole(crate::run::load_bytes(name, first, p)?)));
+            return Ok(source(Kind::Whole(crate::jobs::load_bytes(
+                name, first, p,
+            )?)));
         }
         if !is_event_line(&first) {
             let mut whole = first;
@@ -96,7 +98,9 @@ impl Source {
                 .read_to_end(&mut whole)
                 .map_err(io)?;
             if whole.len() <= DOCUMENT_LIMIT {
-                return Ok(source(Kind::Whole(crate::run::load_bytes(name, whole, p)?)));
+                return Ok(source(Kind::Whole(crate::jobs::load_bytes(
+                    name, whole, p,
+                )?)));
             }
             return Ok(source(lines(
                 name,
@@ -112,7 +116,7 @@ impl Source {
     /// Items judged, and how many of them are not JSON at all (or not UTF-8).
     pub fn judged(&self) -> (usize, usize) {
         match &self.kind {
-            Kind::Whole(jobs) => crate::run::undecodable(jobs),
+            Kind::Whole(jobs) => crate::jobs::undecodable(jobs),
             Kind::Lines { head, .. } => (
                 head.len(),
                 head.iter()
@@ -124,11 +128,6 @@ impl Source {
             ),
         }
     }
-}
-
-/// Whether a quarantine reason says the line was not JSON text at all.
-pub fn not_json(code: &str) -> bool {
-    code == "malformed_json" || code == "invalid_utf8"
 }
 
 /// Whether a first line is a complete JSON value that is not a whole document on its own (a
@@ -143,53 +142,6 @@ fn is_event_line(line: &[u8]) -> bool {
                 && !(doc.get("batch_id").is_some() && doc.get("events").is_some())
         }
         Err(_) => false,
-    }
-}
-
-/// What a line is when it is a whole trigger payload or batch document, not an event. Only
-/// lines that name one of their keys are parsed a second time.
-pub(crate) fn document_line(line: &[u8]) -> Option<&'static str> {
-    let text = std::str::from_utf8(line).ok()?;
-    if !["\"eventSource\"", "\"detail-type\"", "\"batch_id\""]
-        .iter()
-        .any(|k| text.contains(k))
-    {
-        return None;
-    }
-    let doc: Value = serde_json::from_str(text.trim()).ok()?;
-    match ingest::kind_of(&doc) {
-        Some(ingest::InputKind::Kafka) => Some("an MSK (Kafka) trigger payload"),
-        Some(ingest::InputKind::EventBridge) => Some("an EventBridge event"),
-        None if doc.get("batch_id").is_some() && doc.get("events").is_some() => {
-            Some("a batch document")
-        }
-        None => None,
-    }
-}
-
-/// The error for a document found among other lines; `before_any_write` when it is found
-/// before anything was written.
-pub(crate) fn document_among_lines(
-    name: &str,
-    line_no: usize,
-    what: &str,
-    before_any_write: bool,
-) -> CliError {
-    CliError::Input {
-        path: name.to_owned(),
-        message: format!(
-            "line {line_no} is {what}, not an event, and the input holds more than that one \
-             document; an input is either one document or JSON Lines of events, so put each \
-             document in a file of its own{}",
-            if before_any_write {
-                ". Nothing was written".to_owned()
-            } else {
-                format!(
-                    ". The events before line {line_no} may have been processed: running the \
-                     corrected input again is safe (it is idempotent)"
-                )
-            }
-        ),
     }
 }
 

@@ -33,6 +33,7 @@ mod feed;
 mod generate;
 mod input;
 mod inspect;
+mod jobs;
 #[cfg(feature = "aws")]
 mod logs;
 mod nab;
@@ -42,6 +43,7 @@ mod report;
 mod run;
 #[cfg(feature = "aws")]
 mod send;
+mod stage;
 mod stores;
 mod throughput;
 #[cfg(feature = "aws")]
@@ -197,7 +199,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
-        Command::Stage { stage, input, db } => run::stage(&stage, &input, &db),
+        Command::Stage { stage, input, db } => stage::stage(&stage, &input, &db),
         Command::Show { event_id, target } => inspect::show(&target, &event_id),
         Command::Anomalies {
             entity,

@@ -8,24 +8,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-
-use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline_core::ErrorClass;
-use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
-use pipeline_core::detect::ScoredEvent;
-use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::ingest::{self, SplitLimits};
+use pipeline_core::ingest::SplitLimits;
 use pipeline_core::persist::{Counts, PersistReport};
 use pipeline_core::store::Store;
 use pipeline_handlers::{Config, Pipeline, Validate};
-use pipeline_sqlite::SqliteStore;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
 use crate::feed::{Fed, Source};
+use crate::jobs::run_job_retrying;
 pub use crate::stores::DEFAULT_DB;
 use crate::stores::{StoreArgs, StoreKind};
 
@@ -78,26 +71,6 @@ const GROUP_COMMIT: Duration = Duration::from_millis(250);
 
 /// Exit code of `pipeline run` when an input is mostly not JSON.
 pub const EXIT_NOT_JSON_LINES: u8 = 4;
-
-/// A batch document entering the chain at some stage.
-#[derive(Clone)]
-pub(crate) enum Job {
-    Raw(Batch<RawEvent>),
-    Valid(Batch<ValidEvent>),
-    Enriched(Batch<EnrichedEvent>),
-    Scored(Batch<ScoredEvent>),
-}
-
-impl Job {
-    fn input_count(&self) -> usize {
-        match self {
-            Job::Raw(b) => b.input_count,
-            Job::Valid(b) => b.input_count,
-            Job::Enriched(b) => b.input_count,
-            Job::Scored(b) => b.input_count,
-        }
-    }
-}
 
 /// The run's summary (`--json` prints exactly this).
 #[derive(Debug, Serialize)]
@@ -422,84 +395,6 @@ fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
     }
 }
 
-/// Items in `jobs`, and how many of them could not be decoded as JSON at all.
-pub(crate) fn undecodable(jobs: &[Job]) -> (usize, usize) {
-    let items = jobs.iter().map(Job::input_count).sum();
-    let bad = jobs
-        .iter()
-        .filter_map(|j| match j {
-            Job::Raw(b) => Some(&b.quarantine),
-            _ => None,
-        })
-        .flatten()
-        .filter(|q| q.reasons.iter().any(|r| crate::feed::not_json(&r.code)))
-        .count();
-    (items, bad)
-}
-
-/// Attempts at a batch whose failure is retryable (a second writer on the same database kept
-/// changing one of its entities, or held the database past the busy timeout) before the error
-/// stands: what the state machine's Retry does for a deployed batch.
-const BATCH_ATTEMPTS: usize = 8;
-
-/// [`run_job`], retrying a retryable failure after a jittered exponential pause (`backon`:
-/// 50 ms doubling to 5 s). A retried batch is decided again against what is stored, so a retry
-/// never counts anything twice.
-async fn run_job_retrying<S: Store>(
-    p: &Pipeline<S>,
-    job: Job,
-) -> Result<(PersistReport, usize), CliError> {
-    let mut pauses = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(BATCH_ATTEMPTS - 1)
-        .with_jitter()
-        .build();
-    loop {
-        match run_job(p, job.clone()).await {
-            Err(CliError::Pipeline(e)) if e.class() == ErrorClass::Retryable => {
-                match pauses.next() {
-                    Some(pause) => tokio::time::sleep(pause).await,
-                    None => return Err(CliError::Pipeline(e)),
-                }
-            }
-            other => return other,
-        }
-    }
-}
-
-pub(crate) async fn run_job<S: Store>(
-    p: &Pipeline<S>,
-    job: Job,
-) -> Result<(PersistReport, usize), CliError> {
-    let now = Utc::now();
-    Ok(match job {
-        Job::Raw(b) => {
-            let v = p.validate(b);
-            let n = v.events.len();
-            (
-                p.persist(p.detect(p.enrich(v).await?).await?, now).await?,
-                n,
-            )
-        }
-        Job::Valid(b) => {
-            let n = b.events.len();
-            (
-                p.persist(p.detect(p.enrich(b).await?).await?, now).await?,
-                n,
-            )
-        }
-        Job::Enriched(b) => {
-            let n = b.events.len();
-            (p.persist(p.detect(b).await?, now).await?, n)
-        }
-        Job::Scored(b) => {
-            let n = b.events.len();
-            (p.persist(b, now).await?, n)
-        }
-    })
-}
-
 #[derive(Serialize)]
 struct OutLine<'a> {
     event_id: &'a Option<String>,
@@ -566,123 +461,4 @@ fn print_summary(s: &Summary, inputs: usize) {
             s.input
         );
     }
-}
-
-/// `pipeline stage NAME INPUT`: one stage, one document, output printed as JSON.
-pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, CliError> {
-    let runtime = crate::input::runtime()?;
-    let store = SqliteStore::open(db).map_err(|source| CliError::Db {
-        path: db.display().to_string(),
-        source,
-    })?;
-    let p = Pipeline::new(Config::from_env()?, store)?;
-    let mut jobs = load(input, &p)?;
-    let wrong = |expected: &str| CliError::Input {
-        path: input.to_owned(),
-        message: format!("`{name}` takes {expected}"),
-    };
-    let out: Value = runtime.block_on(async {
-        if name == "ingest" {
-            let docs: Vec<Value> = jobs
-                .into_iter()
-                .filter_map(|j| {
-                    if let Job::Raw(b) = j {
-                        serde_json::to_value(b).ok()
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            return Ok::<_, CliError>(if docs.len() == 1 {
-                docs.into_iter().next().unwrap_or_default()
-            } else {
-                Value::Array(docs)
-            });
-        }
-        let job = if jobs.len() == 1 { jobs.pop() } else { None };
-        let to_json = |r: Result<Value, serde_json::Error>| r.unwrap_or_default();
-        Ok(match (name, job) {
-            ("validate", Some(Job::Raw(b))) => to_json(serde_json::to_value(p.validate(b))),
-            ("enrich", Some(Job::Valid(b))) => to_json(serde_json::to_value(p.enrich(b).await?)),
-            ("detect", Some(Job::Enriched(b))) => to_json(serde_json::to_value(p.detect(b).await?)),
-            ("persist", Some(Job::Scored(b))) => {
-                to_json(serde_json::to_value(p.persist(b, Utc::now()).await?))
-            }
-            ("validate", _) => return Err(wrong("one raw batch document (ingest output)")),
-            ("enrich", _) => return Err(wrong("one validated batch document (validate output)")),
-            ("detect", _) => return Err(wrong("one enriched batch document (enrich output)")),
-            _ => return Err(wrong("one scored batch document (detect output)")),
-        })
-    })?;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Reads one input into batch documents.
-pub(crate) fn load<S: Store>(input: &str, p: &Pipeline<S>) -> Result<Vec<Job>, CliError> {
-    load_bytes(input, crate::input::read_bytes(input)?, p)
-}
-
-/// Cuts an input read whole (`input` names it) into batch documents.
-pub(crate) fn load_bytes<S: Store>(
-    input: &str,
-    bytes: Vec<u8>,
-    p: &Pipeline<S>,
-) -> Result<Vec<Job>, CliError> {
-    match String::from_utf8(bytes) {
-        Ok(text) => load_text(input, &text, p),
-        // Not UTF-8 as a whole, so not one JSON document: JSON Lines with some lines that are
-        // not text, each quarantined on its own while the others are processed.
-        Err(e) => {
-            let items = ingest::decode_byte_lines(input, e.as_bytes());
-            Ok(p.split(items, Utc::now())
-                .into_iter()
-                .map(Job::Raw)
-                .collect())
-        }
-    }
-}
-
-/// Cuts an input already read (`input` names it) into batch documents.
-pub(crate) fn load_text<S: Store>(
-    input: &str,
-    text: &str,
-    p: &Pipeline<S>,
-) -> Result<Vec<Job>, CliError> {
-    let now = Utc::now();
-    // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.
-    if let Ok(doc) = serde_json::from_str::<Value>(text) {
-        if ingest::kind_of(&doc).is_some() {
-            return Ok(p.ingest(&doc, now)?.into_iter().map(Job::Raw).collect());
-        }
-        if doc.get("batch_id").is_some() && doc.get("events").is_some() {
-            return batch_job(input, doc).map(|j| vec![j]);
-        }
-    }
-    for (i, line) in text.lines().enumerate() {
-        if let Some(what) = crate::feed::document_line(line.as_bytes()) {
-            // Read whole, so nothing has been written yet.
-            return Err(crate::feed::document_among_lines(input, i + 1, what, true));
-        }
-    }
-    let items = ingest::decode_lines(input, text.lines().enumerate().map(|(i, l)| (i + 1, l)));
-    Ok(p.split(items, now).into_iter().map(Job::Raw).collect())
-}
-
-fn batch_job(path: &str, doc: Value) -> Result<Job, CliError> {
-    let first = doc.get("events").and_then(|e| e.get(0));
-    let has = |k: &str| first.is_some_and(|f| f.get(k).is_some());
-    let bad = |e: serde_json::Error| CliError::Input {
-        path: path.to_owned(),
-        message: format!("not a valid batch document: {e}"),
-    };
-    Ok(if has("detection") {
-        Job::Scored(serde_json::from_value(doc).map_err(bad)?)
-    } else if has("enrichment") {
-        Job::Enriched(serde_json::from_value(doc).map_err(bad)?)
-    } else if has("event") {
-        Job::Valid(serde_json::from_value(doc).map_err(bad)?)
-    } else {
-        Job::Raw(serde_json::from_value(doc).map_err(bad)?)
-    })
 }

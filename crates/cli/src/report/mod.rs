@@ -549,8 +549,8 @@ mod tests {
         .unwrap();
         let runtime = crate::input::runtime().unwrap();
         runtime.block_on(async {
-            for job in crate::run::load_text(path, &text, &pipeline).unwrap() {
-                crate::run::run_job(&pipeline, job).await.unwrap();
+            for job in crate::jobs::load_text(path, &text, &pipeline).unwrap() {
+                crate::jobs::run_job(&pipeline, job).await.unwrap();
             }
             pipeline.store().dump().await.unwrap()
         })
