@@ -15,6 +15,7 @@
 //! local run, event time otherwise): the same code and configuration give the same range the
 //! detector used, which a test checks against the ranges stored in value-outlier reasons.
 
+mod chart;
 mod html;
 
 use std::collections::{BTreeMap, HashMap};
