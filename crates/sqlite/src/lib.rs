@@ -35,9 +35,15 @@ use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
     EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord, Store,
-    StoreDump, WriteCondition, WriteResult, readable,
+    StoreDump, WriteCondition, WriteResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod read;
+mod schema;
+
+use read::{decode, read_event, read_map};
+use schema::{SCHEMA, check_is_store};
 
 /// Errors of the embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -106,82 +112,6 @@ impl From<Error> for CoreError {
 /// (as a retryable `StoreThrottled`). A batch transaction takes milliseconds; a minute covers
 /// a writer stalled by a slow disk.
 pub const BUSY_TIMEOUT_MS: u64 = 60_000;
-
-const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA cache_size = -65536;
-PRAGMA wal_autocheckpoint = 8192;
-CREATE TABLE IF NOT EXISTS events (
-    event_id     TEXT PRIMARY KEY,
-    entity_id    TEXT NOT NULL,
-    version      INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    occurred_at  TEXT NOT NULL,
-    score        REAL NOT NULL,
-    is_anomaly   INTEGER NOT NULL,
-    record       TEXT NOT NULL
-);
-DROP INDEX IF EXISTS events_anomalies;
-DROP INDEX IF EXISTS events_anomalies_by_time;
-CREATE INDEX IF NOT EXISTS anomalies_by_entity ON events (entity_id, occurred_at) WHERE is_anomaly = 1;
-CREATE INDEX IF NOT EXISTS anomalies_by_time ON events (occurred_at) WHERE is_anomaly = 1;
-CREATE TABLE IF NOT EXISTS entities (
-    entity_id TEXT PRIMARY KEY,
-    version   INTEGER NOT NULL,
-    state     TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    quarantine_id TEXT PRIMARY KEY,
-    batch_id      TEXT NOT NULL,
-    event_id      TEXT,
-    stage         TEXT NOT NULL,
-    reasons       TEXT NOT NULL,
-    payload       TEXT NOT NULL,
-    record        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS quarantine_by_event ON quarantine (event_id);
-";
-
-/// The tables of the store and a column each must have.
-const STORE_TABLES: [(&str, &str); 3] = [
-    ("events", "record"),
-    ("entities", "state"),
-    ("quarantine", "record"),
-];
-
-/// Refuses a database that is not this store: with `empty_ok`, an empty one (a new file) is
-/// fine; otherwise the three tables must be there. Reads only the catalogue, so a foreign
-/// file is left exactly as it was.
-fn check_is_store(conn: &Connection, empty_ok: bool) -> Result<(), Error> {
-    let tables: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    if tables.is_empty() && empty_ok {
-        return Ok(());
-    }
-    for (table, column) in STORE_TABLES {
-        if !tables.iter().any(|t| t == table) {
-            return Err(Error::NotAStore(format!("it has no {table} table")));
-        }
-        let has: bool = conn
-            .prepare(&format!(
-                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"
-            ))?
-            .query_row([column], |r| r.get::<_, i64>(0))?
-            > 0;
-        if !has {
-            return Err(Error::NotAStore(format!(
-                "its {table} table has no {column} column"
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// A store on one SQLite database.
 #[derive(Debug)]
@@ -438,28 +368,6 @@ impl SqliteStore {
     }
 }
 
-fn read_event(conn: &Connection, event_id: &str) -> Result<Option<EventRecord>, Error> {
-    let text: Option<String> = conn
-        .prepare_cached("SELECT record FROM events WHERE event_id = ?1")?
-        .query_row([event_id], |r| r.get(0))
-        .optional()?;
-    text.map(|t| decode(event_id, &t)).transpose()
-}
-
-/// Each row's document decoded.
-fn decoded<T: serde::de::DeserializeOwned>(
-    rows: &[(String, String)],
-) -> impl Iterator<Item = Result<T, Error>> + '_ {
-    rows.iter().map(|(k, t)| decode(k, t))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(key: &str, text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|source| Error::Decode {
-        key: key.to_owned(),
-        source,
-    })
-}
-
 fn write_record(conn: &Connection, r: &EventRecord) -> Result<(), Error> {
     let text = serde_json::to_string(r).map_err(Error::Encode)?;
     let status = match r.status {
@@ -608,133 +516,6 @@ impl SqliteStore {
         Ok(())
         })
     }
-
-    fn list_anomalies_sync(&self, entity_id: Option<&str>, limit: usize) -> Result<Listing, Error> {
-        let conn = self.conn()?;
-        let limit = limit.min(i64::MAX as usize) as i64;
-        let rows: Vec<(String, String)> = match entity_id {
-            Some(e) => conn
-                .prepare_cached(
-                    "SELECT event_id, record FROM events WHERE entity_id = ?1 AND is_anomaly = 1
-                     ORDER BY occurred_at DESC, event_id LIMIT ?2",
-                )?
-                .query_map(params![e, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?,
-            None => conn
-                .prepare_cached(
-                    "SELECT event_id, record FROM events WHERE is_anomaly = 1
-                     ORDER BY occurred_at DESC, event_id LIMIT ?1",
-                )?
-                .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?,
-        };
-        let mut unreadable = Vec::new();
-        let records = readable("events", decoded(&rows), &mut unreadable);
-        Ok(Listing {
-            records,
-            unreadable,
-        })
-    }
-
-    /// Calls `f` with every stored record, or with those of `entities` only, in `event_id`
-    /// order, decoding one row at a time (a row that does not decode is passed as its error):
-    /// what reads a whole store without holding it (`pipeline report` on millions of records).
-    pub fn each_event(
-        &self,
-        entities: Option<&[String]>,
-        f: &mut dyn FnMut(Result<EventRecord, Error>),
-    ) -> Result<(), Error> {
-        let conn = self.conn()?;
-        let mut visit = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<(), Error> {
-            let mut stmt = conn.db.prepare(sql)?;
-            let mut rows = stmt.query(params)?;
-            while let Some(row) = rows.next()? {
-                let key: String = row.get(0)?;
-                let text: String = row.get(1)?;
-                f(decode(&key, &text));
-            }
-            Ok(())
-        };
-        match entities {
-            None => visit("SELECT event_id, record FROM events ORDER BY event_id", &[]),
-            Some(ids) => {
-                // Bounded lists of parameters (SQLite allows 32766 per statement).
-                for chunk in ids.chunks(500) {
-                    let marks = vec!["?"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "SELECT event_id, record FROM events WHERE entity_id IN ({marks}) \
-                         ORDER BY event_id"
-                    );
-                    let params: Vec<&dyn rusqlite::ToSql> =
-                        chunk.iter().map(|id| id as &dyn rusqlite::ToSql).collect();
-                    visit(&sql, &params)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn dump_sync(&self) -> Result<StoreDump, Error> {
-        let conn = self.conn()?;
-        let rows = |sql: &str| -> Result<Vec<(String, String)>, Error> {
-            Ok(conn
-                .prepare(sql)?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?)
-        };
-        let mut unreadable = Vec::new();
-        let events = rows("SELECT event_id, record FROM events ORDER BY event_id")?;
-        let entities = rows("SELECT entity_id, state FROM entities ORDER BY entity_id")?;
-        let quarantine =
-            rows("SELECT quarantine_id, record FROM quarantine ORDER BY quarantine_id")?;
-        Ok(StoreDump {
-            events: readable("events", decoded(&events), &mut unreadable),
-            entities: readable("entities", decoded(&entities), &mut unreadable),
-            quarantine: readable("quarantine", decoded(&quarantine), &mut unreadable),
-            unreadable,
-        })
-    }
-
-    fn get_map<T: serde::de::DeserializeOwned>(
-        &self,
-        sql: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, T>, Error> {
-        read_map(&*self.conn()?, sql, ids)
-    }
-}
-
-/// Reads the documents of `ids` with `sql` (one id parameter).
-fn read_map<T: serde::de::DeserializeOwned>(
-    conn: &Conn,
-    sql: &str,
-    ids: &[String],
-) -> Result<HashMap<String, T>, Error> {
-    // One read transaction for all the ids: one snapshot, and one pair of file-lock calls
-    // instead of a pair per id (which dominated a local run's system time). Inside an open
-    // write transaction the reads simply join it.
-    let tx = if conn.in_write() {
-        None
-    } else {
-        Some(conn.db.unchecked_transaction()?)
-    };
-    let mut out = HashMap::with_capacity(ids.len());
-    {
-        let mut stmt = conn.db.prepare_cached(sql)?;
-        for id in ids {
-            if out.contains_key(id) {
-                continue;
-            }
-            let text: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
-            if let Some(t) = text {
-                out.insert(id.clone(), decode(id, &t)?);
-            }
-        }
-    }
-    if let Some(tx) = tx {
-        tx.commit()?;
-    }
-    Ok(out)
 }
 
 #[async_trait]

@@ -1,0 +1,82 @@
+//! The tables of the store, and the check that an existing database is one (so that a
+//! foreign SQLite file is refused before anything in it changes).
+
+use rusqlite::Connection;
+
+use crate::Error;
+
+pub(crate) const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA cache_size = -65536;
+PRAGMA wal_autocheckpoint = 8192;
+CREATE TABLE IF NOT EXISTS events (
+    event_id     TEXT PRIMARY KEY,
+    entity_id    TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    occurred_at  TEXT NOT NULL,
+    score        REAL NOT NULL,
+    is_anomaly   INTEGER NOT NULL,
+    record       TEXT NOT NULL
+);
+DROP INDEX IF EXISTS events_anomalies;
+DROP INDEX IF EXISTS events_anomalies_by_time;
+CREATE INDEX IF NOT EXISTS anomalies_by_entity ON events (entity_id, occurred_at) WHERE is_anomaly = 1;
+CREATE INDEX IF NOT EXISTS anomalies_by_time ON events (occurred_at) WHERE is_anomaly = 1;
+CREATE TABLE IF NOT EXISTS entities (
+    entity_id TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    state     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    quarantine_id TEXT PRIMARY KEY,
+    batch_id      TEXT NOT NULL,
+    event_id      TEXT,
+    stage         TEXT NOT NULL,
+    reasons       TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    record        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_by_event ON quarantine (event_id);
+";
+
+/// The tables of the store and a column each must have.
+const STORE_TABLES: [(&str, &str); 3] = [
+    ("events", "record"),
+    ("entities", "state"),
+    ("quarantine", "record"),
+];
+
+/// Refuses a database that is not this store: with `empty_ok`, an empty one (a new file) is
+/// fine; otherwise the three tables must be there. Reads only the catalogue, so a foreign
+/// file is left exactly as it was.
+pub(crate) fn check_is_store(conn: &Connection, empty_ok: bool) -> Result<(), Error> {
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if tables.is_empty() && empty_ok {
+        return Ok(());
+    }
+    for (table, column) in STORE_TABLES {
+        if !tables.iter().any(|t| t == table) {
+            return Err(Error::NotAStore(format!("it has no {table} table")));
+        }
+        let has: bool = conn
+            .prepare(&format!(
+                "SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .query_row([column], |r| r.get::<_, i64>(0))?
+            > 0;
+        if !has {
+            return Err(Error::NotAStore(format!(
+                "its {table} table has no {column} column"
+            )));
+        }
+    }
+    Ok(())
+}
