@@ -43,6 +43,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod tail;
+mod wire;
+
+use tail::{run_tail, tail, z_tail};
+use wire::Wire;
+
 /// Values kept raw before the model is initialised and scoring starts.
 pub const WARMUP: usize = 12;
 /// Levels of |z| at which the point and level tests learn how often the entity exceeds them:
@@ -188,257 +194,12 @@ pub struct ValueModel {
     lowest: f32,
 }
 
-/// Stored form: the count and every number packed as little-endian `f32`.
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    n: u64,
-    #[serde(with = "super::packed::f32s")]
-    p: Vec<f32>,
-}
-
-/// Numbers of the stored form once warmed up.
-const FIXED: usize = 10 + 2 * Z_LEVELS + 2 * 3 + RUNS + 1 + 48 + 7 + 1;
-/// The stored forms of detector v2 (with and without `lowest`): three-level ladders and a
-/// repeat rate. They read with the new ladders' upper levels and the run and shift
-/// frequencies at their priors, so a stored entity keeps its level, noise and rhythm.
-const FIXED_V2: usize = 11 + 12 + 24 + 7 + 1;
-const FIXED_V1: usize = FIXED_V2 - 1;
-
-impl From<ValueModel> for Wire {
-    fn from(m: ValueModel) -> Wire {
-        if m.n < WARMUP as u64 {
-            // Warming up: the raw values so far, then the typical gap.
-            let mut p = m.warm;
-            p.push(m.gap);
-            return Wire { n: m.n, p };
-        }
-        let mut p = Vec::with_capacity(FIXED);
-        p.extend([
-            m.c, m.level, m.slow, m.dev, m.dev_slow, m.var, m.run, m.last, m.same, m.gap,
-        ]);
-        p.extend(m.cal);
-        p.extend(m.cal_slow);
-        p.extend(m.cal_var);
-        p.extend(m.cal_rate);
-        p.extend(m.cal_run);
-        p.push(m.cal_shift);
-        p.extend(m.hours);
-        p.extend(m.weekend);
-        p.extend(m.days);
-        p.push(m.lowest);
-        Wire { n: m.n, p }
-    }
-}
-
-/// Reads numbers off the stored form in order.
-struct Cursor<'a>(std::slice::Iter<'a, f32>);
-
-impl Cursor<'_> {
-    fn one(&mut self) -> f32 {
-        self.0.next().copied().unwrap_or_default()
-    }
-    fn array<const N: usize>(&mut self) -> [f32; N] {
-        std::array::from_fn(|_| self.one())
-    }
-}
-
-impl TryFrom<Wire> for ValueModel {
-    type Error = String;
-    fn try_from(w: Wire) -> Result<Self, String> {
-        if w.n < WARMUP as u64 {
-            let mut warm = w.p;
-            let gap = warm.pop().unwrap_or_default();
-            if warm.len() as u64 != w.n {
-                return Err(format!(
-                    "value model warming up with {} of {} values",
-                    warm.len(),
-                    w.n
-                ));
-            }
-            return Ok(ValueModel {
-                n: w.n,
-                warm,
-                gap,
-                ..ValueModel::default()
-            });
-        }
-        let v2 = match w.p.len() {
-            FIXED => false,
-            FIXED_V1 | FIXED_V2 => true,
-            n => {
-                return Err(format!(
-                    "value model has {n} numbers, expected {FIXED} (or {FIXED_V1} or \
-                     {FIXED_V2} of detector v2)"
-                ));
-            }
-        };
-        let mut c = Cursor(w.p.iter());
-        let mut m = ValueModel {
-            n: w.n,
-            c: c.one(),
-            level: c.one(),
-            slow: c.one(),
-            dev: c.one(),
-            dev_slow: c.one(),
-            var: c.one(),
-            run: c.one(),
-            last: c.one(),
-            same: c.one(),
-            ..ValueModel::default()
-        };
-        if v2 {
-            c.one(); // v2's repeat rate: the run ladder replaces it
-            m.gap = c.one();
-            let (low, slow): ([f32; 3], [f32; 3]) = (c.array(), c.array());
-            m.cal = GAUSS_TAIL;
-            m.cal_slow = GAUSS_TAIL;
-            m.cal[..3].copy_from_slice(&low);
-            m.cal_slow[..3].copy_from_slice(&slow);
-            m.cal_var = c.array();
-            m.cal_rate = c.array();
-            m.cal_run = RUN_TAIL;
-            m.cal_shift = SHIFT_PRIOR;
-        } else {
-            m.gap = c.one();
-            m.cal = c.array();
-            m.cal_slow = c.array();
-            m.cal_var = c.array();
-            m.cal_rate = c.array();
-            m.cal_run = c.array();
-            m.cal_shift = c.one();
-        }
-        m.hours = c.array();
-        m.weekend = if v2 { m.hours } else { c.array() };
-        m.days = c.array();
-        // v1 did not keep `lowest`: take it from the last value's sign.
-        m.lowest = match w.p.len() {
-            FIXED_V1 => m.last.min(0.0),
-            _ => c.one(),
-        };
-        Ok(m)
-    }
-}
-
 fn f(x: f64) -> f32 {
     // Saturate instead of overflowing to infinity: state stays finite whatever the input.
     if x.is_nan() {
         return 0.0;
     }
     x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
-}
-
-/// A frequency at or above this is taken as learned from the entity's own events (about
-/// one exceedance in the last few thousand); below it, a level's frequency is still its
-/// prior or has decayed to almost nothing, and says little.
-const LEARNED: f64 = 1e-5;
-
-/// Tail probability at `x` from a three- or four-level ladder of exceedance frequencies
-/// `freq` at positions `pos` (increasing, on the ladder's own scale: run lengths on log₂, the
-/// variance and rate statistics as they are). Up to the highest level whose frequency is
-/// learned ([`LEARNED`]), log-linear between the two levels around `x`; beyond it, an
-/// exponential tail whose rate is the decay from the first level to that one, between 0.5
-/// and 10 per unit. So a surprise past everything the entity has done is improbable in
-/// proportion to how fast its own tail falls, and its unlearned upper levels (priors of
-/// almost nothing) do not make the next step up look impossible. The z tests have their own
-/// reading, [`z_tail`].
-fn ladder_tail<const N: usize>(freq: &[f32; N], pos: &[f64; N], x: f64) -> f64 {
-    let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0);
-    // NaN is not in the tail either.
-    if x.is_nan() || x < pos[0] {
-        return 1.0;
-    }
-    let last = (0..N).rev().find(|&k| fr(k) >= LEARNED).unwrap_or(0);
-    if x >= pos[last] {
-        let rate = if last == 0 {
-            10.0
-        } else {
-            ((fr(0) / fr(last)).ln() / (pos[last] - pos[0])).clamp(0.5, 10.0)
-        };
-        return (fr(last) * (-rate * (x - pos[last])).exp()).min(1.0);
-    }
-    let k = pos.partition_point(|p| *p <= x).saturating_sub(1);
-    let w = (x - pos[k]) / (pos[k + 1] - pos[k]);
-    (fr(k).ln() * (1.0 - w) + fr(k + 1).ln() * w).exp()
-}
-
-/// The z levels up to this index (6σ) are always read as learned: their prior is an honest
-/// tail for any entity. A level above is learned once the entity has exceeded it clearly
-/// more often than its prior says: [`Z_LEARNED`] times.
-const Z_PRIOR_LEVELS: usize = 3;
-const Z_LEARNED: f64 = 10.0;
-/// The slowest a z tail falls beyond the learned levels: a power law of this exponent.
-const Z_MIN_DECAY: f64 = 3.0;
-
-/// ln of [`LEVELS`]: the z ladders are read on a log scale.
-const LN_LEVELS: [f64; Z_LEVELS] = [
-    std::f64::consts::LN_2,
-    1.098_612_288_668_109_8,
-    1.386_294_361_119_890_6,
-    1.791_759_469_228_055,
-    std::f64::consts::LN_10,
-    3.401_197_381_662_155_5,
-    4.605_170_185_988_092,
-    5.703_782_474_656_201,
-    6.907_755_278_982_137,
-    8.006_367_567_650_246,
-    9.210_340_371_976_184,
-    10.308_952_660_644_293,
-    11.512_925_464_970_229,
-];
-
-/// Tail of |z| = `x` on a z ladder, read on a log scale. The levels up to 6σ, and every
-/// level above that the entity has exceeded clearly more often than its prior says, are
-/// learned: between them, log-linear. Beyond the last learned level the tail falls as the
-/// prior does from there, but at least as a power law of exponent [`Z_MIN_DECAY`]: a stream
-/// with Gaussian noise is flagged a little beyond what it has done, and a counter whose
-/// ordinary spikes are ten thousand times its quiet noise, and that has had such spikes,
-/// only for a spike several times larger than those.
-fn z_tail(freq: &[f32; Z_LEVELS], x: f64) -> f64 {
-    if x.is_nan() || x < f64::from(LEVELS[0]) {
-        return 1.0;
-    }
-    let lx = x.ln();
-    let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0);
-    let prior = |k: usize| f64::from(GAUSS_TAIL[k]);
-    let last = (0..Z_LEVELS)
-        .rev()
-        .find(|&k| k <= Z_PRIOR_LEVELS || fr(k) > Z_LEARNED * prior(k))
-        .unwrap_or(0);
-    if lx <= LN_LEVELS[last] {
-        return ln_ladder(freq, lx, Z_MIN_DECAY).exp();
-    }
-    // ln of the prior's fall from the last learned level to x, and of the slowest fall.
-    let prior_fall = ln_ladder(&GAUSS_TAIL, lx, Z_MIN_DECAY) - prior(last).ln();
-    let min_fall = -Z_MIN_DECAY * (lx - LN_LEVELS[last]);
-    (fr(last).ln() + prior_fall.min(min_fall)).exp().min(1.0)
-}
-
-/// ln of the ladder `freq` at `lx` (log-linear between [`LN_LEVELS`], a power law of
-/// exponent `decay` beyond the last).
-fn ln_ladder(freq: &[f32; Z_LEVELS], lx: f64, decay: f64) -> f64 {
-    let fr = |k: usize| f64::from(freq[k]).clamp(1e-30, 1.0).ln();
-    let top = Z_LEVELS - 1;
-    if lx >= LN_LEVELS[top] {
-        return fr(top) - decay * (lx - LN_LEVELS[top]);
-    }
-    let k = LN_LEVELS.partition_point(|p| *p <= lx).saturating_sub(1);
-    let w = (lx - LN_LEVELS[k]) / (LN_LEVELS[k + 1] - LN_LEVELS[k]);
-    fr(k) * (1.0 - w) + fr(k + 1) * w
-}
-
-/// Tail on a three-level ladder read as it is (the variance and rate tests).
-fn tail(freq: &[f32; 3], levels: &[f32; 3], x: f64) -> f64 {
-    ladder_tail(freq, &levels.map(f64::from), x)
-}
-
-/// Tail probability of a value repeated `same` times, from the entity's frequencies of runs
-/// at [`RUN_LEVELS`] (on a log₂ scale: runs of zeros in a counter that is mostly idle are
-/// long, and their lengths spread over orders of magnitude).
-fn run_tail(freq: &[f32; RUNS], same: f64) -> f64 {
-    if same < 1.0 {
-        return 1.0;
-    }
-    ladder_tail(freq, &RUN_LEVELS.map(f64::from), same.log2())
 }
 
 impl ValueModel {
@@ -787,6 +548,7 @@ fn learn<const N: usize>(freq: &mut [f32; N], levels: &[f32; N], x: f64, rate: f
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::tail::LN_LEVELS;
     use super::*;
 
     #[test]
