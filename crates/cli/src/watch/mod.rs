@@ -314,6 +314,7 @@ fn describe(e: &dyn std::error::Error) -> String {
 
 mod fetch;
 pub(crate) mod history;
+mod metrics;
 mod render;
 
 use fetch::Watcher;
