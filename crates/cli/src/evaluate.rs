@@ -287,7 +287,7 @@ fn print_table(ev: &Evaluation, per_entity: bool) {
         let opt = |x: Option<f64>, p: usize| x.map_or("-".to_owned(), |v| format!("{v:.p$}"));
         println!(
             "{:<22} {:>7} {:>9} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            truncate(&crate::inspect::printable(&name), 22),
+            truncate(&crate::text::printable(&name), 22),
             f.events,
             format!("{}/{}", f.windows_detected, f.windows),
             opt(f.precision, 2),

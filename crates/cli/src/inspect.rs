@@ -5,13 +5,12 @@
 
 use std::process::ExitCode;
 
-use std::collections::HashMap;
-
 use pipeline_core::detect::IncidentRole;
 use pipeline_core::store::{EventRecord, Store};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
+use crate::incidents::{IncidentRow, Incidents};
 use crate::stores::{StoreArgs, StoreKind};
 
 /// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.
@@ -91,7 +90,7 @@ pub fn anomalies(
             StoreKind::Dynamodb => return Err(crate::stores::without_aws("--store dynamodb")),
         })
     })?;
-    warn_unreadable(&listing.unreadable);
+    crate::text::warn_unreadable(&listing.unreadable);
     let records = listing.records;
     if as_json {
         for r in &records {
@@ -105,7 +104,7 @@ pub fn anomalies(
         println!(
             "no anomalies stored{}",
             entity
-                .map(|e| format!(" for {}", printable(e)))
+                .map(|e| format!(" for {}", crate::text::printable(e)))
                 .unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
@@ -144,107 +143,14 @@ pub fn anomalies(
         println!(
             "{:<30} {:<12} {:<28} {:>6.3}  {:<9}  {}",
             r.occurred_at,
-            printable(&r.entity_id),
-            printable(&r.event_id),
+            crate::text::printable(&r.entity_id),
+            crate::text::printable(&r.event_id),
             r.detection.score,
-            printable(&incident),
-            printable(&reasons.join(", "))
+            crate::text::printable(&incident),
+            crate::text::printable(&reasons.join(", "))
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One incident as the stored records tell it: every record of the incident carries its id,
-/// and the event whose time closed it carries its summary.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct IncidentRow {
-    /// The incident's id: the id of the event that opened it.
-    pub id: String,
-    /// Its entity.
-    pub entity_id: String,
-    /// Event time of its earliest stored event.
-    pub first_at: String,
-    /// Its latest stored event in event time.
-    pub last_event: String,
-    /// Event time of that event.
-    pub last_at: String,
-    /// Stored events in it (the opening one, escalations and continuations).
-    pub events: usize,
-    /// Of those, the alerts (`is_anomaly`: the opening event and the escalations).
-    pub alerts: usize,
-    /// Its highest stored score.
-    pub peak: f64,
-    /// Whether a later event closed it (its quiet period passed); else it is still open.
-    pub closed: bool,
-}
-
-/// The incidents of the records folded in, newest first (by their latest event, then id).
-/// A record carries its incident's id, so the counts are exact for what the store holds; an
-/// incident is closed when some record says it closed it. One record at a time, so that a
-/// read can stream the store.
-#[derive(Default)]
-pub struct Incidents {
-    rows: HashMap<(String, String), IncidentRow>,
-    closed: std::collections::HashSet<(String, String)>,
-}
-
-impl Incidents {
-    /// Folds in one record.
-    pub fn add(&mut self, r: &EventRecord) {
-        if let Some(c) = &r.detection.closes {
-            self.closed.insert((r.entity_id.clone(), c.id.clone()));
-        }
-        let Some(i) = &r.detection.incident else {
-            return;
-        };
-        let row = self
-            .rows
-            .entry((r.entity_id.clone(), i.id.clone()))
-            .or_insert_with(|| IncidentRow {
-                id: i.id.clone(),
-                entity_id: r.entity_id.clone(),
-                first_at: r.occurred_at.clone(),
-                last_event: r.event_id.clone(),
-                last_at: r.occurred_at.clone(),
-                events: 0,
-                alerts: 0,
-                peak: 0.0,
-                closed: false,
-            });
-        row.events += 1;
-        row.alerts += usize::from(r.detection.is_anomaly);
-        row.peak = row.peak.max(r.detection.score);
-        // Stored times are RFC 3339 with milliseconds in UTC: they order as text.
-        if r.occurred_at < row.first_at {
-            row.first_at.clone_from(&r.occurred_at);
-        }
-        if r.occurred_at > row.last_at
-            || (r.occurred_at == row.last_at && r.event_id > row.last_event)
-        {
-            row.last_at.clone_from(&r.occurred_at);
-            row.last_event.clone_from(&r.event_id);
-        }
-    }
-
-    /// The incidents, newest first.
-    pub fn finish(self) -> Vec<IncidentRow> {
-        let closed = self.closed;
-        let mut out: Vec<IncidentRow> = self
-            .rows
-            .into_iter()
-            .map(|(key, mut row)| {
-                row.closed = closed.contains(&key);
-                row
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.last_at
-                .cmp(&a.last_at)
-                .then_with(|| a.entity_id.cmp(&b.entity_id))
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        out
-    }
 }
 
 /// Lists incidents, newest first: `anomalies --incidents`. It reads every record (on
@@ -259,17 +165,17 @@ pub fn list_incidents(
         // Streamed: one record in memory at a time.
         StoreKind::Embedded => {
             let store = target.readable_sqlite()?;
-            let records = crate::report::Streamed::new(&store);
+            let records = crate::records::Streamed::new(&store);
             let mut all = Incidents::default();
-            crate::report::Records::each_event(&records, None, &mut |r| all.add(r))?;
-            warn_unreadable(&records.unreadable.borrow());
+            crate::records::Records::each_event(&records, None, &mut |r| all.add(r))?;
+            crate::text::warn_unreadable(&records.unreadable.borrow());
             all.finish()
         }
         #[cfg(feature = "aws")]
         StoreKind::Dynamodb => {
             let runtime = crate::input::runtime()?;
             let dump = runtime.block_on(async { target.dynamodb().await.dump().await })?;
-            warn_unreadable(&dump.unreadable);
+            crate::text::warn_unreadable(&dump.unreadable);
             let mut all = Incidents::default();
             for r in &dump.events {
                 all.add(r);
@@ -294,7 +200,7 @@ pub fn list_incidents(
         println!(
             "no incidents stored{}",
             entity
-                .map(|e| format!(" for {}", printable(e)))
+                .map(|e| format!(" for {}", crate::text::printable(e)))
                 .unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
@@ -306,8 +212,8 @@ pub fn list_incidents(
     for r in &rows {
         println!(
             "{:<28} {:<12} {:<30} {:<30} {:>6} {:>6} {:>6.3}  {}",
-            printable(&r.id),
-            printable(&r.entity_id),
+            crate::text::printable(&r.id),
+            crate::text::printable(&r.entity_id),
             r.first_at,
             r.last_at,
             r.events,
@@ -317,62 +223,4 @@ pub fn list_incidents(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Says on stderr which stored documents were skipped because they do not decode (the rest
-/// were read and are shown).
-pub fn warn_unreadable(unreadable: &[String]) {
-    if unreadable.is_empty() {
-        return;
-    }
-    eprintln!(
-        "warning: {} stored document(s) could not be read and were skipped:",
-        unreadable.len()
-    );
-    for u in unreadable.iter().take(20) {
-        eprintln!("  {}", printable(u));
-    }
-    if unreadable.len() > 20 {
-        eprintln!("  … and {} more", unreadable.len() - 20);
-    }
-}
-
-/// `s` with every control character written as an escape (`\u{1b}`), and every character
-/// that reorders or hides text (bidirectional overrides, zero-width characters: see
-/// [`pipeline_core::validate::is_hidden`]), so that stored text — which producers control —
-/// can never drive the terminal it is printed on or pass one id off as another.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| c.is_control() || pipeline_core::validate::is_hidden(c);
-    if !s.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars()
-            .map(|c| {
-                if bad(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_characters_are_escaped_for_the_terminal() {
-        assert_eq!(printable("acct-1"), "acct-1");
-        assert_eq!(
-            printable("a\u{1b}[31mred\u{7}\u{9b}"),
-            "a\\u{1b}[31mred\\u{7}\\u{9b}"
-        );
-        assert_eq!(
-            printable("acct\u{202e}1\u{200b}"),
-            "acct\\u{202e}1\\u{200b}"
-        );
-    }
 }

@@ -28,8 +28,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::CliError;
-use crate::inspect::printable;
 use crate::stores::{StoreArgs, StoreKind};
+use crate::text::printable;
 
 /// `pipeline replay` arguments.
 #[derive(Debug, clap::Args)]

@@ -35,6 +35,7 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod json;
+pub mod outcome;
 pub mod persist;
 pub mod store;
 pub mod validate;

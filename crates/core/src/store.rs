@@ -213,7 +213,7 @@ pub struct Replay {
     pub at: DateTime<Utc>,
     /// Its outcome: `persisted`, `duplicate`, `updated` or `stale` (the event is stored now),
     /// or `quarantined` (it failed again; the entry holds the new reasons).
-    pub status: crate::persist::Status,
+    pub status: crate::outcome::Status,
     /// The batch id it ran under (`replay-<quarantine_id>`).
     pub batch_id: String,
 }

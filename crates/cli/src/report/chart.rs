@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::html::{esc, number, time};
+use super::format::{esc, number, time};
 use super::{EntityView, Point};
 use pipeline_core::detect::DetectReason;
 

@@ -16,6 +16,7 @@
 //! detector used, which a test checks against the ranges stored in value-outlier reasons.
 
 mod chart;
+mod format;
 mod html;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,10 +28,11 @@ use pipeline_core::detect::{
 };
 use pipeline_core::evaluate::{Evaluation, Label, Outcome, Prepared, parse_labels};
 use pipeline_core::event::Provenance;
-use pipeline_core::store::{EventRecord, QuarantineRecord, RecordStatus, Store, StoreDump};
+use pipeline_core::store::{EventRecord, QuarantineRecord, RecordStatus, Store};
 use pipeline_handlers::Config;
 
 use crate::error::CliError;
+use crate::records::{Records, Streamed};
 use crate::stores::{StoreArgs, StoreKind};
 
 /// Arguments of `pipeline report`.
@@ -95,13 +97,13 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, CliError> {
                 labels.as_deref(),
                 &choice,
             )?;
-            crate::inspect::warn_unreadable(&records.unreadable.borrow());
+            crate::text::warn_unreadable(&records.unreadable.borrow());
             report
         }
         #[cfg(feature = "aws")]
         StoreKind::Dynamodb => {
             let dump = runtime.block_on(async { args.target.dynamodb().await.dump().await })?;
-            crate::inspect::warn_unreadable(&dump.unreadable);
+            crate::text::warn_unreadable(&dump.unreadable);
             build(
                 &dump,
                 &dump.quarantine,
@@ -156,7 +158,7 @@ pub struct Report {
     /// Named entities with no record.
     pub missing: Vec<String>,
     /// Every incident of the store, newest first.
-    pub incidents: Vec<crate::inspect::IncidentRow>,
+    pub incidents: Vec<crate::incidents::IncidentRow>,
 }
 
 /// Figures over the whole store.
@@ -236,69 +238,6 @@ pub struct Point {
     pub reasons: Vec<DetectReason>,
 }
 
-/// Where a report reads its records: every one once for the figures, then those of the
-/// entities it draws. One record at a time, so that a store of millions is never held whole.
-pub trait Records {
-    /// Calls `f` with every record, or with those of `only`.
-    fn each_event(
-        &self,
-        only: Option<&[String]>,
-        f: &mut dyn FnMut(&EventRecord),
-    ) -> Result<(), CliError>;
-}
-
-impl Records for StoreDump {
-    fn each_event(
-        &self,
-        only: Option<&[String]>,
-        f: &mut dyn FnMut(&EventRecord),
-    ) -> Result<(), CliError> {
-        for r in &self.events {
-            if only.is_none_or(|ids| ids.contains(&r.entity_id)) {
-                f(r);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The embedded store, read row by row; rows that do not decode are kept to be reported.
-pub struct Streamed<'a> {
-    store: &'a pipeline_sqlite::SqliteStore,
-    /// Descriptions of the rows that did not decode (first pass only).
-    pub unreadable: std::cell::RefCell<Vec<String>>,
-}
-
-impl<'a> Streamed<'a> {
-    /// Reads `store`.
-    pub fn new(store: &'a pipeline_sqlite::SqliteStore) -> Self {
-        Streamed {
-            store,
-            unreadable: std::cell::RefCell::new(Vec::new()),
-        }
-    }
-}
-
-impl Records for Streamed<'_> {
-    fn each_event(
-        &self,
-        only: Option<&[String]>,
-        f: &mut dyn FnMut(&EventRecord),
-    ) -> Result<(), CliError> {
-        let mut unreadable = self.unreadable.borrow_mut();
-        self.store
-            .each_event(only, &mut |r| match r {
-                Ok(r) => f(&r),
-                Err(e) if only.is_none() => unreadable.push(format!("events: {e}")),
-                Err(_) => {}
-            })
-            .map_err(|source| CliError::Db {
-                path: "the embedded store".into(),
-                source,
-            })
-    }
-}
-
 /// What the first pass keeps of one entity: enough to rank it.
 #[derive(Default)]
 struct EntityTally {
@@ -322,7 +261,7 @@ pub fn build(
     };
     let mut tallies: HashMap<String, EntityTally> = HashMap::new();
     let mut lags = (Vec::new(), Vec::new());
-    let mut incidents = crate::inspect::Incidents::default();
+    let mut incidents = crate::incidents::Incidents::default();
     let mut outcomes: Vec<Outcome> = Vec::new();
     records.each_event(None, &mut |r| {
         count(&mut summary, &mut lags, r);
@@ -537,7 +476,7 @@ mod tests {
     use pipeline_sqlite::SqliteStore;
 
     /// The sample stream run through the real chain on a fresh in-memory store.
-    fn sample() -> StoreDump {
+    fn sample() -> pipeline_core::store::StoreDump {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../events/streams/transactions.jsonl"

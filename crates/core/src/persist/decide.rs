@@ -39,6 +39,11 @@ impl From<Skip> for Status {
     }
 }
 
+/// An event's content hash as stored: 16 hex digits.
+pub(super) fn hex(h: u64) -> String {
+    format!("{h:016x}")
+}
+
 /// Decides what to do with an event of `version`, `content_hash` and `entity_id` given the
 /// stored record. A correction may change anything but the entity: an event moved to another
 /// entity would leave the old one counting a record it no longer has and the new one holding
@@ -62,8 +67,7 @@ pub fn decide(
         // written before a hashing rule changed (`schema_version: 1` now hashes as absent)
         // still recognises its own re-delivery.
         Some(s)
-            if s.content_hash == content_hash
-                || super::write::hex(s.event.content_hash()) == content_hash =>
+            if s.content_hash == content_hash || hex(s.event.content_hash()) == content_hash =>
         {
             Decision::Skip(Skip::Duplicate)
         }

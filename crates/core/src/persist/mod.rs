@@ -201,7 +201,7 @@ pub async fn predict<S: Store + ?Sized>(
 ) -> Result<(Status, Option<crate::batch::Reason>), Error> {
     let id = &event.event.event_id;
     let stored = store.get_events(std::slice::from_ref(id)).await?.remove(id);
-    let hash = write::hex(event.event.content_hash());
+    let hash = decide::hex(event.event.content_hash());
     Ok(
         match decide(
             stored.as_ref(),

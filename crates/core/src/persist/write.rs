@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{Decision, Skip, decide};
+use super::decide::{Decision, Skip, decide, hex};
 use crate::Error;
 use crate::detect::ScoredEvent;
 use crate::store::{EventRecord, EventWrite, RecordStatus, Store, WriteCondition, WriteResult};
@@ -156,11 +156,6 @@ fn settle_skips(pending: &mut [Pending<'_>]) {
             p.fate = Some(Fate::Skipped(skip));
         }
     }
-}
-
-/// An event's content hash as stored: 16 hex digits.
-pub(super) fn hex(h: u64) -> String {
-    format!("{h:016x}")
 }
 
 /// The record written for an event whose content hash (as stored) is `content_hash`.
