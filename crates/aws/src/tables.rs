@@ -185,6 +185,7 @@ mod tests {
         assert_eq!(t.entities, "x-entities");
         assert_eq!(t.quarantine, "x-quarantine");
         assert_eq!(Tables::default().events, "pipeline-events");
+        assert_eq!(Tables::default(), Tables::with_prefix("pipeline"));
     }
 
     fn hash_key(d: &Definition) -> &str {

@@ -34,13 +34,13 @@ pub struct StoreArgs {
     #[arg(long, default_value = DEFAULT_DB, env = "PIPELINE_DB")]
     pub db: PathBuf,
     /// DynamoDB events table.
-    #[arg(long, env = "EVENTS_TABLE", default_value = "pipeline-events")]
+    #[arg(long, env = "EVENTS_TABLE", default_value = pipeline_core::store::DEFAULT_EVENTS_TABLE)]
     pub events_table: String,
     /// DynamoDB entities table.
-    #[arg(long, env = "ENTITIES_TABLE", default_value = "pipeline-entities")]
+    #[arg(long, env = "ENTITIES_TABLE", default_value = pipeline_core::store::DEFAULT_ENTITIES_TABLE)]
     pub entities_table: String,
     /// DynamoDB quarantine table.
-    #[arg(long, env = "QUARANTINE_TABLE", default_value = "pipeline-quarantine")]
+    #[arg(long, env = "QUARANTINE_TABLE", default_value = pipeline_core::store::DEFAULT_QUARANTINE_TABLE)]
     pub quarantine_table: String,
 }
 

@@ -35,10 +35,22 @@ pub struct Tables {
     pub quarantine: String,
 }
 
+/// The default events table: what the CLI's `--events-table` and `EVENTS_TABLE` default to.
+pub const DEFAULT_EVENTS_TABLE: &str = "pipeline-events";
+/// The default entities table.
+pub const DEFAULT_ENTITIES_TABLE: &str = "pipeline-entities";
+/// The default quarantine table.
+pub const DEFAULT_QUARANTINE_TABLE: &str = "pipeline-quarantine";
+
 impl Default for Tables {
-    /// `pipeline-events`, `pipeline-entities`, `pipeline-quarantine`.
+    /// [`DEFAULT_EVENTS_TABLE`], [`DEFAULT_ENTITIES_TABLE`], [`DEFAULT_QUARANTINE_TABLE`]:
+    /// the tables of prefix `pipeline`.
     fn default() -> Self {
-        Tables::with_prefix("pipeline")
+        Tables {
+            events: DEFAULT_EVENTS_TABLE.to_owned(),
+            entities: DEFAULT_ENTITIES_TABLE.to_owned(),
+            quarantine: DEFAULT_QUARANTINE_TABLE.to_owned(),
+        }
     }
 }
 
