@@ -646,27 +646,9 @@ fn huge_finite_values_through_every_detector_keep_every_number_finite_and_the_st
                         }));
                     }
                 }
+                let tag = format!("huge-{k}");
                 let run = |payloads: &[Value]| {
-                    rt.block_on(async {
-                        for (b, chunk) in payloads.chunks(batch_size).enumerate() {
-                            let batch = Batch {
-                                batch_id: format!("huge-{k}-{b}"),
-                                received_at: received,
-                                input_count: chunk.len(),
-                                events: chunk
-                                    .iter()
-                                    .cloned()
-                                    .map(|payload| RawEvent {
-                                        payload,
-                                        provenance: Provenance::default(),
-                                    })
-                                    .collect(),
-                                quarantine: Vec::new(),
-                            };
-                            p.run_batch(batch, received).await?;
-                        }
-                        Ok::<_, pipeline_core::Error>(())
-                    })
+                    rt.block_on(in_batches(&p, payloads, batch_size, &tag, received))
                 };
                 run(&payloads).map_err(|e| TestCaseError::fail(format!("run: {e}")))?;
                 let before = rt.block_on(touched(p.store(), &payloads));
@@ -757,23 +739,9 @@ fn out_of_order_streams_give_the_same_records_at_any_batch_split() {
                             SqliteStore::in_memory().unwrap(),
                         )
                         .unwrap();
-                        for (b, chunk) in payloads.chunks(size).enumerate() {
-                            let batch = Batch {
-                                batch_id: format!("ooo-{b}"),
-                                received_at: received,
-                                input_count: chunk.len(),
-                                events: chunk
-                                    .iter()
-                                    .cloned()
-                                    .map(|payload| RawEvent {
-                                        payload,
-                                        provenance: Provenance::default(),
-                                    })
-                                    .collect(),
-                                quarantine: Vec::new(),
-                            };
-                            p.run_batch(batch, received).await.unwrap();
-                        }
+                        in_batches(&p, &payloads, size, "ooo", received)
+                            .await
+                            .unwrap();
                         let mut d = p.store().dump().await.unwrap();
                         for r in &mut d.events {
                             r.first_persisted_at = received;
@@ -792,6 +760,34 @@ fn out_of_order_streams_give_the_same_records_at_any_batch_split() {
             },
         )
         .unwrap();
+}
+
+/// Runs `payloads` through the chain in batches of `size` (ids `<tag>-<n>`).
+async fn in_batches(
+    p: &Pipeline<SqliteStore>,
+    payloads: &[Value],
+    size: usize,
+    tag: &str,
+    received: chrono::DateTime<Utc>,
+) -> Result<(), pipeline_core::Error> {
+    for (b, chunk) in payloads.chunks(size).enumerate() {
+        let batch = Batch {
+            batch_id: format!("{tag}-{b}"),
+            received_at: received,
+            input_count: chunk.len(),
+            events: chunk
+                .iter()
+                .cloned()
+                .map(|payload| RawEvent {
+                    payload,
+                    provenance: Provenance::default(),
+                })
+                .collect(),
+            quarantine: Vec::new(),
+        };
+        p.run_batch(batch, received).await?;
+    }
+    Ok(())
 }
 
 /// JSON pointers of the nulls in `v` (a non-finite number serialises as null).

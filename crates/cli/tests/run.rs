@@ -22,6 +22,20 @@ fn n(v: &Value, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
+/// A fresh database holding the sample stream, in a temporary directory of its own.
+fn sample_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("p.db");
+    pipeline(&[
+        "run",
+        "events/streams/transactions.jsonl",
+        "--db",
+        db.to_str().unwrap(),
+        "--json",
+    ]);
+    (tmp, db)
+}
+
 async fn dump(db: &Path) -> pipeline_core::store::StoreDump {
     SqliteStore::open(db).unwrap().dump().await.unwrap()
 }
@@ -675,16 +689,8 @@ async fn a_document_of_any_size_is_read_as_one_and_never_taken_for_an_event() {
 fn one_unreadable_record_does_not_hide_the_others() {
     // Issue 25, case 1: a record stored with a `null` number could not be decoded, and
     // `anomalies`, `report` (and every read of the whole store) failed because of it.
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("p.db");
+    let (tmp, db) = sample_db();
     let db_s = db.to_str().unwrap();
-    pipeline(&[
-        "run",
-        "events/streams/transactions.jsonl",
-        "--db",
-        db_s,
-        "--json",
-    ]);
     let listed = |extra: &[&str]| -> (usize, String) {
         let mut args = vec!["anomalies", "--json", "--limit", "100000", "--db", db_s];
         args.extend_from_slice(extra);
@@ -821,16 +827,8 @@ fn read_commands_change_nothing_and_a_foreign_database_is_refused_untouched() {
     // file to WAL on open, so they failed on a read-only database and changed an unrelated
     // SQLite file (three tables added; with its own `events` table, the error printed the
     // whole schema).
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("p.db");
+    let (tmp, db) = sample_db();
     let db_s = db.to_str().unwrap();
-    pipeline(&[
-        "run",
-        "events/streams/transactions.jsonl",
-        "--db",
-        db_s,
-        "--json",
-    ]);
     let files = || -> Vec<(String, Vec<u8>)> {
         let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(tmp.path())
             .unwrap()

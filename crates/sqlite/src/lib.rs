@@ -265,14 +265,7 @@ impl SqliteStore {
         )?;
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
         check_is_store(&conn, false)?;
-        Ok(SqliteStore {
-            conn: Mutex::new(Conn {
-                db: conn,
-                open_since: None,
-                group: None,
-                states: StateCache::default(),
-            }),
-        })
+        Ok(Self::on(conn))
     }
 
     /// A private in-memory database (tests, benchmarks).
@@ -284,14 +277,19 @@ impl SqliteStore {
         // Before anything else: creating the schema can already meet another writer.
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteStore {
+        Ok(Self::on(conn))
+    }
+
+    /// The store on an open, checked connection, with nothing in flight.
+    fn on(conn: Connection) -> Self {
+        SqliteStore {
             conn: Mutex::new(Conn {
                 db: conn,
                 open_since: None,
                 group: None,
                 states: StateCache::default(),
             }),
-        })
+        }
     }
 
     /// Lets the writes of consecutive batches share one transaction for up to `group` (see
