@@ -101,12 +101,7 @@ pub fn anomalies(
         return Ok(ExitCode::SUCCESS);
     }
     if records.is_empty() {
-        println!(
-            "no anomalies stored{}",
-            entity
-                .map(|e| format!(" for {}", crate::text::printable(e)))
-                .unwrap_or_default()
-        );
+        none_stored("anomalies", entity);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -197,12 +192,7 @@ pub fn list_incidents(
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!(
-            "no incidents stored{}",
-            entity
-                .map(|e| format!(" for {}", crate::text::printable(e)))
-                .unwrap_or_default()
-        );
+        none_stored("incidents", entity);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -223,4 +213,14 @@ pub fn list_incidents(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says that the store holds no `what` (for `entity`, when one was named).
+fn none_stored(what: &str, entity: Option<&str>) {
+    println!(
+        "no {what} stored{}",
+        entity
+            .map(|e| format!(" for {}", crate::text::printable(e)))
+            .unwrap_or_default()
+    );
 }
