@@ -63,7 +63,7 @@ pub mod metric {
     pub const FUNCTION_DIMENSION: &str = "Function";
 
     /// Every metric name above: what the template's dashboard and alarms, `docs/deploy.md` and
-    /// the end-to-end test may name (checked by `tests/metric_names.rs`).
+    /// the end-to-end test may name (checked by `tests/one_source.rs`).
     pub const ALL: [&str; 14] = [
         EVENTS_IN,
         EVENTS_VALID,

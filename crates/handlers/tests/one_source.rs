@@ -1,8 +1,10 @@
-//! One source for metric names, error types and the list of stages: every custom metric that `template.yaml`'s
-//! dashboard and alarms, `docs/deploy.md` and the end-to-end test name is one the code writes
-//! (`telemetry::metric::ALL`), the docs list every one of them, and `docs/errors.md` lists
-//! exactly the `error_type` names of `pipeline_core::Error` with their retry class. Each check
-//! is also run on a planted mismatch, to show that it can fail.
+//! One source for metric names, error types, the list of stages and the settings' defaults:
+//! every custom metric that `template.yaml`'s dashboard and alarms, `docs/deploy.md` and the
+//! end-to-end test name is one the code writes (`telemetry::metric::ALL`), and the docs list
+//! every one of them; `docs/errors.md` lists exactly the `error_type` names of
+//! `pipeline_core::Error` with their retry class; the template's parameter defaults and
+//! `config.rs`'s table give the code's defaults. Each check is also run on a planted mismatch,
+//! to show that it can fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -227,4 +229,112 @@ fn every_list_of_stages_is_stage_all() {
         .split_whitespace()
         .collect();
     assert_eq!(listed, stages, "bench/cold-start");
+}
+
+/// The settings the template passes to the functions: environment variable → its parameter's
+/// `Default`.
+fn template_defaults(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut param_default = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    let mut in_parameters = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_parameters = line.starts_with("Parameters:");
+            current = None;
+            continue;
+        }
+        if !in_parameters {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").filter(|l| !l.starts_with(' ')) {
+            current = name.strip_suffix(':').map(str::to_owned);
+        } else if let (Some(p), Some(v)) = (&current, line.trim().strip_prefix("Default: ")) {
+            param_default.insert(p.clone(), v.trim_matches('"').to_owned());
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some((var, rest)) = line.trim().split_once(": !Ref ") else {
+            continue;
+        };
+        if var.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            if let Some(d) = param_default.get(rest.trim()) {
+                out.insert(var.to_owned(), d.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The default column of `crates/handlers/src/config.rs`'s table of variables.
+fn documented_defaults(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| {
+            let (var, rest) = l.split_once('`')?;
+            let default = rest.rsplit('|').nth(1)?.trim();
+            Some((var.to_owned(), default.to_owned()))
+        })
+        .collect()
+}
+
+/// The defaults the code applies, as numbers, for the settings the template passes.
+fn code_defaults() -> Vec<(&'static str, f64)> {
+    let c = pipeline_handlers::Config::defaults().unwrap();
+    vec![
+        ("PIPELINE_MAX_FAILURES", f64::from(c.detect.max_failures)),
+        ("PIPELINE_WINDOW_SECS", c.detect.window.num_seconds() as f64),
+        ("PIPELINE_VALUE_PROBABILITY", c.detect.value_probability),
+        (
+            "PIPELINE_INCIDENT_QUIET_SECS",
+            c.detect.incident_quiet.num_seconds() as f64,
+        ),
+        (
+            "PIPELINE_MAX_FUTURE_SKEW_SECS",
+            c.validate.max_future_skew.num_seconds() as f64,
+        ),
+        ("INGEST_MAX_CONCURRENCY", c.ingest_concurrency as f64),
+        (
+            "PIPELINE_QUARANTINE_RETENTION_DAYS",
+            c.persist
+                .quarantine_retention
+                .map_or(0.0, |d| d.num_days() as f64),
+        ),
+    ]
+}
+
+fn default_mismatches(written: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    code_defaults()
+        .into_iter()
+        .filter_map(|(var, code)| match written.get(var) {
+            None => Some(format!("{var}: not set")),
+            Some(w) if w.parse::<f64>().ok() != Some(code) => {
+                Some(format!("{var}: {w} written, {code} in the code"))
+            }
+            Some(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_template_and_the_config_docs_give_the_code_s_defaults() {
+    // The defaults are written three times (the code, config.rs's table, the template's
+    // parameters), because a template cannot read Rust: they are held to agree.
+    let template = repo("template.yaml");
+    assert_eq!(
+        default_mismatches(&template_defaults(&template)),
+        Vec::<String>::new()
+    );
+    let docs = documented_defaults(&repo("crates/handlers/src/config.rs"));
+    assert_eq!(default_mismatches(&docs), Vec::<String>::new());
+
+    // Planted: a template default that drifted, and one the table lost.
+    let planted = template.replacen("Default: 43200", "Default: 3600", 1);
+    assert_eq!(
+        default_mismatches(&template_defaults(&planted)),
+        ["PIPELINE_INCIDENT_QUIET_SECS: 3600 written, 43200 in the code"]
+    );
+    let mut lost = docs.clone();
+    lost.remove("PIPELINE_WINDOW_SECS");
+    assert_eq!(default_mismatches(&lost), ["PIPELINE_WINDOW_SECS: not set"]);
 }
