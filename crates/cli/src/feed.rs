@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 
 use crate::error::CliError;
-use crate::jobs::{Job, document_among_lines, document_line, not_json};
+use crate::jobs::{Job, document_among_lines, document_kind, document_line, not_json};
 
 /// The largest input read whole when its first line does not settle what it is (a Lambda
 /// payload is at most 6 MB, a batch document 256 KB).
@@ -83,13 +83,13 @@ impl Source {
             kind,
             len,
         };
-        if let Some(what) = document_line(&first) {
+        if let Some((what, doc)) = document_line(&first) {
             if !only_blank_left(&mut reader).map_err(io)? {
                 return Err(document_among_lines(name, 1, what, true));
             }
-            return Ok(source(Kind::Whole(crate::jobs::load_bytes(
-                name, first, p,
-            )?)));
+            // Parsed once already: cut the document we hold rather than reading it again.
+            let jobs = crate::jobs::document_jobs(name, doc, p)?.unwrap_or_default();
+            return Ok(source(Kind::Whole(jobs)));
         }
         if !is_event_line(&first) {
             let mut whole = first;
@@ -136,13 +136,7 @@ fn is_event_line(line: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(line) else {
         return false;
     };
-    match serde_json::from_str::<Value>(text) {
-        Ok(doc) => {
-            ingest::kind_of(&doc).is_none()
-                && !(doc.get("batch_id").is_some() && doc.get("events").is_some())
-        }
-        Err(_) => false,
-    }
+    serde_json::from_str::<Value>(text).is_ok_and(|doc| document_kind(&doc).is_none())
 }
 
 /// Whether nothing but whitespace is left to read.
@@ -197,7 +191,7 @@ fn next_item(
         }
         *line_no += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(buf);
-        if let Some(what) = document_line(line) {
+        if let Some((what, _)) = document_line(line) {
             return Err(document_among_lines(name, *line_no, what, before_any_write));
         }
         if let Some(item) = ingest::decode_byte_line(name, *line_no, line) {

@@ -125,7 +125,7 @@ pub fn not_json(code: &str) -> bool {
 
 /// What a line is when it is a whole trigger payload or batch document, not an event. Only
 /// lines that name one of their keys are parsed a second time.
-pub(crate) fn document_line(line: &[u8]) -> Option<&'static str> {
+pub(crate) fn document_line(line: &[u8]) -> Option<(&'static str, Value)> {
     let text = std::str::from_utf8(line).ok()?;
     if !["\"eventSource\"", "\"detail-type\"", "\"batch_id\""]
         .iter()
@@ -134,7 +134,13 @@ pub(crate) fn document_line(line: &[u8]) -> Option<&'static str> {
         return None;
     }
     let doc: Value = serde_json::from_str(text.trim()).ok()?;
-    match ingest::kind_of(&doc) {
+    document_kind(&doc).map(|what| (what, doc))
+}
+
+/// What a JSON value is when it is a whole document (a trigger payload or a batch document)
+/// rather than an event: the one rule `run`, `stage` and the streaming reader all apply.
+pub(crate) fn document_kind(doc: &Value) -> Option<&'static str> {
+    match ingest::kind_of(doc) {
         Some(ingest::InputKind::Kafka) => Some("an MSK (Kafka) trigger payload"),
         Some(ingest::InputKind::EventBridge) => Some("an EventBridge event"),
         None if doc.get("batch_id").is_some() && doc.get("events").is_some() => {
@@ -142,6 +148,27 @@ pub(crate) fn document_line(line: &[u8]) -> Option<&'static str> {
         }
         None => None,
     }
+}
+
+/// The batch documents of a whole document: a trigger payload cut as ingest cuts it, or a
+/// batch document as it is. `None` when `doc` is not a document (see [`document_kind`]).
+pub(crate) fn document_jobs<S: Store>(
+    input: &str,
+    doc: Value,
+    p: &Pipeline<S>,
+) -> Result<Option<Vec<Job>>, CliError> {
+    if ingest::kind_of(&doc).is_some() {
+        return Ok(Some(
+            p.ingest(&doc, Utc::now())?
+                .into_iter()
+                .map(Job::Raw)
+                .collect(),
+        ));
+    }
+    if document_kind(&doc).is_some() {
+        return batch_job(input, doc).map(|j| Some(vec![j]));
+    }
+    Ok(None)
 }
 
 /// The error for a document found among other lines; `before_any_write` when it is found
@@ -201,24 +228,23 @@ pub(crate) fn load_text<S: Store>(
     text: &str,
     p: &Pipeline<S>,
 ) -> Result<Vec<Job>, CliError> {
-    let now = Utc::now();
     // A single JSON document that is a trigger payload or a batch; anything else is JSON Lines.
-    if let Ok(doc) = serde_json::from_str::<Value>(text) {
-        if ingest::kind_of(&doc).is_some() {
-            return Ok(p.ingest(&doc, now)?.into_iter().map(Job::Raw).collect());
-        }
-        if doc.get("batch_id").is_some() && doc.get("events").is_some() {
-            return batch_job(input, doc).map(|j| vec![j]);
-        }
+    if let Ok(doc) = serde_json::from_str::<Value>(text)
+        && let Some(jobs) = document_jobs(input, doc, p)?
+    {
+        return Ok(jobs);
     }
     for (i, line) in text.lines().enumerate() {
-        if let Some(what) = document_line(line.as_bytes()) {
+        if let Some((what, _)) = document_line(line.as_bytes()) {
             // Read whole, so nothing has been written yet.
             return Err(document_among_lines(input, i + 1, what, true));
         }
     }
     let items = ingest::decode_lines(input, text.lines().enumerate().map(|(i, l)| (i + 1, l)));
-    Ok(p.split(items, now).into_iter().map(Job::Raw).collect())
+    Ok(p.split(items, Utc::now())
+        .into_iter()
+        .map(Job::Raw)
+        .collect())
 }
 
 fn batch_job(path: &str, doc: Value) -> Result<Job, CliError> {
