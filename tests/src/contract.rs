@@ -345,7 +345,7 @@ pub async fn oversized_events_are_quarantined_within_item_limits<S: Store>(store
     lines.push(format!(
         r#"{{"event_id":"huge-1","event_type":"payment.authorized","source":"s","entity_id":"a","occurred_at":"2026-11-01T00:00:00Z","value":1,"attributes":{{"note":"{huge}"}}}}"#
     ));
-    let items = pipeline_core::ingest::decode_lines(
+    let items = pipeline_ingest::decode_lines(
         "big.jsonl",
         lines.iter().enumerate().map(|(i, l)| (i + 1, l.as_str())),
     );

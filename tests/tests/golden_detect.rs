@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::Path;
 
-use pipeline_core::ingest;
-use pipeline_core::ingest::SplitLimits;
 use pipeline_handlers::{Config, Pipeline};
+use pipeline_ingest as ingest;
+use pipeline_ingest::SplitLimits;
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::fixtures::{now, repo_root};
 use serde_json::{Value, json};

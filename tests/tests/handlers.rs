@@ -459,7 +459,7 @@ struct ChainSink {
 }
 
 #[async_trait::async_trait]
-impl pipeline_core::ingest::BatchSink for ChainSink {
+impl pipeline_ingest::BatchSink for ChainSink {
     async fn submit(&self, batch: &Batch<RawEvent>) -> Result<(), pipeline_core::Error> {
         let holds = batch.events.iter().any(|e| {
             matches!(e.provenance, pipeline_core::event::Provenance::Kafka { offset, .. } if offset == self.fail_offset)
@@ -494,7 +494,7 @@ async fn kafka_partial_batch_failure_names_the_records_to_redeliver() {
         fail_offset: 21,
         failing: std::sync::atomic::AtomicBool::new(true),
     };
-    let limits = pipeline_core::ingest::SplitLimits {
+    let limits = pipeline_ingest::SplitLimits {
         max_events: 4,
         ..Default::default()
     };

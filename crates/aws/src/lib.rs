@@ -41,7 +41,7 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 pub use announce::EventBridgeAnnouncer;
 pub use error::Error;
 pub use metrics::{StoreMetrics, TableWrites};
-pub use pipeline_core::ingest::MachineType;
+pub use pipeline_ingest::MachineType;
 pub use sfn::SfnSink;
 pub use store::DynamoStore;
 pub use tables::Tables;

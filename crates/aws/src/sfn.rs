@@ -19,7 +19,7 @@ use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{ExecutionStatus, SyncExecutionStatus};
 use pipeline_core::Error as CoreError;
 use pipeline_core::batch::{Batch, RawEvent};
-use pipeline_core::ingest::{BatchSink, MachineType};
+use pipeline_ingest::{BatchSink, MachineType};
 
 use crate::fault::{self, Fault};
 

@@ -19,9 +19,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 
 use chrono::{DateTime, Utc};
-use pipeline_core::ingest::{self, Item, SplitLimits, Splitter};
 use pipeline_core::store::Store;
 use pipeline_handlers::{Pipeline, Validate};
+use pipeline_ingest::{self as ingest, Item, SplitLimits, Splitter};
 use serde_json::Value;
 use tokio::sync::mpsc::Sender;
 

@@ -12,10 +12,10 @@ use pipeline_core::ErrorClass;
 use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::ingest;
 use pipeline_core::persist::PersistReport;
 use pipeline_core::store::Store;
 use pipeline_handlers::Pipeline;
+use pipeline_ingest as ingest;
 use serde_json::Value;
 
 use crate::error::CliError;

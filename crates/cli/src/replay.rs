@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use pipeline_core::batch::{Batch, Quarantined, RawEvent, Stage};
-use pipeline_core::ingest::{self, Item};
 use pipeline_core::persist::{Status, predict};
 use pipeline_core::store::{QuarantineRecord, Replay, Store};
 use pipeline_handlers::{Config, Pipeline};
+use pipeline_ingest::{self as ingest, Item};
 use serde::Serialize;
 use serde_json::Value;
 

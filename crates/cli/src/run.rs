@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline_core::ingest::SplitLimits;
 use pipeline_core::persist::{Counts, PersistReport};
 use pipeline_core::store::Store;
 use pipeline_handlers::{Config, Pipeline, Validate};
+use pipeline_ingest::SplitLimits;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 pub use pipeline_aws::eventbridge::{Failure, MAX_ENTRIES_PER_CALL};
 use pipeline_aws::eventbridge::{backoff, put_with_resend};
-use pipeline_core::ingest::{self, Item};
+use pipeline_ingest::{self as ingest, Item};
 
 use serde::Serialize;
 use serde_json::Value;

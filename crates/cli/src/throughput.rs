@@ -15,9 +15,9 @@ use pipeline_core::batch::{Batch, RawEvent, STATE_LIMIT_BYTES, ValidEvent};
 use pipeline_core::contract::Contract;
 use pipeline_core::detect::{self, EntityState, ObservationOf, ScoredEvent};
 use pipeline_core::enrich::{self, EnrichedEvent};
-use pipeline_core::ingest::{self, SplitLimits};
 use pipeline_core::validate;
 use pipeline_handlers::Config;
+use pipeline_ingest::{self as ingest, SplitLimits};
 use pipeline_sqlite::SqliteStore;
 use serde_json::{Value, json};
 

@@ -303,7 +303,7 @@ fn origin(p: &Provenance) -> String {
 }
 
 /// The length of `v` serialised as compact JSON, without allocating the text.
-pub(crate) fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
+pub fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

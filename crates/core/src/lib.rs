@@ -7,9 +7,10 @@
 //! - [`event`]: the v1 event contract as Rust types ([`event::Event`]) and per-event provenance.
 //! - [`contract`]: the JSON Schema file that *is* the contract, compiled once.
 //! - [`batch`]: the batch document the stages exchange, quarantine entries and reasons.
-//! - [`ingest`]: decoders for MSK `KafkaEvent`s, EventBridge events and JSON Lines, and the
-//!   splitter that keeps batch documents under the Step Functions state limit; [`json`] the
-//!   parser they use, which refuses duplicate keys.
+//! - [`json`]: the JSON parser every decoder uses, which refuses duplicate keys. The decoders
+//!   themselves (MSK `KafkaEvent`s, EventBridge events, JSON Lines, schema-registry values) and
+//!   the splitter that keeps batch documents under the Step Functions state limit are the
+//!   `pipeline-ingest` crate, which builds on this one.
 //! - [`validate`], [`enrich`], [`detect`], [`persist`]: the four stages, one function each.
 //!   The detector itself (rules, the value model, entity state, incidents) is the
 //!   `pipeline-detect` crate, which [`detect`] re-exports and runs over a batch;
@@ -33,7 +34,6 @@ pub mod detect;
 pub mod enrich;
 pub mod error;
 pub mod event;
-pub mod ingest;
 pub mod json;
 pub mod outcome;
 pub mod persist;

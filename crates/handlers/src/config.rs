@@ -36,10 +36,10 @@ use chrono::Duration;
 use pipeline_core::Error;
 use pipeline_core::detect::DetectConfig;
 use pipeline_core::enrich::FxTable;
-use pipeline_core::ingest::MachineType;
 use pipeline_core::persist::PersistConfig;
 use pipeline_core::store::Tables;
 use pipeline_core::validate::ValidateConfig;
+use pipeline_ingest::MachineType;
 
 /// The metric namespace used when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "EventPipeline";
@@ -68,7 +68,7 @@ pub struct Config {
     /// The EventBridge bus anomalies are announced on, when set.
     pub anomaly_bus: Option<String>,
     /// Schemas of Kafka values (empty: values are JSON).
-    pub registry: std::sync::Arc<pipeline_core::ingest::Registry>,
+    pub registry: std::sync::Arc<pipeline_ingest::Registry>,
     /// Logs and metrics.
     pub telemetry: TelemetryConfig,
     /// The endpoint override the SDK will use for DynamoDB, when one is set (an emulator).
@@ -96,10 +96,10 @@ pub struct TelemetryConfig {
 }
 
 /// Reads and compiles the schema registry file at `path`.
-fn load_registry(path: &str) -> Result<pipeline_core::ingest::Registry, Error> {
+fn load_registry(path: &str) -> Result<pipeline_ingest::Registry, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read PIPELINE_SCHEMA_REGISTRY {path}: {e}")))?;
-    pipeline_core::ingest::Registry::from_json(&text).map_err(|e| match e {
+    pipeline_ingest::Registry::from_json(&text).map_err(|e| match e {
         Error::Config(m) => Error::Config(format!("PIPELINE_SCHEMA_REGISTRY {path}: {m}")),
         other => other,
     })
@@ -246,7 +246,7 @@ impl Config {
             tables,
             state_machine,
             anomaly_bus: text("ANOMALY_BUS_NAME"),
-            registry: std::sync::Arc::new(pipeline_core::ingest::Registry::empty()),
+            registry: std::sync::Arc::new(pipeline_ingest::Registry::empty()),
             telemetry,
             endpoint_override: text("AWS_ENDPOINT_URL_DYNAMODB")
                 .or_else(|| text("AWS_ENDPOINT_URL")),

@@ -25,4 +25,4 @@ pub use error::FunctionError;
 pub use handlers::{Detect, Enrich, Handler, Ingest, Persist, Validate, serve};
 pub use pipeline::{CollectSink, Pipeline};
 pub use pipeline_core::batch::Stage;
-pub use pipeline_core::ingest::BatchSink;
+pub use pipeline_ingest::BatchSink;

@@ -11,9 +11,9 @@ use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::ingest::{self, BatchSink, Item, SplitLimits};
 use pipeline_core::persist::{Announcer, FailedBatch, PersistReport};
 use pipeline_core::store::Store;
+use pipeline_ingest::{self as ingest, BatchSink, Item, SplitLimits};
 use serde_json::Value;
 
 use crate::config::Config;

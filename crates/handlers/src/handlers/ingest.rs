@@ -16,7 +16,7 @@ use futures::StreamExt;
 use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, Stage};
-use pipeline_core::ingest::{self, BatchSink, KafkaItem, SplitLimits};
+use pipeline_ingest::{self as ingest, BatchSink, KafkaItem, SplitLimits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{Instrument, info, warn};

@@ -1,7 +1,7 @@
 //! One handler type per Lambda function, each holding only what its stage needs, and
 //! [`serve`], which runs one of them as a Lambda function.
 //!
-//! - [`Ingest`]: split limits, concurrency and a [`BatchSink`](pipeline_core::ingest::BatchSink).
+//! - [`Ingest`]: split limits, concurrency and a [`BatchSink`](pipeline_ingest::BatchSink).
 //! - [`Validate`]: the compiled contract and validate settings.
 //! - [`Enrich`]: the FX table and a store (entity profiles).
 //! - [`Detect`]: detection settings and a store (entity state).

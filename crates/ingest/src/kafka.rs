@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::registry::Registry;
 use super::{Item, ingest_quarantine, json_reason};
-use crate::batch::{RawEvent, Reason};
-use crate::event::Provenance;
+use pipeline_core::batch::{RawEvent, Reason};
+use pipeline_core::event::Provenance;
 
 /// Decodes an MSK `KafkaEvent`. Records are returned in topic-partition, then offset order.
 ///
@@ -222,7 +222,7 @@ fn decode_kafka_record(r: &Value, registry: &Registry) -> Item {
 }
 
 fn json_item(bytes: &[u8], provenance: Provenance) -> Item {
-    match crate::json::parse(bytes) {
+    match pipeline_core::json::parse(bytes) {
         Ok(payload) => Item::Event(RawEvent {
             payload,
             provenance,

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, RawEvent};
-use crate::event::Provenance;
+use pipeline_core::batch::{Batch, RawEvent};
+use pipeline_core::event::Provenance;
 
 /// One record named in a partial batch response (`batchItemFailures[].itemIdentifier`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -96,7 +96,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::batch::{Quarantined, Reason, Stage};
+    use pipeline_core::batch::{Quarantined, Reason, Stage};
 
     fn kafka(partition: i64, offset: i64) -> RawEvent {
         RawEvent {

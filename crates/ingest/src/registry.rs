@@ -31,8 +31,8 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Serialize
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::Error;
-use crate::batch::Reason;
+use pipeline_core::Error;
+use pipeline_core::batch::Reason;
 
 mod mapping;
 
@@ -243,12 +243,14 @@ impl Registry {
             return Ok(None);
         };
         let record = match (&wire, schema_id) {
-            (WireFormat::Plain, Some(_)) => crate::json::parse(&bytes[start..]).map_err(|e| {
-                Reason::new(
-                    "undecodable_value",
-                    format!("value of schema {} is not JSON: {e}", entry.name),
-                )
-            })?,
+            (WireFormat::Plain, Some(_)) => {
+                pipeline_core::json::parse(&bytes[start..]).map_err(|e| {
+                    Reason::new(
+                        "undecodable_value",
+                        format!("value of schema {} is not JSON: {e}", entry.name),
+                    )
+                })?
+            }
             _ => body_of(entry, &wire, &bytes[start..], "value")?,
         };
         match &entry.mapping {
@@ -297,7 +299,7 @@ impl Registry {
         let (wire, start) = Self::wire_format(bytes);
         match wire {
             WireFormat::Plain => match std::str::from_utf8(bytes) {
-                Ok(text) => Ok(match crate::json::parse(bytes) {
+                Ok(text) => Ok(match pipeline_core::json::parse(bytes) {
                     Ok(v @ Value::Object(_)) => v,
                     _ => Value::String(text.to_owned()),
                 }),
@@ -342,7 +344,9 @@ fn body_of(entry: &Entry, wire: &WireFormat, body: &[u8], what: &str) -> Result<
         Body::Avro(schema) => {
             decode_avro(schema, body).map_err(|e| undecodable(format!("not this Avro record: {e}")))
         }
-        Body::Json => crate::json::parse(body).map_err(|e| undecodable(format!("not JSON: {e}"))),
+        Body::Json => {
+            pipeline_core::json::parse(body).map_err(|e| undecodable(format!("not JSON: {e}")))
+        }
         Body::Protobuf(message) => {
             decode_protobuf(message, body, matches!(wire, WireFormat::Confluent(_)))
                 .map_err(|e| undecodable(format!("not this Protobuf message: {e}")))

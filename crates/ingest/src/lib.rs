@@ -1,4 +1,4 @@
-//! Ingest: turn what a trigger delivers into batch documents.
+//! pipeline-ingest: turn what a trigger delivers into batch documents.
 //!
 //! Decoders for the three shapes events arrive in:
 //! - an Amazon MSK `KafkaEvent` (`eventSource` = `aws:kafka`): each record's `value` is base64
@@ -26,10 +26,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
-use crate::Error;
-use crate::batch::{Batch, Quarantined, RawEvent, Reason, Stage};
-use crate::event::Provenance;
-use crate::json::JsonError;
+use pipeline_core::Error;
+use pipeline_core::batch::{Batch, Quarantined, RawEvent, Reason, Stage};
+use pipeline_core::event::Provenance;
+use pipeline_core::json::JsonError;
 
 mod kafka;
 mod partial;
@@ -176,7 +176,7 @@ pub fn decode_line(path: &str, line_no: usize, line: &str) -> Item {
         path: path.to_owned(),
         line: line_no,
     };
-    match crate::json::parse(line.as_bytes()) {
+    match pipeline_core::json::parse(line.as_bytes()) {
         Ok(payload) => Item::Event(RawEvent {
             payload,
             provenance,
@@ -245,7 +245,7 @@ pub fn recover_event_id(text: &[u8]) -> Option<String> {
     found.map(|id| String::from_utf8_lossy(id).into_owned())
 }
 
-/// The quarantine reason for text that [`crate::json::parse`] refused.
+/// The quarantine reason for text that [`pipeline_core::json::parse`] refused.
 pub(crate) fn json_reason(what: &str, e: &JsonError) -> Reason {
     match e {
         JsonError::Malformed(e) => {
@@ -336,8 +336,8 @@ impl std::str::FromStr for MachineType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::serialized_len;
     use chrono::Utc;
+    use pipeline_core::batch::serialized_len;
     use serde_json::json;
 
     #[test]
@@ -563,7 +563,7 @@ mod tests {
             assert!(
                 q.reasons
                     .iter()
-                    .all(|r| r.message.len() <= crate::batch::MAX_REASON_BYTES)
+                    .all(|r| r.message.len() <= pipeline_core::batch::MAX_REASON_BYTES)
             );
         }
         let big = quarantine

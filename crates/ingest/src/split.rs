@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use super::Item;
-use crate::batch::{
+use pipeline_core::batch::{
     Batch, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Quarantined, RawEvent, Reason, Stage, serialized_len,
 };
 
