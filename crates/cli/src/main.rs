@@ -9,7 +9,7 @@
 //! - `run`: `pipeline run` and `pipeline stage`; `input` reads what they read.
 //! - `stores`: the store flags shared by `run`, `show` and `anomalies` (embedded or DynamoDB).
 //! - `inspect`: `show` and `anomalies`.
-//! - `generate` and `benchmark`: streams and the labelled detection corpus.
+//! - `generate`: writes the streams of `pipeline-corpus` (the sample, or a labelled benchmark).
 //! - `evaluate`: `pipeline evaluate`, scoring detection against labels.
 //! - `bench`: stage throughput.
 //! - `replay`: quarantined events through the chain again.
@@ -24,13 +24,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod corpus;
 #[cfg(feature = "aws")]
 mod cwlogs;
 mod error;
 mod evaluate;
 mod feed;
-mod generate;
 mod incidents;
 mod input;
 mod inspect;
@@ -56,6 +54,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pipeline_corpus::{benchmark as corpus, stream};
 
 use crate::error::CliError;
 
@@ -136,7 +135,7 @@ enum Command {
         labels: Option<PathBuf>,
         /// Write a labelled benchmark corpus instead (`--events` and `--entities` do not
         /// apply): metric streams, business streams, or clean streams without anomalies.
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = benchmark_kind())]
         benchmark: Option<corpus::Kind>,
     },
     /// Backtest detection against labels: point and window metrics and the windowed score.
@@ -315,6 +314,13 @@ fn hint(message: &str, causes: &[String], endpoint: Option<&str>) -> Option<Stri
     None
 }
 
+/// `--benchmark`'s parser: the names are `corpus::Kind::ALL`'s, listed in `--help`.
+fn benchmark_kind() -> impl clap::builder::TypedValueParser<Value = corpus::Kind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(corpus::Kind::ALL.map(|(name, _)| name))
+        .try_map(|name| name.parse::<corpus::Kind>())
+}
+
 fn generate_cmd(
     events: usize,
     entities: usize,
@@ -324,14 +330,14 @@ fn generate_cmd(
     benchmark: Option<corpus::Kind>,
 ) -> Result<ExitCode, CliError> {
     let Some(kind) = benchmark else {
-        let lines = generate::generate(&generate::GenerateConfig::new(events, entities, seed));
+        let lines = stream::generate(&stream::GenerateConfig::new(events, entities, seed));
         return write_lines(&lines, output, labels);
     };
     // Benchmark labels are windows, not per-line labels, so they are written here.
     let mut corpus = corpus::generate(kind, seed);
-    let lines: Vec<generate::Line> = corpus
+    let lines: Vec<stream::Line> = corpus
         .lines()
-        .map(|text| generate::Line { text, label: None })
+        .map(|text| stream::Line { text, label: None })
         .collect();
     if let (Some(o), Some(l)) = (&output, &labels) {
         output::refuse_aliases(&[("-o", o), ("--labels", l)], &[])?;
@@ -344,7 +350,7 @@ fn generate_cmd(
 }
 
 fn write_lines(
-    lines: &[generate::Line],
+    lines: &[stream::Line],
     output: Option<PathBuf>,
     labels: Option<PathBuf>,
 ) -> Result<ExitCode, CliError> {
@@ -357,13 +363,13 @@ fn write_lines(
     match &output {
         Some(p) => {
             let mut w = output::Atomic::create(p)?;
-            generate::write(lines, w.writer(), label_w).map_err(|e| output::io(p, e))?;
+            stream::write(lines, w.writer(), label_w).map_err(|e| output::io(p, e))?;
             w.commit()?;
         }
         None => {
             let stdout = std::io::stdout();
             let mut w = BufWriter::new(stdout.lock());
-            generate::write(lines, &mut w, label_w).map_err(|e| CliError::io("stdout", e))?;
+            stream::write(lines, &mut w, label_w).map_err(|e| CliError::io("stdout", e))?;
             w.flush().map_err(|e| CliError::io("stdout", e))?;
         }
     }

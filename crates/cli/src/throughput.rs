@@ -22,7 +22,7 @@ use pipeline_sqlite::SqliteStore;
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::generate::{GenerateConfig, generate};
+use pipeline_corpus::stream::{GenerateConfig, generate};
 
 /// Arguments of `pipeline bench`.
 #[derive(Debug, clap::Args)]

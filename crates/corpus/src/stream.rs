@@ -1,4 +1,4 @@
-//! `pipeline generate`: a realistic, deterministic transaction stream with labelled anomalies.
+//! A realistic, deterministic transaction stream with labelled anomalies (`pipeline generate`).
 //!
 //! Each entity (an account) has a home country and currency, a typical amount (log-normal
 //! around its own median), a handful of usual merchants, and a daily rhythm in its local time.

@@ -15,12 +15,12 @@ const HOMES: &[(&str, &str, f64)] = &[
     ("PL", "PLN", 4.0),
 ];
 const FAR: &[&str] = &["NG", "VN", "PE", "KZ", "MN", "PK", "RO", "TH"];
-/// Merchants an account-takeover uses, after the everyday ones of [`crate::generate::MERCHANTS`].
+/// Merchants an account-takeover uses, after the everyday ones of [`crate::stream::MERCHANTS`].
 const RISKY_MERCHANTS: &[&str] = &["jeweller", "casino", "crypto", "giftcards"];
 
 /// Merchant `i` of the everyday list followed by the risky one.
 fn merchant(i: usize) -> &'static str {
-    let everyday = crate::generate::MERCHANTS;
+    let everyday = crate::stream::MERCHANTS;
     everyday
         .get(i)
         .or_else(|| RISKY_MERCHANTS.get(i - everyday.len()))
@@ -30,7 +30,7 @@ fn merchant(i: usize) -> &'static str {
 
 /// How many merchants [`merchant`] knows.
 fn merchants() -> usize {
-    crate::generate::MERCHANTS.len() + RISKY_MERCHANTS.len()
+    crate::stream::MERCHANTS.len() + RISKY_MERCHANTS.len()
 }
 
 /// Writes business account `a` with the anomalies `kinds`; like [`metric_stream`], the

@@ -1,4 +1,4 @@
-//! `pipeline generate --benchmark KIND`: labelled benchmark streams for `pipeline evaluate`.
+//! Labelled benchmark streams for `pipeline evaluate` (`pipeline generate --benchmark KIND`).
 //!
 //! Three kinds, each deterministic from its seed (ChaCha8, fixed across platforms):
 //! - **metric**: one entity per stream, regular sampling (1–15 min), archetypes with daily and
@@ -25,7 +25,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::generate::normal;
+use crate::stream::normal;
 
 mod business;
 mod metric;
@@ -35,7 +35,7 @@ pub use metric::metric_stream;
 use serde_json::{Value, json};
 
 /// Which benchmark corpus to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Regularly sampled metric streams with labelled anomalies.
     Metric,
@@ -43,6 +43,27 @@ pub enum Kind {
     Business,
     /// Metric and business streams without anomalies.
     Clean,
+}
+
+impl Kind {
+    /// Every kind, by the name `--benchmark` takes.
+    pub const ALL: [(&'static str, Kind); 3] = [
+        ("metric", Kind::Metric),
+        ("business", Kind::Business),
+        ("clean", Kind::Clean),
+    ];
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| format!("no benchmark kind {s:?}"))
+    }
 }
 
 /// Anomaly kinds planted in metric streams.
