@@ -111,6 +111,17 @@ pub enum Error {
         #[source]
         source: aws_sdk_dynamodb::error::BuildError,
     },
+    /// A call of the operator commands (`pipeline send`, `watch`, `logs`: Step Functions,
+    /// CloudWatch, CloudWatch Logs, EventBridge) failed for good, after the SDK's own retries.
+    /// The cause chain carries the service's error code and message.
+    #[error("{operation} failed")]
+    Call {
+        /// The call and what it was about, e.g. `ListExecutions on arn:...`.
+        operation: String,
+        /// The SDK error.
+        #[source]
+        source: BoxError,
+    },
     /// A created table did not become ACTIVE in time; check it in the console and run again.
     #[error("table {table} did not become active: {source}")]
     NotActive {
@@ -123,6 +134,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Wraps a failed call of an operator command with what it was about.
+    pub fn call(
+        operation: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Call {
+            operation: operation.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// Classifies an SDK error of `operation` on `table`, keeping it as the source.
     pub(crate) fn sdk<E>(
         operation: &'static str,
@@ -171,17 +193,30 @@ impl From<Error> for CoreError {
                 message,
                 source: Some(Box::new(e)),
             },
-            Error::Rejected { .. } | Error::Encode { .. } | Error::Build { .. } => {
-                CoreError::StoreRejected {
-                    message,
-                    source: Some(Box::new(e)),
-                }
-            }
+            Error::Rejected { .. }
+            | Error::Encode { .. }
+            | Error::Build { .. }
+            | Error::Call { .. } => CoreError::StoreRejected {
+                message,
+                source: Some(Box::new(e)),
+            },
             Error::Decode { key, .. } | Error::MissingAttribute { key, .. } => {
                 CoreError::StoreCorrupt { key, message }
             }
         }
     }
+}
+
+/// An error and its causes on one line, as the operator commands print them.
+pub fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

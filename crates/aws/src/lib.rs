@@ -16,6 +16,11 @@
 //!   `pipeline send`).
 //! - [`fault`]: [`fault::Fault`], every SDK error of every service classified as throttled,
 //!   unavailable or rejected.
+//! - with the feature `ops`, what the operator commands ask AWS (the CLI only parses and
+//!   prints): `publish` (`pipeline send`'s packing and `PutEvents`), `watch` (a snapshot of
+//!   the state machine, its executions and the metrics),
+//!   `history` (what an execution did, from its history events or its log lines), `logs`
+//!   (the stack's log groups and `FilterLogEvents`).
 //! - [`metrics`]: [`StoreMetrics`], requests and write capacity used, for cost benchmarks.
 //! - [`error`]: [`Error`], every failure classified as throttled, unavailable, rejected or
 //!   corrupt, and its mapping onto the core's retryable and fatal errors.
@@ -26,11 +31,19 @@ pub mod announce;
 pub mod error;
 pub mod eventbridge;
 pub mod fault;
+#[cfg(feature = "ops")]
+pub mod history;
 mod item;
+#[cfg(feature = "ops")]
+pub mod logs;
 pub mod metrics;
+#[cfg(feature = "ops")]
+pub mod publish;
 pub mod sfn;
 pub mod store;
 pub mod tables;
+#[cfg(feature = "ops")]
+pub mod watch;
 
 use std::time::Duration;
 

@@ -41,7 +41,7 @@ pub enum CliError {
     Config(String),
     /// An AWS API call failed for good (after the SDK's own retries). The cause chain carries
     /// the service's error code and message.
-    // Built only by `send` and `watch` (feature `aws`); kept without it for the error report.
+    // Built only from `pipeline_aws::Error` (feature `aws`); kept without it for the report.
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     #[error("{operation} failed")]
     Aws {
@@ -53,24 +53,27 @@ pub enum CliError {
     },
 }
 
+/// What the operator commands' AWS calls (`pipeline_aws::watch`, `logs`, `send`) fail with:
+/// the call and its cause chain, as [`CliError::Aws`] keeps them.
+#[cfg(feature = "aws")]
+impl From<pipeline_aws::Error> for CliError {
+    fn from(e: pipeline_aws::Error) -> Self {
+        match e {
+            pipeline_aws::Error::Call { operation, source } => CliError::Aws { operation, source },
+            other => CliError::Aws {
+                operation: "AWS".into(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
 impl CliError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
         CliError::Io {
             path: path.into(),
             source,
-        }
-    }
-
-    /// Wraps a failed AWS call with what it was about.
-    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
-    pub fn aws(
-        operation: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        CliError::Aws {
-            operation: operation.into(),
-            source: Box::new(source),
         }
     }
 }

@@ -16,9 +16,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use pipeline_handlers::Stage;
 use serde_json::{Value, json};
 
-use crate::cwlogs::{self, LogLine};
 use crate::error::CliError;
-use crate::watch::history;
+use pipeline_aws::history;
+use pipeline_aws::logs::{self as cwlogs, LogLine};
 
 /// The most lines read per log group and poll.
 const READ_CAP: usize = 100_000;
@@ -156,7 +156,7 @@ async fn logs_async(args: LogsArgs) -> Result<ExitCode, CliError> {
         Some(s) => s,
         None => stack_from_machine(&sdk, args.state_machine_arn.as_deref()).await?,
     };
-    let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let client = cwlogs::Client::new(&sdk);
     let mut groups: Vec<(String, &'static str)> = Stage::ALL
         .iter()
         .map(|s| (cwlogs::function_group(&stack, s.as_str()), s.as_str()))
@@ -194,7 +194,7 @@ async fn logs_async(args: LogsArgs) -> Result<ExitCode, CliError> {
                     );
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             if read.missing {
                 missing.push(group.as_str());
@@ -257,24 +257,11 @@ async fn stack_from_machine(
                 .into(),
         ));
     };
-    let d = aws_sdk_sfn::Client::new(sdk)
-        .describe_state_machine()
-        .state_machine_arn(arn)
-        .send()
-        .await
-        .map_err(|e| CliError::aws(format!("DescribeStateMachine on {arn}"), e))?;
-    d.logging_configuration()
-        .and_then(|l| l.destinations().first())
-        .and_then(|x| x.cloud_watch_logs_log_group())
-        .and_then(|g| g.log_group_arn())
-        .and_then(cwlogs::group_of_arn)
-        .and_then(cwlogs::stack_of_machine_group)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            CliError::Config(format!(
-                "the state machine {arn} logs to no log group named after a stack; pass --stack"
-            ))
-        })
+    cwlogs::stack_of_machine(sdk, arn).await?.ok_or_else(|| {
+        CliError::Config(format!(
+            "the state machine {arn} logs to no log group named after a stack; pass --stack"
+        ))
+    })
 }
 
 fn stage_rank(source: &str) -> usize {

@@ -15,7 +15,7 @@
 //! - `replay`: quarantined events through the chain again.
 //! - `report`: `pipeline report`, one self-contained HTML page of what a store holds.
 //! - `send`: `PutEvents` to the ingest bus; `watch` (fetching and rendering): the deployed
-//!   pipeline's executions and metrics; `logs` (with `cwlogs`): its log lines of one
+//!   pipeline's executions and metrics; `logs`: its log lines of one
 //!   execution, batch or event.
 //! - `error`: the CLI's error type and exit codes.
 
@@ -24,8 +24,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(feature = "aws")]
-mod cwlogs;
 mod error;
 mod evaluate;
 mod feed;
@@ -389,10 +387,13 @@ mod tests {
         let e = CliError::io("in.jsonl", io);
         assert_eq!(e.to_string(), "in.jsonl: no such file");
         assert!(distinct_causes(&e).is_empty());
-        let aws = CliError::aws(
-            "ListExecutions",
-            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "access denied"),
-        );
+        let aws = CliError::Aws {
+            operation: "ListExecutions".into(),
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "access denied",
+            )),
+        };
         assert_eq!(distinct_causes(&aws), ["access denied"]);
     }
 

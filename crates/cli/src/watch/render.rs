@@ -1,6 +1,9 @@
 //! Drawing a [`Snapshot`] for a terminal.
 
-use super::*;
+use chrono::{DateTime, Utc};
+use pipeline_aws::watch::{LAG, Snapshot};
+use pipeline_handlers::telemetry::metric;
+use serde_json::Value;
 
 /// The text view. `interval` is shown in the header of the refreshing view.
 pub fn render(s: &Snapshot, interval: Option<u64>) -> String {

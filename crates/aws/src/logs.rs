@@ -6,10 +6,31 @@
 //! stack name finds all six. It comes from `--stack` (`PIPELINE_STACK`), or from the log group
 //! the state machine's logging configuration names.
 
-use aws_sdk_cloudwatchlogs::Client;
+pub use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
-use crate::error::CliError;
+use crate::error::Error;
+
+/// The stack of a state machine, read off the log group its logging configuration names;
+/// `None` when it logs to no group named after a stack.
+pub async fn stack_of_machine(
+    sdk: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<Option<String>, Error> {
+    let d = aws_sdk_sfn::Client::new(sdk)
+        .describe_state_machine()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .map_err(|e| Error::call(format!("DescribeStateMachine on {arn}"), e))?;
+    Ok(d.logging_configuration()
+        .and_then(|l| l.destinations().first())
+        .and_then(|x| x.cloud_watch_logs_log_group())
+        .and_then(|g| g.log_group_arn())
+        .and_then(group_of_arn)
+        .and_then(stack_of_machine_group)
+        .map(str::to_owned))
+}
 
 /// The state machine's log group of a stack.
 pub fn machine_group(stack: &str) -> String {
@@ -70,7 +91,7 @@ pub async fn read(
     end_ms: Option<i64>,
     pattern: Option<&str>,
     cap: usize,
-) -> Result<Read, CliError> {
+) -> Result<Read, Error> {
     let mut out = Read::default();
     let mut token: Option<String> = None;
     loop {
@@ -93,7 +114,7 @@ pub async fn read(
                     out.missing = true;
                     return Ok(out);
                 }
-                return Err(CliError::aws(format!("FilterLogEvents on {group}"), e));
+                return Err(Error::call(format!("FilterLogEvents on {group}"), e));
             }
         };
         for e in page.events() {

@@ -31,7 +31,7 @@ impl Watcher {
             BTreeMap<String, Value>,
             bool,
         ),
-        CliError,
+        Error,
     > {
         let mut targets = Vec::new();
         for metric in COUNTS {
@@ -100,7 +100,7 @@ impl Watcher {
     /// The lag's p99 over the window, in a call of its own: some CloudWatch implementations
     /// (emulators) do not compute percentiles, and that must not cost the rest of the view.
     /// Only one attempt, for the same reason; the next refresh asks again.
-    pub(super) async fn lag_p99(&self, start: i64, end: i64) -> Result<Option<f64>, CliError> {
+    pub(super) async fn lag_p99(&self, start: i64, end: i64) -> Result<Option<f64>, Error> {
         let query = metric_query(
             "p0".into(),
             &self.namespace,
@@ -158,7 +158,7 @@ impl Watcher {
         end: i64,
         what: &str,
         one_attempt: bool,
-    ) -> Result<HashMap<String, Vec<f64>>, CliError> {
+    ) -> Result<HashMap<String, Vec<f64>>, Error> {
         let mut values: HashMap<String, Vec<f64>> = HashMap::new();
         let mut token: Option<String> = None;
         loop {
@@ -178,7 +178,7 @@ impl Watcher {
             let out = call
                 .send()
                 .await
-                .map_err(|e| CliError::aws(format!("{what} in namespace {}", self.namespace), e))?;
+                .map_err(|e| Error::call(format!("{what} in namespace {}", self.namespace), e))?;
             for r in out.metric_data_results() {
                 if let Some(id) = r.id() {
                     values

@@ -6,8 +6,24 @@ use super::*;
 /// The most log events read per log group and refresh.
 const LOG_CAP: usize = 50_000;
 
-/// Fetches snapshots.
-pub(super) struct Watcher {
+/// What to watch.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The stack name, which names the functions' log groups (`/aws/lambda/<stack>-<stage>`);
+    /// `None`: read off the state machine's log group.
+    pub stack: Option<String>,
+    /// The state machine's ARN.
+    pub arn: String,
+    /// The functions' metric namespace.
+    pub namespace: String,
+    /// The metrics window: the last `minutes` minutes.
+    pub minutes: u32,
+    /// How many recent executions to list.
+    pub executions: i32,
+}
+
+/// Fetches snapshots: build one per process, call [`Watcher::snapshot`] per refresh.
+pub struct Watcher {
     pub(super) sfn: aws_sdk_sfn::Client,
     pub(super) cloudwatch: aws_sdk_cloudwatch::Client,
     pub(super) logs: aws_sdk_cloudwatchlogs::Client,
@@ -48,7 +64,24 @@ impl Finished {
 }
 
 impl Watcher {
-    pub(super) async fn snapshot(&self) -> Result<Snapshot, CliError> {
+    /// A watcher with its clients built from `sdk`.
+    pub fn new(sdk: &aws_config::SdkConfig, settings: Settings) -> Self {
+        Watcher {
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            stack: settings.stack,
+            arn: settings.arn,
+            namespace: settings.namespace,
+            minutes: settings.minutes,
+            executions: settings.executions,
+            finished: Default::default(),
+        }
+    }
+
+    /// One view of the pipeline now; a part that cannot be fetched is a warning in it, a
+    /// failure of the state machine's own description an error.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
         let now = Utc::now();
         let (start, end) = window(now, self.minutes);
         let (machine, metrics, p99) = tokio::join!(
@@ -91,14 +124,14 @@ impl Watcher {
         &self,
         start: i64,
         end: i64,
-    ) -> Result<(MachineView, Vec<ExecutionView>, Option<String>, Vec<String>), CliError> {
+    ) -> Result<(MachineView, Vec<ExecutionView>, Option<String>, Vec<String>), Error> {
         let d = self
             .sfn
             .describe_state_machine()
             .state_machine_arn(&self.arn)
             .send()
             .await
-            .map_err(|e| CliError::aws(format!("DescribeStateMachine on {}", self.arn), e))?;
+            .map_err(|e| Error::call(format!("DescribeStateMachine on {}", self.arn), e))?;
         let view = MachineView {
             arn: d.state_machine_arn().to_owned(),
             name: d.name().to_owned(),
@@ -111,7 +144,7 @@ impl Watcher {
             .and_then(|l| l.destinations().first())
             .and_then(|x| x.cloud_watch_logs_log_group())
             .and_then(|g| g.log_group_arn())
-            .and_then(crate::cwlogs::group_of_arn)
+            .and_then(crate::logs::group_of_arn)
             .map(str::to_owned);
         let level = logging
             .and_then(|l| l.level())
@@ -119,7 +152,7 @@ impl Watcher {
         let stack = self.stack.clone().or_else(|| {
             group
                 .as_deref()
-                .and_then(crate::cwlogs::stack_of_machine_group)
+                .and_then(crate::logs::stack_of_machine_group)
                 .map(str::to_owned)
         });
         let mut warnings = Vec::new();
@@ -159,7 +192,7 @@ impl Watcher {
     }
 
     /// Standard executions from the API, each with its failed stage from its history.
-    async fn standard_executions(&self) -> Result<Vec<ExecutionView>, CliError> {
+    async fn standard_executions(&self) -> Result<Vec<ExecutionView>, Error> {
         let out = self
             .sfn
             .list_executions()
@@ -167,7 +200,7 @@ impl Watcher {
             .max_results(self.executions)
             .send()
             .await
-            .map_err(|e| CliError::aws(format!("ListExecutions on {}", self.arn), e))?;
+            .map_err(|e| Error::call(format!("ListExecutions on {}", self.arn), e))?;
         if let Ok(mut finished) = self.finished.lock() {
             finished.keep_only(out.executions().iter().map(|x| x.execution_arn()));
         }
@@ -218,7 +251,7 @@ impl Watcher {
     }
 
     /// One Standard execution's history events (at most the first 1,000: ours have ~30).
-    async fn history(&self, arn: &str) -> Result<Vec<history::StepEvent>, CliError> {
+    async fn history(&self, arn: &str) -> Result<Vec<history::StepEvent>, Error> {
         let out = self
             .sfn
             .get_execution_history()
@@ -226,7 +259,7 @@ impl Watcher {
             .max_results(1000)
             .send()
             .await
-            .map_err(|e| CliError::aws(format!("GetExecutionHistory on {arn}"), e))?;
+            .map_err(|e| Error::call(format!("GetExecutionHistory on {arn}"), e))?;
         Ok(out
             .events()
             .iter()
@@ -265,7 +298,7 @@ impl Watcher {
         group: &str,
         start: i64,
         end: i64,
-    ) -> Result<(Vec<ExecutionView>, Vec<String>), CliError> {
+    ) -> Result<(Vec<ExecutionView>, Vec<String>), Error> {
         let wanted = usize::try_from(self.executions).unwrap_or(10);
         let mut warnings = Vec::new();
         let mut events = Vec::new();
@@ -274,8 +307,7 @@ impl Watcher {
         // (older) slice reads again: each event is kept once, by its id.
         let mut read_ids = std::collections::HashSet::new();
         for (from, to) in slices(start * 1000, end * 1000) {
-            let read =
-                crate::cwlogs::read(&self.logs, group, from, Some(to), None, LOG_CAP).await?;
+            let read = crate::logs::read(&self.logs, group, from, Some(to), None, LOG_CAP).await?;
             if read.missing {
                 warnings.push(format!("log group {group} does not exist"));
                 break;
@@ -330,9 +362,9 @@ impl Watcher {
         stack: &str,
         executions: &mut [ExecutionView],
         start: i64,
-    ) -> Result<(), CliError> {
-        let group = crate::cwlogs::function_group(stack, Stage::Persist.as_str());
-        let read = crate::cwlogs::read(
+    ) -> Result<(), Error> {
+        let group = crate::logs::function_group(stack, Stage::Persist.as_str());
+        let read = crate::logs::read(
             &self.logs,
             &group,
             start * 1000,
