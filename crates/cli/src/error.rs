@@ -68,6 +68,13 @@ impl From<pipeline_aws::Error> for CliError {
     }
 }
 
+// Reading a dump already in memory cannot fail (`pipeline_report::Records for StoreDump`).
+impl From<std::convert::Infallible> for CliError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl CliError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {

@@ -10,8 +10,8 @@ use pipeline_core::store::{EventRecord, Store};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
-use crate::incidents::{IncidentRow, Incidents};
 use crate::stores::{StoreArgs, StoreKind};
+use pipeline_report::incidents::{IncidentRow, Incidents};
 
 /// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.
 pub fn show(target: &StoreArgs, event_id: &str) -> Result<ExitCode, CliError> {
@@ -162,7 +162,7 @@ pub fn list_incidents(
             let store = target.readable_sqlite()?;
             let records = crate::records::Streamed::new(&store);
             let mut all = Incidents::default();
-            crate::records::Records::each_event(&records, None, &mut |r| all.add(r))?;
+            pipeline_report::Records::each_event(&records, None, &mut |r| all.add(r))?;
             crate::text::warn_unreadable(&records.unreadable.borrow());
             all.finish()
         }

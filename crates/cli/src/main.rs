@@ -27,7 +27,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod error;
 mod evaluate;
 mod feed;
-mod incidents;
 mod input;
 mod inspect;
 mod jobs;

@@ -1,36 +1,10 @@
-//! Reading a store's records one at a time, for the commands that go through all of them (the
-//! report, `anomalies --incidents`): a dump already in memory, or the embedded store streamed
-//! row by row so that a store of millions is never held whole.
+//! The embedded store as `pipeline_report::Records`, streamed row by row so that a store of
+//! millions is never held whole (the report, `anomalies --incidents`).
 
-use pipeline_core::store::{EventRecord, StoreDump};
+use pipeline_core::store::EventRecord;
+use pipeline_report::Records;
 
 use crate::error::CliError;
-
-/// Where a report reads its records: every one once for the figures, then those of the
-/// entities it draws. One record at a time, so that a store of millions is never held whole.
-pub trait Records {
-    /// Calls `f` with every record, or with those of `only`.
-    fn each_event(
-        &self,
-        only: Option<&[String]>,
-        f: &mut dyn FnMut(&EventRecord),
-    ) -> Result<(), CliError>;
-}
-
-impl Records for StoreDump {
-    fn each_event(
-        &self,
-        only: Option<&[String]>,
-        f: &mut dyn FnMut(&EventRecord),
-    ) -> Result<(), CliError> {
-        for r in &self.events {
-            if only.is_none_or(|ids| ids.contains(&r.entity_id)) {
-                f(r);
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The embedded store, read row by row; rows that do not decode are kept to be reported.
 pub struct Streamed<'a> {
@@ -50,6 +24,8 @@ impl<'a> Streamed<'a> {
 }
 
 impl Records for Streamed<'_> {
+    type Error = CliError;
+
     fn each_event(
         &self,
         only: Option<&[String]>,
