@@ -220,7 +220,7 @@ pub fn feed(
     for source in sources {
         let send = |job: Job, bytes_read: u64| {
             let job = match job {
-                Job::Raw(b) => Job::Valid(validate.run(b)),
+                Job::Raw(b) => Job::Valid(validate.validate(b)),
                 other => other,
             };
             tx.blocking_send(Ok(Fed { job, bytes_read })).is_ok()

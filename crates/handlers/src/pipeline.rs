@@ -17,7 +17,7 @@ use pipeline_ingest::{self as ingest, BatchSink, Item, SplitLimits};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::handlers::{Detect, Enrich, Persist, Validate};
+use crate::stages::{Detect, Enrich, Persist, Validate};
 
 /// Every stage after ingest, bound to one configuration and one store, built once per process.
 pub struct Pipeline<S> {
@@ -111,17 +111,17 @@ impl<S: Store> Pipeline<S> {
 
     /// Validate.
     pub fn validate(&self, batch: Batch<RawEvent>) -> Batch<ValidEvent> {
-        self.validate.run(batch)
+        self.validate.validate(batch)
     }
 
     /// Enrich, reading entity profiles from the store.
     pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
-        self.enrich.run(batch).await
+        self.enrich.enrich(batch).await
     }
 
     /// Detect, reading entity state from the store.
     pub async fn detect(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
-        self.detect.run(batch).await
+        self.detect.detect(batch).await
     }
 
     /// Persist at time `now`.
@@ -130,7 +130,7 @@ impl<S: Store> Pipeline<S> {
         batch: Batch<ScoredEvent>,
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
-        self.persist.run(batch, now).await
+        self.persist.persist(batch, now).await
     }
 
     /// The quarantine path for a batch that failed a stage for good.

@@ -1,7 +1,6 @@
 //! The enrich stage: validated batch → FX normalisation and entity profiles read from the store
 //! → enriched batch.
 
-use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage, ValidEvent};
 use pipeline_core::enrich::{EnrichedEvent, FxTable};
@@ -9,7 +8,8 @@ use pipeline_core::store::Store;
 use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 
-use super::{Handler, entities, run_stage};
+use super::{entities, stage_done};
+use crate::Handler;
 use crate::config::Config;
 use crate::error::FunctionError;
 
@@ -34,7 +34,7 @@ impl<S: Store> Enrich<S> {
     }
 
     /// Enriches a batch, reading its entities' profiles.
-    pub async fn run(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
+    pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
         let batch = recheck(batch, Stage::Enrich, &self.validate, |e| {
             (&e.event, &e.provenance)
         });
@@ -46,16 +46,18 @@ impl<S: Store> Enrich<S> {
 
 impl<S: Store> Handler for Enrich<S> {
     const STAGE: Stage = Stage::Enrich;
+    const EXPECTS: &'static str = "validated batch (validate output)";
+    type Input = Batch<ValidEvent>;
     type Output = Batch<EnrichedEvent>;
 
-    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Self::Output, FunctionError> {
-        run_stage(
-            Self::STAGE,
-            "validated batch (validate output)",
-            event,
-            self.fault_injection,
-            |b: Batch<ValidEvent>| self.run(b),
-        )
-        .await
+    fn injects_faults(&self, _doc: &Value) -> bool {
+        self.fault_injection
+    }
+
+    async fn run(&self, batch: Batch<ValidEvent>) -> Result<Self::Output, FunctionError> {
+        let before = batch.quarantine.len();
+        let out = self.enrich(batch).await?;
+        stage_done(Self::STAGE, before, &out);
+        Ok(out)
     }
 }

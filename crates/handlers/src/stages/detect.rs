@@ -1,7 +1,6 @@
 //! The detect stage: enriched batch → anomaly scores from the entity state in the store →
 //! scored batch.
 
-use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage};
 use pipeline_core::detect::{DetectConfig, ScoredEvent};
@@ -11,7 +10,8 @@ use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::info;
 
-use super::{Handler, entities, reason_codes, run_stage};
+use super::{entities, reason_codes, stage_done};
+use crate::Handler;
 use crate::config::Config;
 use crate::error::FunctionError;
 
@@ -36,7 +36,7 @@ impl<S: Store> Detect<S> {
     }
 
     /// Scores a batch against its entities' state.
-    pub async fn run(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
+    pub async fn detect(&self, batch: Batch<EnrichedEvent>) -> Result<Batch<ScoredEvent>, Error> {
         let batch = recheck(batch, Stage::Detect, &self.validate, |e| {
             (&e.event, &e.provenance)
         });
@@ -48,17 +48,22 @@ impl<S: Store> Detect<S> {
 
 impl<S: Store> Handler for Detect<S> {
     const STAGE: Stage = Stage::Detect;
+    const EXPECTS: &'static str = "enriched batch (enrich output)";
+    type Input = Batch<EnrichedEvent>;
     type Output = Batch<ScoredEvent>;
 
-    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Self::Output, FunctionError> {
-        run_stage(Self::STAGE, "enriched batch (enrich output)", event, self.fault_injection, |b: Batch<EnrichedEvent>| async move {
-            let out = self.run(b).await?;
-            for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
-                let reasons = reason_codes(e.detection.reasons.iter().map(|r| r.code()));
-                info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons, "anomaly scored");
-            }
-            Ok(out)
-        })
-        .await
+    fn injects_faults(&self, _doc: &Value) -> bool {
+        self.fault_injection
+    }
+
+    async fn run(&self, batch: Batch<EnrichedEvent>) -> Result<Self::Output, FunctionError> {
+        let before = batch.quarantine.len();
+        let out = self.detect(batch).await?;
+        for e in out.events.iter().filter(|e| e.detection.is_anomaly) {
+            let reasons = reason_codes(e.detection.reasons.iter().map(|r| r.code()));
+            info!(event_id = %e.event.event_id, entity_id = %e.event.entity_id, score = e.detection.score, reasons, "anomaly scored");
+        }
+        stage_done(Self::STAGE, before, &out);
+        Ok(out)
     }
 }

@@ -1,14 +1,14 @@
 //! The validate stage: raw batch → schema and semantic checks → validated batch, bad events
 //! quarantined with every reason. It reads no table.
 
-use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, RawEvent, Stage, ValidEvent};
 use pipeline_core::contract::Contract;
 use pipeline_core::validate::ValidateConfig;
 use serde_json::Value;
 
-use super::{Handler, run_stage};
+use super::stage_done;
+use crate::Handler;
 use crate::config::Config;
 use crate::error::FunctionError;
 use crate::telemetry::metric;
@@ -32,27 +32,26 @@ impl Validate {
     }
 
     /// Validates a batch.
-    pub fn run(&self, batch: Batch<RawEvent>) -> Batch<ValidEvent> {
+    pub fn validate(&self, batch: Batch<RawEvent>) -> Batch<ValidEvent> {
         pipeline_core::validate::validate(batch, &self.contract, &self.config)
     }
 }
 
 impl Handler for Validate {
     const STAGE: Stage = Stage::Validate;
+    const EXPECTS: &'static str = "raw event batch (ingest output)";
+    type Input = Batch<RawEvent>;
     type Output = Batch<ValidEvent>;
 
-    async fn handle(&self, event: LambdaEvent<Value>) -> Result<Self::Output, FunctionError> {
-        run_stage(
-            Self::STAGE,
-            "raw event batch (ingest output)",
-            event,
-            self.fault_injection,
-            |b: Batch<RawEvent>| async move {
-                let out = self.run(b);
-                metrics::counter!(metric::EVENTS_VALID).increment(out.events.len() as u64);
-                Ok(out)
-            },
-        )
-        .await
+    fn injects_faults(&self, _doc: &Value) -> bool {
+        self.fault_injection
+    }
+
+    async fn run(&self, batch: Batch<RawEvent>) -> Result<Self::Output, FunctionError> {
+        let before = batch.quarantine.len();
+        let out = self.validate(batch);
+        metrics::counter!(metric::EVENTS_VALID).increment(out.events.len() as u64);
+        stage_done(Self::STAGE, before, &out);
+        Ok(out)
     }
 }

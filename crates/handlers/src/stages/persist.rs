@@ -3,10 +3,8 @@
 //! events are all quarantined with the error.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use lambda_runtime::LambdaEvent;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage};
 use pipeline_core::detect::ScoredEvent;
@@ -16,12 +14,13 @@ use pipeline_core::persist::{
 use pipeline_core::store::Store;
 use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
-use super::{AfterRun, Handler, failed_after_run, inject_fault, parse, record_latency};
+use crate::Handler;
 use crate::config::Config;
 use crate::error::FunctionError;
-use crate::telemetry::{invocation_span, metric, record_batch};
+use crate::serve::parse;
+use crate::telemetry::metric;
 
 /// The persist stage: its settings, the store, and where new anomalies are announced.
 pub struct Persist<S> {
@@ -52,7 +51,7 @@ impl<S: Store> Persist<S> {
     }
 
     /// Persists a scored batch at time `now`.
-    pub async fn run(
+    pub async fn persist(
         &self,
         batch: Batch<ScoredEvent>,
         now: DateTime<Utc>,
@@ -78,49 +77,6 @@ impl<S: Store> Persist<S> {
     ) -> Result<PersistReport, Error> {
         pipeline_core::persist::quarantine_failed_batch(&self.store, failed, &self.config, now)
             .await
-    }
-
-    async fn handle_failed(
-        &self,
-        payload: Value,
-        span: &tracing::Span,
-        now: DateTime<Utc>,
-    ) -> Result<PersistReport, FunctionError> {
-        let failed: FailedBatch = parse(payload, "failed batch (state machine quarantine path)")?;
-        let execution = Batch::<Value> {
-            batch_id: failed.batch_id.clone(),
-            received_at: failed.received_at,
-            input_count: 0,
-            events: Vec::new(),
-            quarantine: Vec::new(),
-        }
-        .execution_name();
-        record_batch(span, &failed.batch_id, &execution);
-        warn!(error = %failed.error.error, failed_stage = failed.failed_stage.map_or("unknown", Stage::as_str), events = failed.events.len(),
-              "quarantining a batch that failed a stage");
-        metrics::counter!(metric::EVENTS_QUARANTINED).increment(failed.events.len() as u64);
-        Ok(self.quarantine_failed(failed, now).await?)
-    }
-
-    async fn handle_scored(
-        &self,
-        payload: Value,
-        span: &tracing::Span,
-        now: DateTime<Utc>,
-    ) -> Result<PersistReport, FunctionError> {
-        let after = inject_fault(self.fault_injection, Stage::Persist, &payload)?;
-        let batch: Batch<ScoredEvent> = parse(payload, "scored batch (detect output)")?;
-        record_batch(span, &batch.batch_id, &batch.execution_name());
-        // Event time to persisted, per event: the lag the on-call engineer watches.
-        for e in &batch.events {
-            let lag = (now.timestamp_millis() - e.event.occurred_ms()).max(0);
-            metrics::histogram!(metric::END_TO_END_LAG_MS).record(lag as f64);
-        }
-        let report = self.run(batch, now).await?;
-        if after == AfterRun::Fail {
-            return Err(failed_after_run(Stage::Persist));
-        }
-        Ok(report)
     }
 }
 
@@ -151,27 +107,69 @@ fn record_report(report: &PersistReport) {
           anomalies = c.anomalies, "persist done");
 }
 
+/// What persist takes: a scored batch from detect, or, on the state machine's quarantine path,
+/// a batch that failed a stage (told apart by the failure's `error` object, which only the
+/// quarantine path's document has).
+#[derive(Debug)]
+pub enum PersistInput {
+    /// Detect's output.
+    Scored(Batch<ScoredEvent>),
+    /// A batch that failed a stage for good.
+    Failed(FailedBatch),
+}
+
+// Decoded as `Handler::decode` does, for callers that deserialise it themselves.
+impl<'de> serde::Deserialize<'de> for PersistInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let doc = Value::deserialize(d)?;
+        if FailedBatch::is_failed_batch(&doc) {
+            serde_json::from_value(doc).map(PersistInput::Failed)
+        } else {
+            serde_json::from_value(doc).map(PersistInput::Scored)
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
 impl<S: Store> Handler for Persist<S> {
     const STAGE: Stage = Stage::Persist;
+    const EXPECTS: &'static str = "scored batch (detect output)";
+    type Input = PersistInput;
     type Output = PersistReport;
 
-    async fn handle(&self, event: LambdaEvent<Value>) -> Result<PersistReport, FunctionError> {
-        let span = invocation_span(Self::STAGE, &event.context);
-        let inner = span.clone();
-        super::correlate(&span, &event.payload);
-        super::logged(async move {
-            let started = Instant::now();
-            let now = Utc::now();
-            let report = if FailedBatch::is_failed_batch(&event.payload) {
-                self.handle_failed(event.payload, &inner, now).await?
-            } else {
-                self.handle_scored(event.payload, &inner, now).await?
-            };
-            record_latency(started);
-            record_report(&report);
-            Ok(report)
-        })
-        .instrument(span)
-        .await
+    // The quarantine path must not fail on purpose: it is where failed batches land.
+    fn injects_faults(&self, doc: &Value) -> bool {
+        self.fault_injection && !FailedBatch::is_failed_batch(doc)
+    }
+
+    fn decode(doc: Value) -> Result<PersistInput, FunctionError> {
+        if FailedBatch::is_failed_batch(&doc) {
+            parse(doc, "failed batch (state machine quarantine path)").map(PersistInput::Failed)
+        } else {
+            parse(doc, Self::EXPECTS).map(PersistInput::Scored)
+        }
+    }
+
+    async fn run(&self, input: PersistInput) -> Result<PersistReport, FunctionError> {
+        let now = Utc::now();
+        let report = match input {
+            PersistInput::Scored(batch) => {
+                // Event time to persisted, per event: the lag the on-call engineer watches.
+                for e in &batch.events {
+                    let lag = (now.timestamp_millis() - e.event.occurred_ms()).max(0);
+                    metrics::histogram!(metric::END_TO_END_LAG_MS).record(lag as f64);
+                }
+                self.persist(batch, now).await?
+            }
+            PersistInput::Failed(failed) => {
+                warn!(error = %failed.error.error, failed_stage = failed.failed_stage.map_or("unknown", Stage::as_str), events = failed.events.len(),
+                      "quarantining a batch that failed a stage");
+                metrics::counter!(metric::EVENTS_QUARANTINED).increment(failed.events.len() as u64);
+                self.quarantine_failed(failed, now).await?
+            }
+        };
+        record_report(&report);
+        Ok(report)
     }
 }
