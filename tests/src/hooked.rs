@@ -128,12 +128,12 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         self.call(Op::ReplaceQuarantine, self.inner.replace_quarantine(record))
             .await
     }
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
-        self.call(Op::ListQuarantine, self.inner.list_quarantine())
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        self.call(Op::ListQuarantine, self.inner.scan_quarantine())
             .await
     }
-    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
-        self.call(Op::QuarantineOf, self.inner.quarantine_of(event_id))
+    async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        self.call(Op::QuarantineOf, self.inner.scan_quarantine_of(event_id))
             .await
     }
     async fn list_anomalies(
@@ -147,7 +147,7 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         )
         .await
     }
-    async fn dump(&self) -> Result<StoreDump, Error> {
-        self.call(Op::Dump, self.inner.dump()).await
+    async fn scan_all(&self) -> Result<StoreDump, Error> {
+        self.call(Op::Dump, self.inner.scan_all()).await
     }
 }

@@ -450,15 +450,14 @@ impl Store for DynamoStore {
         Ok(self.put_quarantine_one(record, true).await?)
     }
 
-    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
+    async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
         let table = self.tables.quarantine.as_str();
-        let mut records = self
+        let records = self
             .scan_all(table, None, Some((EVENT_KEY, event_id)))
             .await?
             .iter()
             .map(|i| item::quarantine_of(table, i))
             .collect::<Result<Vec<_>, _>>()?;
-        pipeline_core::store::oldest_first(&mut records);
         Ok(records)
     }
 
@@ -489,29 +488,24 @@ impl Store for DynamoStore {
         })
     }
 
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
-        let mut all = self
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
+        Ok(self
             .scan_decoded(&self.tables.quarantine, item::quarantine_of)
-            .await?;
-        pipeline_core::store::oldest_first(&mut all);
-        Ok(all)
+            .await?)
     }
 
-    async fn dump(&self) -> Result<StoreDump, CoreError> {
+    async fn scan_all(&self) -> Result<StoreDump, CoreError> {
         let t = &self.tables;
         let mut unreadable = Vec::new();
-        let mut events = self
+        let events = self
             .scan_readable(&t.events, item::event_of, &mut unreadable)
             .await?;
-        events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
-        let mut entities = self
+        let entities = self
             .scan_readable(&t.entities, item::entity_of, &mut unreadable)
             .await?;
-        entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
-        let mut quarantine = self
+        let quarantine = self
             .scan_readable(&t.quarantine, item::quarantine_of, &mut unreadable)
             .await?;
-        quarantine.sort_by(|a, b| a.quarantine_id.cmp(&b.quarantine_id));
         Ok(StoreDump {
             events,
             entities,

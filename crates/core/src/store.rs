@@ -245,6 +245,17 @@ pub struct StoreDump {
     pub unreadable: Vec<String>,
 }
 
+impl StoreDump {
+    /// Sorts each table by its key: the one order every store's [`Store::dump`] gives.
+    pub fn in_key_order(mut self) -> Self {
+        self.events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+        self.entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
+        self.quarantine
+            .sort_by(|a, b| a.quarantine_id.cmp(&b.quarantine_id));
+        self
+    }
+}
+
 /// Records an inspection read returned, and the documents it skipped because they did not
 /// decode (`table: error`), so that one bad document never hides the others.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -333,25 +344,48 @@ pub trait Store: Send + Sync {
     /// marks an entry with its outcome. Unlike [`Store::put_quarantine`], the new content wins.
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error>;
 
+    /// Every quarantine entry, in whatever order the store reads them; [`Store::list_quarantine`]
+    /// orders them. The default reads [`Store::scan_all`]; stores override it to read the
+    /// quarantine alone.
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        Ok(self.scan_all().await?.quarantine)
+    }
+
+    /// The quarantine entries carrying this `event_id`, in any order; [`Store::quarantine_of`]
+    /// orders them.
+    async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
+
     /// Every quarantine entry, oldest first (then by id): what `pipeline replay` chooses from.
-    /// The default reads [`Store::dump`]; stores override it to read the quarantine alone.
+    /// The order is the core's, the same for every store: stores implement
+    /// [`Store::scan_quarantine`], not this.
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
-        let mut all = self.dump().await?.quarantine;
+        let mut all = self.scan_quarantine().await?;
         oldest_first(&mut all);
         Ok(all)
     }
 
-    /// The quarantine entries carrying this `event_id`, oldest first (then by id).
-    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
+    /// The quarantine entries carrying this `event_id`, oldest first (then by id); stores
+    /// implement [`Store::scan_quarantine_of`], not this.
+    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        let mut records = self.scan_quarantine_of(event_id).await?;
+        oldest_first(&mut records);
+        Ok(records)
+    }
 
     /// Anomalous records, newest event time first, optionally of one entity; a record that
     /// does not decode is skipped and named in [`Listing::unreadable`].
     async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize)
     -> Result<Listing, Error>;
 
-    /// Everything, in key order; documents that do not decode are skipped and named in
-    /// [`StoreDump::unreadable`].
-    async fn dump(&self) -> Result<StoreDump, Error>;
+    /// Everything, in whatever order the store reads it; documents that do not decode are
+    /// skipped and named in [`StoreDump::unreadable`]. [`Store::dump`] orders it.
+    async fn scan_all(&self) -> Result<StoreDump, Error>;
+
+    /// Everything, in key order ([`StoreDump::in_key_order`], the same for every store);
+    /// stores implement [`Store::scan_all`], not this.
+    async fn dump(&self) -> Result<StoreDump, Error> {
+        Ok(self.scan_all().await?.in_key_order())
+    }
 }
 
 // Shared stores: several pipelines (or concurrent tasks) can use one store through an `Arc`.
@@ -387,11 +421,11 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
         (**self).replace_quarantine(record).await
     }
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
-        (**self).list_quarantine().await
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
+        (**self).scan_quarantine().await
     }
-    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
-        (**self).quarantine_of(event_id).await
+    async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        (**self).scan_quarantine_of(event_id).await
     }
     async fn list_anomalies(
         &self,
@@ -400,7 +434,7 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     ) -> Result<Listing, Error> {
         (**self).list_anomalies(entity_id, limit).await
     }
-    async fn dump(&self) -> Result<StoreDump, Error> {
-        (**self).dump().await
+    async fn scan_all(&self) -> Result<StoreDump, Error> {
+        (**self).scan_all().await
     }
 }

@@ -561,16 +561,12 @@ impl Store for SqliteStore {
         Ok(self.replace_quarantine_sync(record)?)
     }
 
-    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
-        let mut all = self.list_quarantine_sync()?;
-        pipeline_core::store::oldest_first(&mut all);
-        Ok(all)
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
+        Ok(self.list_quarantine_sync()?)
     }
 
-    async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
-        let mut records = SqliteStore::quarantine_of(self, event_id)?;
-        pipeline_core::store::oldest_first(&mut records);
-        Ok(records)
+    async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
+        Ok(SqliteStore::quarantine_of(self, event_id)?)
     }
 
     async fn list_anomalies(
@@ -581,7 +577,7 @@ impl Store for SqliteStore {
         Ok(self.list_anomalies_sync(entity_id, limit)?)
     }
 
-    async fn dump(&self) -> Result<StoreDump, CoreError> {
+    async fn scan_all(&self) -> Result<StoreDump, CoreError> {
         Ok(self.dump_sync()?)
     }
 }

@@ -242,7 +242,7 @@ mod tests {
         async fn replace_quarantine(&self, _: &QuarantineRecord) -> Result<(), Error> {
             Ok(())
         }
-        async fn quarantine_of(&self, _: &str) -> Result<Vec<QuarantineRecord>, Error> {
+        async fn scan_quarantine_of(&self, _: &str) -> Result<Vec<QuarantineRecord>, Error> {
             Ok(Vec::new())
         }
         async fn list_anomalies(
@@ -252,7 +252,7 @@ mod tests {
         ) -> Result<crate::store::Listing, Error> {
             Ok(crate::store::Listing::default())
         }
-        async fn dump(&self) -> Result<StoreDump, Error> {
+        async fn scan_all(&self) -> Result<StoreDump, Error> {
             Ok(StoreDump::default())
         }
     }
