@@ -6,15 +6,13 @@
 //! `--events-per-entry` events per entry, and every entry under EventBridge's 256 KB limit. A call
 //! carries at most 10 entries and 256 KB (the API's limits); a few calls are in flight at once.
 //!
-//! `PutEvents` can accept some entries of a call and refuse others. Only the refused entries
-//! are sent again ([`pipeline_aws::eventbridge::put_with_resend`], also used by persist's
-//! announcer), at most [`MAX_RETRIES`] times; entries that still fail are listed with their
-//! error code and make the exit code 3.
+//! Packing and sending are [`pipeline_aws::publish`]'s: `PutEvents` can accept some entries of
+//! a call and refuse others, and only the refused ones are sent again, at most
+//! [`pipeline_aws::publish::MAX_RETRIES`] times; entries that still fail are listed here with
+//! their error code and make the exit code 3. This module reads the inputs, shows progress and
+//! prints the summary.
 //! Nothing is dropped silently: a line that is not JSON is sent as a JSON string holding its
 //! text, so the pipeline quarantines it with the original text instead of it vanishing here.
-//!
-//! (About 780 lines, of which 280 are tests: packing entries and calls under the API's limits
-//! and the tests that pin those limits belong together.)
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -1,13 +1,13 @@
 //! The Lambda functions' application layer: configuration, one type per stage, and
-//! [`serve`], which runs a handler as a Lambda function. AWS-free: the function binaries pass
+//! [`serve()`], which runs a handler as a Lambda function. AWS-free: the function binaries pass
 //! in the DynamoDB store, the Step Functions sink and the EventBridge announcer from
 //! `pipeline-aws`; the CLI and the tests pass in the embedded store and in-memory sinks.
 //!
 //! # Layout
 //! - [`config`]: [`Config`], every setting, read once from the environment (the only module
 //!   that reads it).
-//! - [`serve`](mod@serve): the one stage abstraction, the [`Handler`] trait (a name, an input,
-//!   an output and `run`), the one generic Lambda invocation around it and [`serve`].
+//! - [`serve()`](mod@serve): the one stage abstraction, the [`Handler`] trait (a name, an input,
+//!   an output and `run`), the one generic Lambda invocation around it and [`serve()`].
 //!   A function binary is `serve(Stage::new(&config, …), &config.telemetry)`.
 //! - [`stages`]: one type per stage ([`Ingest`], [`Validate`], [`Enrich`], [`Detect`],
 //!   [`Persist`]) holding only what that stage needs.

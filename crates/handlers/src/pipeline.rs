@@ -1,7 +1,7 @@
 //! [`Pipeline`]: the local runner's composition of the stages over one shared store, plus
 //! [`CollectSink`], a [`BatchSink`] that keeps what ingest hands it.
 //!
-//! The Lambda functions do not use it: each runs one stage type from [`crate::handlers`].
+//! The Lambda functions do not use it: each runs one stage type from [`crate::stages`].
 
 use std::sync::{Arc, Mutex};
 

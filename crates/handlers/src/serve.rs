@@ -1,7 +1,7 @@
 //! One stage abstraction and one Lambda handler for all of them.
 //!
 //! A stage is a type implementing [`Handler`]: its name ([`Handler::STAGE`]), its input and
-//! output types, and [`Handler::run`]. [`serve`] runs any of them as a Lambda function, and
+//! output types, and [`Handler::run`]. [`serve()`] runs any of them as a Lambda function, and
 //! [`Handler::handle`], the same for every stage, is one invocation: an invocation span carrying
 //! the correlation fields (see [`crate::telemetry`]), fault injection when enabled, the input
 //! decoded into the stage's type (so a malformed document fails with `Pipeline.Fatal.BadBatch`,
@@ -54,7 +54,7 @@ pub trait Handler: Send + Sync + Sized {
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, FunctionError>> + Send;
 
-    /// Handles one invocation (what [`serve`] calls, and what tests call with fixtures).
+    /// Handles one invocation (what [`serve()`] calls, and what tests call with fixtures).
     fn handle(
         &self,
         event: LambdaEvent<Value>,

@@ -82,7 +82,7 @@ pub mod metric {
     ];
 }
 
-/// Installs the global log subscriber; call once at cold start ([`crate::serve`] does).
+/// Installs the global log subscriber; call once at cold start ([`crate::serve()`] does).
 pub fn init(config: &TelemetryConfig) {
     let filter = EnvFilter::try_new(&config.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests) is harmless: try_init reports it and we ignore it.
@@ -118,7 +118,7 @@ where
         .finish()
 }
 
-/// Installs the EMF metrics recorder for `stage`; call once at cold start ([`crate::serve`]
+/// Installs the EMF metrics recorder for `stage`; call once at cold start ([`crate::serve()`]
 /// does) and hand the result to `metrics_cloudwatch_embedded::lambda::service::run`, which writes the
 /// metric document after every invocation.
 pub fn init_metrics(
