@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::fixtures::{now, payments, raw_batch};
+use pipeline_core::store::Inspect;
 
 /// Builds a pipeline with default settings around `store`.
 pub fn pipeline<S: Store>(store: S) -> Pipeline<S> {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use pipeline_core::Error;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord,
-    Store, StoreDump, WriteResult,
+    Batching, CommitLimits, EntityCommit, EntityStore, EntityWrite, EventRecord, EventStore,
+    EventWrite, Inspect, Listing, QuarantineRecord, QuarantineStore, Store, StoreDump, WriteResult,
 };
 
 /// The store calls a hook sees, one per `Store` method (named after it).
@@ -84,7 +84,7 @@ impl<S, H: Hooks> Hooked<S, H> {
 }
 
 #[async_trait]
-impl<S: Store, H: Hooks> Store for Hooked<S, H> {
+impl<S: Store, H: Hooks> EventStore for Hooked<S, H> {
     async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
         self.call(Op::GetEvents, self.inner.get_events(ids)).await
     }
@@ -92,6 +92,10 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         self.call(Op::WriteEvents, self.inner.write_events(writes))
             .await
     }
+}
+
+#[async_trait]
+impl<S: Store, H: Hooks> EntityStore for Hooked<S, H> {
     async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
         self.call(Op::GetEntities, self.inner.get_entities(ids))
             .await
@@ -114,15 +118,13 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
     fn commit_limits(&self) -> CommitLimits {
         self.inner.commit_limits()
     }
+}
+
+#[async_trait]
+impl<S: Store, H: Hooks> QuarantineStore for Hooked<S, H> {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         self.call(Op::PutQuarantine, self.inner.put_quarantine(items))
             .await
-    }
-    async fn flush(&self) -> Result<(), Error> {
-        self.call(Op::Flush, self.inner.flush()).await
-    }
-    async fn end_batch(&self) -> Result<(), Error> {
-        self.call(Op::EndBatch, self.inner.end_batch()).await
     }
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
         self.call(Op::ReplaceQuarantine, self.inner.replace_quarantine(record))
@@ -136,6 +138,20 @@ impl<S: Store, H: Hooks> Store for Hooked<S, H> {
         self.call(Op::QuarantineOf, self.inner.scan_quarantine_of(event_id))
             .await
     }
+}
+
+#[async_trait]
+impl<S: Store, H: Hooks> Batching for Hooked<S, H> {
+    async fn flush(&self) -> Result<(), Error> {
+        self.call(Op::Flush, self.inner.flush()).await
+    }
+    async fn end_batch(&self) -> Result<(), Error> {
+        self.call(Op::EndBatch, self.inner.end_batch()).await
+    }
+}
+
+#[async_trait]
+impl<S: Store, H: Hooks> Inspect for Hooked<S, H> {
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,

@@ -11,6 +11,7 @@ use pipeline_core::batch::{Batch, RawEvent, Stage, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::persist::Status;
+use pipeline_core::store::Inspect;
 use pipeline_handlers::{CollectSink, Config, Handler, Ingest, Pipeline};
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::fixtures::events_dir;
@@ -266,7 +267,7 @@ async fn persist_samples() {
         .find(|o| o.status == Status::Conflict)
         .unwrap();
     assert_eq!(conflict.event_id.as_deref(), Some("evt-demo-001"));
-    use pipeline_core::store::Store;
+
     let dump = p.store().dump().await.unwrap();
     assert_eq!(
         dump.quarantine.len(),
@@ -303,7 +304,7 @@ async fn persist_quarantines_a_failed_batch_whole() {
     assert_eq!(r.counts.input, 9);
     assert_eq!(r.counts.quarantined, 9);
     assert_eq!(r.quarantined_by_reason.get("stage_failed"), Some(&9));
-    use pipeline_core::store::Store;
+
     let dump = p.store().dump().await.unwrap();
     assert_eq!(dump.quarantine.len(), 9);
     assert!(dump.events.is_empty());
@@ -403,7 +404,7 @@ async fn stage_documents_are_checked_again_at_every_stage() {
     assert_eq!(report.counts.input, report.counts.accounted());
     assert_eq!(report.counts.quarantined, 5, "{:?}", report.counts);
     assert_eq!(report.counts.persisted, 4);
-    use pipeline_core::store::Store;
+
     let dump = p.store().dump().await.unwrap();
     assert_eq!(dump.events.len(), 4);
     assert!(
@@ -530,7 +531,7 @@ async fn kafka_partial_batch_failure_names_the_records_to_redeliver() {
         r.batches.iter().map(|b| b.failed).collect::<Vec<_>>(),
         [false, true, false]
     );
-    let dump = pipeline_core::store::Store::dump(sink.pipeline.store())
+    let dump = pipeline_core::store::Inspect::dump(sink.pipeline.store())
         .await
         .unwrap();
     assert_eq!(dump.events.len(), 6, "p0:10..13 and p1:23..24 went through");
@@ -547,7 +548,7 @@ async fn kafka_partial_batch_failure_names_the_records_to_redeliver() {
         .await
         .unwrap();
     assert!(r.batch_item_failures.is_empty());
-    let dump = pipeline_core::store::Store::dump(sink.pipeline.store())
+    let dump = pipeline_core::store::Inspect::dump(sink.pipeline.store())
         .await
         .unwrap();
     assert_eq!(dump.events.len(), 10, "every record stored once");

@@ -22,6 +22,7 @@ use pipeline_core::ErrorClass;
 use pipeline_core::batch::{Batch, RawEvent};
 use pipeline_core::event::Provenance;
 use pipeline_core::persist::Status;
+use pipeline_core::store::Inspect;
 use pipeline_core::store::Store;
 use pipeline_handlers::{Config, Handler, Pipeline};
 use pipeline_ingest::{self as ingest, Item};

@@ -24,9 +24,10 @@ use pipeline_aws::aws_sdk_dynamodb::error::BoxError;
 use pipeline_aws::{DynamoStore, Tables};
 use pipeline_core::detect::EntityState;
 use pipeline_core::persist::Status;
-use pipeline_core::store::{
-    EntityCommit, EntityWrite, EventWrite, Store, WriteCondition, WriteResult,
-};
+use pipeline_core::store::EntityStore;
+use pipeline_core::store::EventStore;
+use pipeline_core::store::Inspect;
+use pipeline_core::store::{EntityCommit, EntityWrite, EventWrite, WriteCondition, WriteResult};
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::contract;
 use pipeline_tests::fixtures::{now, payments, raw_batch};

@@ -2,7 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pipeline_core::store::Store;
+use pipeline_core::store::Batching;
+use pipeline_core::store::Inspect;
 use pipeline_sqlite::SqliteStore;
 use pipeline_tests::contract;
 use pipeline_tests::hooked::{Hooked, Hooks, Op};

@@ -1,4 +1,4 @@
-//! [`DynamoStore`]: the production [`Store`], on three DynamoDB tables.
+//! [`DynamoStore`]: the production [`Store`](pipeline_core::store::Store), on three DynamoDB tables.
 //!
 //! The store only reads and writes conditionally; every decision (what to insert, replace or
 //! skip, how to fold events into entity state) is made in [`pipeline_core::persist`], so it
@@ -46,8 +46,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    CommitLimits, EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord,
-    Store, StoreDump, WriteCondition, WriteResult, readable,
+    Batching, CommitLimits, EntityCommit, EntityStore, EntityWrite, EventRecord, EventStore,
+    EventWrite, Inspect, Listing, QuarantineRecord, QuarantineStore, StoreDump, WriteCondition,
+    WriteResult, readable,
 };
 
 use crate::error::Error;
@@ -85,7 +86,7 @@ fn unprocessed_backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
-/// A [`Store`] on DynamoDB. Cheap to build (no request is made); build it once per process.
+/// A [`Store`](pipeline_core::store::Store) on DynamoDB. Cheap to build (no request is made); build it once per process.
 #[derive(Debug)]
 pub struct DynamoStore {
     client: Client,
@@ -340,7 +341,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl EventStore for DynamoStore {
     async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, CoreError> {
         let table = self.tables.events.as_str();
         let items = self.batch_get(table, EVENT_KEY, ids).await?;
@@ -351,7 +352,6 @@ impl Store for DynamoStore {
         }
         Ok(out)
     }
-
     async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, CoreError> {
         // Group writes of the same event_id, in input order: groups run concurrently, each
         // group's writes one after the other, so a later write sees the earlier one's effect.
@@ -386,7 +386,10 @@ impl Store for DynamoStore {
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
+}
 
+#[async_trait]
+impl EntityStore for DynamoStore {
     async fn get_entities(
         &self,
         ids: &[String],
@@ -400,11 +403,9 @@ impl Store for DynamoStore {
         }
         Ok(out)
     }
-
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, CoreError> {
         Ok(self.commit_entity_inner(commit).await?)
     }
-
     /// The commits are of different entities and touch different items, so they run
     /// concurrently (at most [`WRITE_CONCURRENCY`] at a time): a batch over 44 entities costs
     /// about three transaction round trips of persist's time instead of 44.
@@ -424,7 +425,6 @@ impl Store for DynamoStore {
             .await?;
         Ok(answers)
     }
-
     /// 100 items per transaction, one of them the state; 4 MB per transaction, with room left
     /// for the state item and the attribute overhead on top of the records' JSON.
     fn commit_limits(&self) -> CommitLimits {
@@ -433,7 +433,10 @@ impl Store for DynamoStore {
             max_bytes: 3 * 1024 * 1024,
         }
     }
+}
 
+#[async_trait]
+impl QuarantineStore for DynamoStore {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {
         let puts: Vec<_> = items
             .iter()
@@ -445,11 +448,9 @@ impl Store for DynamoStore {
             .await?;
         Ok(())
     }
-
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), CoreError> {
         Ok(self.put_quarantine_one(record, true).await?)
     }
-
     async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
         let table = self.tables.quarantine.as_str();
         let records = self
@@ -460,7 +461,18 @@ impl Store for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(records)
     }
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
+        Ok(self
+            .scan_decoded(&self.tables.quarantine, item::quarantine_of)
+            .await?)
+    }
+}
 
+// Every write goes through to DynamoDB: nothing to flush or end.
+impl Batching for DynamoStore {}
+
+#[async_trait]
+impl Inspect for DynamoStore {
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,
@@ -487,13 +499,6 @@ impl Store for DynamoStore {
             unreadable,
         })
     }
-
-    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
-        Ok(self
-            .scan_decoded(&self.tables.quarantine, item::quarantine_of)
-            .await?)
-    }
-
     async fn scan_all(&self) -> Result<StoreDump, CoreError> {
         let t = &self.tables;
         let mut unreadable = Vec::new();

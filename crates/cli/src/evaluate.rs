@@ -12,13 +12,14 @@ use std::process::ExitCode;
 
 use pipeline_core::evaluate::{Evaluation, Figures, Outcome, Prepared, parse_labels};
 use pipeline_core::persist::Status;
-use pipeline_core::store::{Store, StoreDump};
+use pipeline_core::store::StoreDump;
 use pipeline_handlers::{Config, Pipeline};
 use pipeline_sqlite::SqliteStore;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::CliError;
+use pipeline_core::store::Inspect;
 
 /// Arguments of `pipeline evaluate`.
 #[derive(Debug, clap::Args)]

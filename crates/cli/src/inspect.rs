@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::CliError;
 use crate::stores::{StoreArgs, StoreKind};
+use pipeline_core::store::Inspect;
 use pipeline_report::incidents::{IncidentRow, Incidents};
 
 /// Prints the record of `event_id` and any quarantine entries for it, as pretty JSON.

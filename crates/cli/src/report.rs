@@ -7,13 +7,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pipeline_core::evaluate::parse_labels;
-use pipeline_core::store::Store;
 use pipeline_handlers::Config;
 use pipeline_report::{Choice, build};
 
 use crate::error::CliError;
 use crate::records::Streamed;
 use crate::stores::{StoreArgs, StoreKind};
+#[cfg(feature = "aws")]
+use pipeline_core::store::Inspect;
+use pipeline_core::store::QuarantineStore;
 
 /// Arguments of `pipeline report`.
 #[derive(Debug, clap::Args)]
@@ -123,6 +125,7 @@ mod tests {
     use super::*;
     use pipeline_core::detect::DetectReason;
     use pipeline_core::store::RecordStatus;
+    use pipeline_core::store::{Batching, EventStore, Inspect};
     use pipeline_report::{EntityView, Report};
 
     use pipeline_handlers::Pipeline;

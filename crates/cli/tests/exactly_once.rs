@@ -21,7 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_same, pipeline, repo};
-use pipeline_core::store::{Store, StoreDump};
+use pipeline_core::store::Inspect;
+use pipeline_core::store::StoreDump;
 use pipeline_sqlite::SqliteStore;
 use serde_json::Value;
 

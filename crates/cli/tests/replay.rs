@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{pipeline, repo};
-use pipeline_core::store::{Store, StoreDump};
+use pipeline_core::store::Inspect;
+use pipeline_core::store::QuarantineStore;
+use pipeline_core::store::StoreDump;
 use pipeline_sqlite::SqliteStore;
 use serde_json::{Value, json};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{pipeline, repo};
-use pipeline_core::store::Store;
+use pipeline_core::store::Inspect;
 use pipeline_sqlite::SqliteStore;
 use serde_json::Value;
 

@@ -7,12 +7,12 @@
 
 use std::process::Command;
 
-use pipeline_core::store::Store;
 use serde_json::Value;
 
 mod common;
 
 use common::{endpoint, repo};
+use pipeline_core::store::Inspect;
 
 fn run(tables: &pipeline_aws::Tables) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use chrono::Utc;
 use common::{assert_same, pipeline};
-use pipeline_core::store::Store;
+use pipeline_core::store::Inspect;
 use pipeline_handlers::{Config, Pipeline};
 use pipeline_ingest::{self as ingest, SplitLimits};
 use pipeline_sqlite::SqliteStore;

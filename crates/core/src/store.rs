@@ -1,11 +1,15 @@
 //! The storage boundary: what persistence and reference-data reads need from a database.
 //!
+//! Five small traits, one per part of a store ([`EventStore`], [`EntityStore`],
+//! [`QuarantineStore`], [`Batching`], [`Inspect`]), and [`Store`], every type that has all
+//! five: a stage names the part it uses, and a wrapper forwards what it does not change.
+//!
 //! The trait is shaped after DynamoDB's capabilities so that the embedded SQLite store and the
 //! DynamoDB store implement the same semantics: batched reads by key, *conditional* single-item
 //! writes that return the current item when the condition fails
 //! (`ReturnValuesOnConditionCheckFailure`), and optimistic concurrency on entity state through
 //! a version number. New events are written together with the entity state that absorbs them,
-//! all or nothing ([`Store::commit_entity`]: one SQLite transaction, one DynamoDB
+//! all or nothing ([`EntityStore::commit_entity`]: one SQLite transaction, one DynamoDB
 //! `TransactWriteItems`), which is what makes "counted exactly once" hold without any bound on
 //! what happens between a crash and its retry. The decision of *what* to write lives in [`crate::persist`], not in the
 //! stores, so both behave identically; the contract test suite in `tests/` runs against every
@@ -153,7 +157,7 @@ pub enum WriteResult {
     },
 }
 
-/// One entity's share of a batch, written all or nothing by [`Store::commit_entity`]: its new
+/// One entity's share of a batch, written all or nothing by [`EntityStore::commit_entity`]: its new
 /// state and the records of the new events folded into it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityCommit {
@@ -211,7 +215,7 @@ pub struct QuarantineRecord {
 }
 
 /// Sorts quarantine entries oldest first, then by id: the order
-/// [`Store::list_quarantine`] and [`Store::quarantine_of`] answer in.
+/// [`QuarantineStore::list_quarantine`] and [`QuarantineStore::quarantine_of`] answer in.
 pub fn oldest_first(entries: &mut [QuarantineRecord]) {
     entries.sort_by(|a, b| {
         (a.quarantined_at, &a.quarantine_id).cmp(&(b.quarantined_at, &b.quarantine_id))
@@ -246,7 +250,7 @@ pub struct StoreDump {
 }
 
 impl StoreDump {
-    /// Sorts each table by its key: the one order every store's [`Store::dump`] gives.
+    /// Sorts each table by its key: the one order every store's [`Inspect::dump`] gives.
     pub fn in_key_order(mut self) -> Self {
         self.events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         self.entities.sort_by(|a, b| a.entity_id.cmp(&b.entity_id));
@@ -283,16 +287,21 @@ pub fn readable<T, E: std::fmt::Display>(
     out
 }
 
-/// A place that keeps records, entity state and quarantine.
+/// Event records by `event_id`: what persist reads and conditionally writes.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait EventStore: Send + Sync {
     /// Reads the stored records of these ids (missing ids are absent from the map).
     async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error>;
 
     /// Performs each write if its condition holds; one result per write, in order. Writes are
     /// independent: one failing its condition does not stop the others.
     async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error>;
+}
 
+/// Entity state by `entity_id`: what enrich and detect read, and what persist commits together
+/// with the records that change it.
+#[async_trait]
+pub trait EntityStore: Send + Sync {
     /// Reads the stored state of these entities (missing ones are absent from the map).
     async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error>;
 
@@ -301,12 +310,13 @@ pub trait Store: Send + Sync {
     /// writes nothing and answers [`EntityWrite::Conflict`].
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, Error>;
 
-    /// Several [`Store::commit_entity`]s of different entities, in order, one answer per commit.
-    /// Each is all-or-nothing on its own; one answering [`EntityWrite::Conflict`] does not stop
-    /// the others. A store may write them together (SQLite: one transaction, each commit's
-    /// conditions checked before it writes), which is what makes a local batch cost one transaction instead of one per
-    /// entity, or run them concurrently (DynamoDB). On an error, any of the commits may have
-    /// been written: the caller re-reads and decides again, as after any failed commit.
+    /// Several [`EntityStore::commit_entity`]s of different entities, in order, one answer per
+    /// commit. Each is all-or-nothing on its own; one answering [`EntityWrite::Conflict`] does
+    /// not stop the others. A store may write them together (SQLite: one transaction, each
+    /// commit's conditions checked before it writes), which is what makes a local batch cost
+    /// one transaction instead of one per entity, or run them concurrently (DynamoDB). On an
+    /// error, any of the commits may have been written: the caller re-reads and decides again,
+    /// as after any failed commit.
     async fn commit_entities(&self, commits: &[EntityCommit]) -> Result<Vec<EntityWrite>, Error> {
         let mut out = Vec::with_capacity(commits.len());
         for c in commits {
@@ -315,88 +325,104 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
 
-    /// How much one [`Store::commit_entity`] may carry.
+    /// How much one [`EntityStore::commit_entity`] may carry.
     fn commit_limits(&self) -> CommitLimits {
         CommitLimits::UNBOUNDED
     }
+}
 
+/// Quarantine entries by `quarantine_id`. Stores implement the unordered scans; the listings'
+/// order ([`oldest_first`]) is the trait's, the same for every store.
+#[async_trait]
+pub trait QuarantineStore: Send + Sync {
     /// Stores quarantine records (idempotent by `quarantine_id`).
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error>;
 
-    /// Makes everything earlier calls wrote durable. Stores that write through (the default,
-    /// DynamoDB) have nothing to do; the embedded store with group commit commits its open
-    /// transaction. A process that ends without it may lose the unflushed writes, whole.
-    async fn flush(&self) -> Result<(), Error> {
-        Ok(())
-    }
-
-    /// Called by the persist stage when every write of one batch has been made. A store that
-    /// lets writes share a transaction (the embedded store with group commit) ends one only
-    /// here or in [`Store::flush`], never between two writes of a batch: a crash then keeps
-    /// whole batches or nothing of them, so a rerun enriches and scores every event it redoes
-    /// against the same entity states a clean run did. Stores that write through have nothing
-    /// to do.
-    async fn end_batch(&self) -> Result<(), Error> {
-        Ok(())
-    }
-
     /// Overwrites the quarantine entry of `record.quarantine_id` (or writes it): how a replay
-    /// marks an entry with its outcome. Unlike [`Store::put_quarantine`], the new content wins.
+    /// marks an entry with its outcome. Unlike [`QuarantineStore::put_quarantine`], the new
+    /// content wins.
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error>;
 
-    /// Every quarantine entry, in whatever order the store reads them; [`Store::list_quarantine`]
-    /// orders them. The default reads [`Store::scan_all`]; stores override it to read the
-    /// quarantine alone.
-    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
-        Ok(self.scan_all().await?.quarantine)
-    }
+    /// Every quarantine entry, in whatever order the store reads them.
+    async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error>;
 
-    /// The quarantine entries carrying this `event_id`, in any order; [`Store::quarantine_of`]
-    /// orders them.
+    /// The quarantine entries carrying this `event_id`, in any order.
     async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error>;
 
     /// Every quarantine entry, oldest first (then by id): what `pipeline replay` chooses from.
-    /// The order is the core's, the same for every store: stores implement
-    /// [`Store::scan_quarantine`], not this.
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, Error> {
         let mut all = self.scan_quarantine().await?;
         oldest_first(&mut all);
         Ok(all)
     }
 
-    /// The quarantine entries carrying this `event_id`, oldest first (then by id); stores
-    /// implement [`Store::scan_quarantine_of`], not this.
+    /// The quarantine entries carrying this `event_id`, oldest first (then by id).
     async fn quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         let mut records = self.scan_quarantine_of(event_id).await?;
         oldest_first(&mut records);
         Ok(records)
     }
+}
 
+/// When writes become durable: stores that write through (DynamoDB) have nothing to do.
+#[async_trait]
+pub trait Batching: Send + Sync {
+    /// Makes everything earlier calls wrote durable. The embedded store with group commit
+    /// commits its open transaction. A process that ends without it may lose the unflushed
+    /// writes, whole.
+    async fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Called by the persist stage when every write of one batch has been made. A store that
+    /// lets writes share a transaction (the embedded store with group commit) ends one only
+    /// here or in [`Batching::flush`], never between two writes of a batch: a crash then keeps
+    /// whole batches or nothing of them, so a rerun enriches and scores every event it redoes
+    /// against the same entity states a clean run did.
+    async fn end_batch(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Reads for people and tests: anomaly listings and whole-store dumps.
+#[async_trait]
+pub trait Inspect: Send + Sync {
     /// Anomalous records, newest event time first, optionally of one entity; a record that
-    /// does not decode is skipped and named in [`Listing::unreadable`].
+    /// does not decode is skipped and named in [`Listing::unreadable`]. (The order is each
+    /// store's to apply: the embedded store answers it with `ORDER BY … LIMIT` in SQL.)
     async fn list_anomalies(&self, entity_id: Option<&str>, limit: usize)
     -> Result<Listing, Error>;
 
     /// Everything, in whatever order the store reads it; documents that do not decode are
-    /// skipped and named in [`StoreDump::unreadable`]. [`Store::dump`] orders it.
+    /// skipped and named in [`StoreDump::unreadable`].
     async fn scan_all(&self) -> Result<StoreDump, Error>;
 
-    /// Everything, in key order ([`StoreDump::in_key_order`], the same for every store);
-    /// stores implement [`Store::scan_all`], not this.
+    /// Everything, in key order ([`StoreDump::in_key_order`], the same for every store).
     async fn dump(&self) -> Result<StoreDump, Error> {
         Ok(self.scan_all().await?.in_key_order())
     }
 }
 
+/// A whole store: records, entities, quarantine, batching and inspection. A stage or function
+/// that needs only part of it names that part instead ([`EntityStore`] for enrich and detect);
+/// every type implementing the five parts is a `Store`.
+pub trait Store: EventStore + EntityStore + QuarantineStore + Batching + Inspect {}
+
+impl<T: EventStore + EntityStore + QuarantineStore + Batching + Inspect + ?Sized> Store for T {}
+
 // Shared stores: several pipelines (or concurrent tasks) can use one store through an `Arc`.
 #[async_trait]
-impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+impl<T: EventStore + ?Sized> EventStore for std::sync::Arc<T> {
     async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
         (**self).get_events(ids).await
     }
     async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error> {
         (**self).write_events(writes).await
     }
+}
+
+#[async_trait]
+impl<T: EntityStore + ?Sized> EntityStore for std::sync::Arc<T> {
     async fn get_entities(&self, ids: &[String]) -> Result<HashMap<String, EntityState>, Error> {
         (**self).get_entities(ids).await
     }
@@ -409,14 +435,12 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     fn commit_limits(&self) -> CommitLimits {
         (**self).commit_limits()
     }
+}
+
+#[async_trait]
+impl<T: QuarantineStore + ?Sized> QuarantineStore for std::sync::Arc<T> {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), Error> {
         (**self).put_quarantine(items).await
-    }
-    async fn flush(&self) -> Result<(), Error> {
-        (**self).flush().await
-    }
-    async fn end_batch(&self) -> Result<(), Error> {
-        (**self).end_batch().await
     }
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), Error> {
         (**self).replace_quarantine(record).await
@@ -427,6 +451,20 @@ impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
     async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, Error> {
         (**self).scan_quarantine_of(event_id).await
     }
+}
+
+#[async_trait]
+impl<T: Batching + ?Sized> Batching for std::sync::Arc<T> {
+    async fn flush(&self) -> Result<(), Error> {
+        (**self).flush().await
+    }
+    async fn end_batch(&self) -> Result<(), Error> {
+        (**self).end_batch().await
+    }
+}
+
+#[async_trait]
+impl<T: Inspect + ?Sized> Inspect for std::sync::Arc<T> {
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,

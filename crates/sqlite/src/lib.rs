@@ -19,7 +19,7 @@
 //!
 //! By default every write call commits at once. [`SqliteStore::with_group_commit`] lets
 //! consecutive batches share one transaction for up to a given time, committed at the first
-//! [`Store::end_batch`] after that time or by [`Store::flush`]: what makes a local backfill
+//! [`Batching::end_batch`] after that time or by [`Batching::flush`]: what makes a local backfill
 //! fast, since one commit per batch rewrites the same index pages into the WAL over and over.
 //! A group ends only between batches, and a crash loses the open group *whole* (records and
 //! entity states together), so a rerun finds no batch half written, counts nothing twice, and
@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use pipeline_core::Error as CoreError;
 use pipeline_core::detect::EntityState;
 use pipeline_core::store::{
-    EntityCommit, EntityWrite, EventRecord, EventWrite, Listing, QuarantineRecord, Store,
-    StoreDump, WriteCondition, WriteResult,
+    Batching, EntityCommit, EntityStore, EntityWrite, EventRecord, EventStore, EventWrite, Inspect,
+    Listing, QuarantineRecord, QuarantineStore, StoreDump, WriteCondition, WriteResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -293,9 +293,9 @@ impl SqliteStore {
     }
 
     /// Lets the writes of consecutive batches share one transaction for up to `group` (see
-    /// the module docs); the transaction ends at a batch's end ([`Store::end_batch`]), never
+    /// the module docs); the transaction ends at a batch's end ([`Batching::end_batch`]), never
     /// inside one. The write lock is held meanwhile, so another writer on the file waits up to
-    /// that long (plus one batch) between its chances; call [`Store::flush`] when done, or the
+    /// that long (plus one batch) between its chances; call [`Batching::flush`] when done, or the
     /// open group is rolled back when the store is dropped.
     pub fn with_group_commit(self, group: Duration) -> Self {
         let mut conn = match self.conn.into_inner() {
@@ -517,58 +517,63 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl EventStore for SqliteStore {
     async fn get_events(&self, ids: &[String]) -> Result<HashMap<String, EventRecord>, CoreError> {
         Ok(self.get_map("SELECT record FROM events WHERE event_id = ?1", ids)?)
     }
-
     async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, CoreError> {
         Ok(self.write_events_sync(writes)?)
     }
+}
 
+#[async_trait]
+impl EntityStore for SqliteStore {
     async fn get_entities(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, EntityState>, CoreError> {
         Ok(self.get_entities_sync(ids)?)
     }
-
     async fn commit_entity(&self, commit: &EntityCommit) -> Result<EntityWrite, CoreError> {
         let mut answers = self.commit_entities_sync(std::slice::from_ref(commit))?;
         Ok(answers.pop().unwrap_or(EntityWrite::Conflict))
     }
-
     async fn commit_entities(
         &self,
         commits: &[EntityCommit],
     ) -> Result<Vec<EntityWrite>, CoreError> {
         Ok(self.commit_entities_sync(commits)?)
     }
+}
 
+#[async_trait]
+impl QuarantineStore for SqliteStore {
     async fn put_quarantine(&self, items: &[QuarantineRecord]) -> Result<(), CoreError> {
         Ok(self.put_quarantine_sync(items)?)
     }
-
-    async fn flush(&self) -> Result<(), CoreError> {
-        Ok(self.conn()?.commit()?)
-    }
-
-    async fn end_batch(&self) -> Result<(), CoreError> {
-        Ok(self.conn()?.end_batch()?)
-    }
-
     async fn replace_quarantine(&self, record: &QuarantineRecord) -> Result<(), CoreError> {
         Ok(self.replace_quarantine_sync(record)?)
     }
-
     async fn scan_quarantine(&self) -> Result<Vec<QuarantineRecord>, CoreError> {
         Ok(self.list_quarantine_sync()?)
     }
-
     async fn scan_quarantine_of(&self, event_id: &str) -> Result<Vec<QuarantineRecord>, CoreError> {
         Ok(SqliteStore::quarantine_of(self, event_id)?)
     }
+}
 
+#[async_trait]
+impl Batching for SqliteStore {
+    async fn flush(&self) -> Result<(), CoreError> {
+        Ok(self.conn()?.commit()?)
+    }
+    async fn end_batch(&self) -> Result<(), CoreError> {
+        Ok(self.conn()?.end_batch()?)
+    }
+}
+
+#[async_trait]
+impl Inspect for SqliteStore {
     async fn list_anomalies(
         &self,
         entity_id: Option<&str>,
@@ -576,7 +581,6 @@ impl Store for SqliteStore {
     ) -> Result<Listing, CoreError> {
         Ok(self.list_anomalies_sync(entity_id, limit)?)
     }
-
     async fn scan_all(&self) -> Result<StoreDump, CoreError> {
         Ok(self.dump_sync()?)
     }

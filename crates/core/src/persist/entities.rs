@@ -11,14 +11,16 @@ use super::decide::{Decision, decide};
 use super::write::{Fate, Pending, record_of};
 use crate::Error;
 use crate::detect::{EntityState, Observation, ObservationOf, observe};
-use crate::store::{CommitLimits, EntityCommit, EntityWrite, EventRecord, RecordStatus, Store};
+use crate::store::{
+    CommitLimits, EntityCommit, EntityStore, EntityWrite, EventRecord, EventStore, RecordStatus,
+};
 
 /// Commits every pending event decided `Insert`, each entity's in input order, in as
 /// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
 /// records still to insert are read again and decided again; an event whose record appeared
 /// meanwhile leaves this path with its new decision (a skip, or a replacement for
 /// `write_records`). On return every event still decided `Insert` has been written.
-pub(super) async fn commit_new_events<S: Store + ?Sized>(
+pub(super) async fn commit_new_events<S: EventStore + EntityStore + ?Sized>(
     store: &S,
     pending: &mut [Pending<'_>],
     cfg: &PersistConfig,

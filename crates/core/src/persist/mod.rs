@@ -19,7 +19,7 @@
 //! Only events decided `persisted` touch entity state (a correction replaces the record but is
 //! not counted again). For each entity the state is read, the new events are folded in with the
 //! same [`crate::detect::observe`] the detect stage uses, and the new state is committed
-//! *together with* the new records, all or nothing ([`Store::commit_entity`]): conditional on
+//! *together with* the new records, all or nothing ([`EntityStore::commit_entity`](crate::store::EntityStore::commit_entity)): conditional on
 //! the state's version and on every record being absent. So an event is counted if and only
 //! if its record exists, whatever happened before: a crash at any point, a redelivery any
 //! time later, a second writer on the same entity. On a conflict the state and records are

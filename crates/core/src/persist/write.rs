@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use super::decide::{Decision, Skip, decide, hex};
 use crate::Error;
 use crate::detect::ScoredEvent;
-use crate::store::{EventRecord, EventWrite, RecordStatus, Store, WriteCondition, WriteResult};
+use crate::store::{
+    EventRecord, EventStore, EventWrite, RecordStatus, WriteCondition, WriteResult,
+};
 
 /// Rounds of conditional writes before a record that keeps changing under us is given up on
 /// (retryably: the state machine retries the batch). Each round after the first only happens
@@ -80,7 +82,7 @@ impl<'a> Pending<'a> {
 
 /// Writes every pending record, conditionally, in at most [`MAX_WRITE_ROUNDS`] rounds; on
 /// return every event has a fate.
-pub(super) async fn write_records<S: Store + ?Sized>(
+pub(super) async fn write_records<S: EventStore + ?Sized>(
     store: &S,
     pending: &mut [Pending<'_>],
     now: DateTime<Utc>,
@@ -196,9 +198,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::detect::EntityState;
     use crate::enrich::Enrichment;
-    use crate::store::{EntityCommit, EntityWrite, QuarantineRecord, StoreDump};
 
     /// A store whose record writes answer from a script, one answer list per call, and which
     /// remembers the conditions it was asked to write under.
@@ -220,8 +220,9 @@ mod tests {
         }
     }
 
+    // The write loop needs records alone, so the script is an event store and nothing more.
     #[async_trait]
-    impl Store for Scripted {
+    impl EventStore for Scripted {
         async fn get_events(&self, _: &[String]) -> Result<HashMap<String, EventRecord>, Error> {
             Ok(HashMap::new())
         }
@@ -229,31 +230,6 @@ mod tests {
             let conditions = writes.iter().map(|w| w.condition).collect();
             self.conditions.lock().unwrap().push(conditions);
             Ok(self.answers.lock().unwrap().pop_front().unwrap_or_default())
-        }
-        async fn get_entities(&self, _: &[String]) -> Result<HashMap<String, EntityState>, Error> {
-            Ok(HashMap::new())
-        }
-        async fn commit_entity(&self, _: &EntityCommit) -> Result<EntityWrite, Error> {
-            Ok(EntityWrite::Written)
-        }
-        async fn put_quarantine(&self, _: &[QuarantineRecord]) -> Result<(), Error> {
-            Ok(())
-        }
-        async fn replace_quarantine(&self, _: &QuarantineRecord) -> Result<(), Error> {
-            Ok(())
-        }
-        async fn scan_quarantine_of(&self, _: &str) -> Result<Vec<QuarantineRecord>, Error> {
-            Ok(Vec::new())
-        }
-        async fn list_anomalies(
-            &self,
-            _: Option<&str>,
-            _: usize,
-        ) -> Result<crate::store::Listing, Error> {
-            Ok(crate::store::Listing::default())
-        }
-        async fn scan_all(&self) -> Result<StoreDump, Error> {
-            Ok(StoreDump::default())
         }
     }
 

@@ -5,7 +5,7 @@ use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage};
 use pipeline_core::detect::{DetectConfig, ScoredEvent};
 use pipeline_core::enrich::EnrichedEvent;
-use pipeline_core::store::Store;
+use pipeline_core::store::EntityStore;
 use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 use tracing::info;
@@ -24,7 +24,7 @@ pub struct Detect<S> {
     fault_injection: bool,
 }
 
-impl<S: Store> Detect<S> {
+impl<S: EntityStore> Detect<S> {
     /// Binds the detection settings to a store.
     pub fn new(config: &Config, store: S) -> Self {
         Detect {
@@ -46,7 +46,7 @@ impl<S: Store> Detect<S> {
     }
 }
 
-impl<S: Store> Handler for Detect<S> {
+impl<S: EntityStore> Handler for Detect<S> {
     const STAGE: Stage = Stage::Detect;
     const EXPECTS: &'static str = "enriched batch (enrich output)";
     type Input = Batch<EnrichedEvent>;

@@ -4,7 +4,7 @@
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage, ValidEvent};
 use pipeline_core::enrich::{EnrichedEvent, FxTable};
-use pipeline_core::store::Store;
+use pipeline_core::store::EntityStore;
 use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ pub struct Enrich<S> {
     fault_injection: bool,
 }
 
-impl<S: Store> Enrich<S> {
+impl<S: EntityStore> Enrich<S> {
     /// Binds the FX table to a store.
     pub fn new(config: &Config, store: S) -> Self {
         Enrich {
@@ -44,7 +44,7 @@ impl<S: Store> Enrich<S> {
     }
 }
 
-impl<S: Store> Handler for Enrich<S> {
+impl<S: EntityStore> Handler for Enrich<S> {
     const STAGE: Stage = Stage::Enrich;
     const EXPECTS: &'static str = "validated batch (validate output)";
     type Input = Batch<ValidEvent>;

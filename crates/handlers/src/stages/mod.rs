@@ -2,8 +2,8 @@
 //! [`Handler`](crate::Handler):
 //! - [`Ingest`]: split limits, concurrency and a [`BatchSink`](pipeline_ingest::BatchSink).
 //! - [`Validate`]: the compiled contract and validate settings.
-//! - [`Enrich`]: the FX table and a store (entity profiles).
-//! - [`Detect`]: detection settings and a store (entity state).
+//! - [`Enrich`]: the FX table and an [`EntityStore`] (entity profiles).
+//! - [`Detect`]: detection settings and an [`EntityStore`] (entity state).
 //! - [`Persist`]: persist settings, a store and an announcer.
 //!
 //! Each has a typed method (what the local runner chains in process, [`crate::Pipeline`]) and
@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Quarantined};
 use pipeline_core::detect::EntityState;
-use pipeline_core::store::Store;
+use pipeline_core::store::EntityStore;
 use tracing::{info, warn};
 
 pub use detect::Detect;
@@ -76,7 +76,7 @@ fn reason_codes<'a>(codes: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The entity states for the entities of a batch: one batched read, none for an empty batch.
-async fn entities<'a, S: Store>(
+async fn entities<'a, S: EntityStore>(
     store: &S,
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<HashMap<String, EntityState>, Error> {
