@@ -9,7 +9,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use pipeline_core::ErrorClass;
-use pipeline_core::batch::{Batch, RawEvent, ValidEvent};
+use pipeline_core::batch::{Batch, RawEvent, Stage, ValidEvent};
 use pipeline_core::detect::ScoredEvent;
 use pipeline_core::enrich::EnrichedEvent;
 use pipeline_core::persist::PersistReport;
@@ -30,6 +30,16 @@ pub(crate) enum Job {
 }
 
 impl Job {
+    /// The stage this job's document is for.
+    pub(crate) fn stage(&self) -> Stage {
+        match self {
+            Job::Raw(_) => Stage::Validate,
+            Job::Valid(_) => Stage::Enrich,
+            Job::Enriched(_) => Stage::Detect,
+            Job::Scored(_) => Stage::Persist,
+        }
+    }
+
     pub(crate) fn input_count(&self) -> usize {
         match self {
             Job::Raw(b) => b.input_count,
@@ -247,13 +257,32 @@ pub(crate) fn load_text<S: Store>(
         .collect())
 }
 
+/// A batch document as the job of the stage it names in `"stage"`; a document written before
+/// that field existed is told by the keys of its first event.
 fn batch_job(path: &str, doc: Value) -> Result<Job, CliError> {
-    let first = doc.get("events").and_then(|e| e.get(0));
-    let has = |k: &str| first.is_some_and(|f| f.get(k).is_some());
     let bad = |e: serde_json::Error| CliError::Input {
         path: path.to_owned(),
         message: format!("not a valid batch document: {e}"),
     };
+    if let Some(named) = doc.get("stage") {
+        let stage: Stage = serde_json::from_value(named.clone()).map_err(bad)?;
+        return Ok(match stage {
+            Stage::Validate => Job::Raw(serde_json::from_value(doc).map_err(bad)?),
+            Stage::Enrich => Job::Valid(serde_json::from_value(doc).map_err(bad)?),
+            Stage::Detect => Job::Enriched(serde_json::from_value(doc).map_err(bad)?),
+            Stage::Persist => Job::Scored(serde_json::from_value(doc).map_err(bad)?),
+            Stage::Ingest => {
+                return Err(CliError::Input {
+                    path: path.to_owned(),
+                    message: "a batch document is for validate, enrich, detect or persist; \
+                              ingest takes trigger events or JSON Lines"
+                        .into(),
+                });
+            }
+        });
+    }
+    let first = doc.get("events").and_then(|e| e.get(0));
+    let has = |k: &str| first.is_some_and(|f| f.get(k).is_some());
     Ok(if has("detection") {
         Job::Scored(serde_json::from_value(doc).map_err(bad)?)
     } else if has("enrichment") {

@@ -20,9 +20,13 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
     })?;
     let p = Pipeline::new(Config::from_env()?, store)?;
     let mut jobs = load(input, &p)?;
+    let given = match jobs.as_slice() {
+        [one] => format!("a batch document for {}", one.stage().as_str()),
+        many => format!("{} batch documents", many.len()),
+    };
     let wrong = |expected: &str| CliError::Input {
         path: input.to_owned(),
-        message: format!("`{name}` takes {expected}"),
+        message: format!("`{name}` takes {expected}; this is {given}"),
     };
     let out: Value = runtime.block_on(async {
         if name == "ingest" {

@@ -1079,3 +1079,37 @@ async fn sigterm_ends_a_run_between_batches_with_output_and_store_agreeing() {
         assert_eq!(n(&s, "input") as usize, lines.len());
     }
 }
+
+/// `pipeline stage` goes by the stage a document names: an empty batch for detect is detect's
+/// (its keys say nothing), each stage's output names the next one, and a document for another
+/// stage is refused, naming what it is.
+#[test]
+fn a_batch_document_is_taken_for_the_stage_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("s.db");
+    let db = db.to_str().unwrap();
+    let doc = tmp.path().join("empty.json");
+    std::fs::write(
+        &doc,
+        r#"{"stage":"detect","batch_id":"b-empty","received_at":"2026-11-01T00:00:00Z","input_count":0,"events":[],"quarantine":[]}"#,
+    )
+    .unwrap();
+    let out = pipeline(&["stage", "detect", doc.to_str().unwrap(), "--db", db]);
+    let scored: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(scored["stage"], "persist", "{scored}");
+    assert_eq!(scored["batch_id"], "b-empty");
+
+    let raw = repo().join("events/validate/good.json");
+    let out = pipeline(&["stage", "validate", raw.to_str().unwrap(), "--db", db]);
+    let valid: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(valid["stage"], "enrich");
+
+    // The empty document for detect, given to validate.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["stage", "validate", doc.to_str().unwrap(), "--db", db])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("this is a batch document for detect"), "{err}");
+}

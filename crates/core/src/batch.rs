@@ -5,6 +5,12 @@
 //! next `Batch<U>`; the quarantine list only grows, so `input_count` always equals
 //! `events.len() + quarantine.len()` and nothing can disappear between stages.
 //!
+//! A document names the stage it is for (`"stage": "validate"` … `"persist"`), written from its
+//! event type ([`ForStage`]): a tool reading a document (`pipeline stage`, `pipeline run`) is
+//! told what it is instead of guessing from the keys of its first event, and a stage refuses a
+//! document meant for another. Documents without the field (written before it existed) still
+//! decode.
+//!
 //! Size: Step Functions limits a state to 256 KB. Ingest cuts batches at
 //! [`MAX_BATCH_EVENTS`] events and [`MAX_BATCH_BYTES`] bytes of raw payload, which leaves room
 //! for what enrichment and detection add (a few hundred bytes per event).
@@ -28,10 +34,10 @@ pub const STATE_LIMIT_BYTES: usize = 256 * 1024;
 /// for every event it says entered it: `input_count = events + quarantine`. One that does not
 /// has lost events before this point, which no stage could put right, so it does not decode
 /// (a fatal `BadBatch` in a stage) instead of being processed as if nothing were missing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(
     try_from = "Unchecked<T>",
-    bound(deserialize = "T: serde::de::DeserializeOwned")
+    bound(deserialize = "T: serde::de::DeserializeOwned + ForStage")
 )]
 pub struct Batch<T> {
     /// Deterministic id of the batch (a hash of its provenance or content).
@@ -47,9 +53,54 @@ pub struct Batch<T> {
     pub quarantine: Vec<Quarantined>,
 }
 
-/// [`Batch`] as written, before its counts are checked.
+/// The stage a batch of this event type is for: what a document of it says in `"stage"`.
+pub trait ForStage {
+    /// That stage; `None` for a batch read without knowing its stage (`Batch<Value>`), which
+    /// takes a document for any stage.
+    const STAGE: Option<Stage>;
+}
+
+impl ForStage for RawEvent {
+    const STAGE: Option<Stage> = Some(Stage::Validate);
+}
+
+impl ForStage for ValidEvent {
+    const STAGE: Option<Stage> = Some(Stage::Enrich);
+}
+
+impl ForStage for Value {
+    const STAGE: Option<Stage> = None;
+}
+
+impl<T: Serialize + ForStage> Serialize for Batch<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Document<'a, T> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stage: Option<Stage>,
+            batch_id: &'a str,
+            received_at: &'a DateTime<Utc>,
+            input_count: usize,
+            events: &'a [T],
+            quarantine: &'a [Quarantined],
+        }
+        Document {
+            stage: T::STAGE,
+            batch_id: &self.batch_id,
+            received_at: &self.received_at,
+            input_count: self.input_count,
+            events: &self.events,
+            quarantine: &self.quarantine,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// [`Batch`] as written, before its counts and its stage are checked.
 #[derive(Deserialize)]
 struct Unchecked<T> {
+    #[serde(default)]
+    stage: Option<Stage>,
     batch_id: String,
     received_at: DateTime<Utc>,
     input_count: usize,
@@ -58,10 +109,19 @@ struct Unchecked<T> {
     quarantine: Vec<Quarantined>,
 }
 
-impl<T> TryFrom<Unchecked<T>> for Batch<T> {
+impl<T: ForStage> TryFrom<Unchecked<T>> for Batch<T> {
     type Error = String;
 
     fn try_from(u: Unchecked<T>) -> Result<Self, Self::Error> {
+        if let (Some(is), Some(wanted)) = (u.stage, T::STAGE)
+            && is != wanted
+        {
+            return Err(format!(
+                "this is a batch document for {}, not for {}",
+                is.as_str(),
+                wanted.as_str()
+            ));
+        }
         let held = u.events.len().saturating_add(u.quarantine.len());
         if held != u.input_count {
             return Err(format!(
@@ -322,7 +382,41 @@ pub fn serialized_len<T: Serialize + ?Sized>(v: &T) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_document_names_its_stage_and_a_stage_refuses_another_stages_document() {
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
+        let raw = Batch::<RawEvent> {
+            batch_id: "b-1".into(),
+            received_at: at,
+            input_count: 1,
+            events: vec![RawEvent {
+                payload: serde_json::json!({"event_id": "e-1"}),
+                provenance: Provenance::Direct,
+            }],
+            quarantine: vec![],
+        };
+        let doc = serde_json::to_value(&raw).unwrap();
+        assert_eq!(doc["stage"], "validate");
+        assert_eq!(
+            serde_json::from_value::<Batch<RawEvent>>(doc.clone()).unwrap(),
+            raw
+        );
+        // Read without knowing its stage, it is taken as it is.
+        assert!(serde_json::from_value::<Batch<Value>>(doc.clone()).is_ok());
+        let mut for_enrich = doc.clone();
+        for_enrich["stage"] = "enrich".into();
+        let err = serde_json::from_value::<Batch<RawEvent>>(for_enrich)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("for enrich, not for validate"), "{err}");
+        // Written before the field existed: still decodes.
+        let mut old = doc;
+        old.as_object_mut().unwrap().remove("stage");
+        assert_eq!(serde_json::from_value::<Batch<RawEvent>>(old).unwrap(), raw);
+    }
 
     #[test]
     fn execution_names_are_valid_and_keep_the_batch_prefix() {

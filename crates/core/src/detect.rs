@@ -31,6 +31,10 @@ pub struct ScoredEvent {
     pub detection: Detection,
 }
 
+impl crate::batch::ForStage for ScoredEvent {
+    const STAGE: Option<crate::batch::Stage> = Some(crate::batch::Stage::Persist);
+}
+
 /// Reads an [`Observation`] off an event: `Observation::of(&event, base_value, &cfg)`.
 pub trait ObservationOf<'a> {
     /// The observation of `event`, whose base-currency value is `base_value`.

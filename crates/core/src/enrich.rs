@@ -120,6 +120,10 @@ pub struct EnrichedEvent {
     pub enrichment: Enrichment,
 }
 
+impl crate::batch::ForStage for EnrichedEvent {
+    const STAGE: Option<crate::batch::Stage> = Some(crate::batch::Stage::Detect);
+}
+
 /// Runs the enrich stage. `profiles` knows the stored state of the batch's entities (missing
 /// entities are new).
 pub fn enrich(
