@@ -1,4 +1,4 @@
-//! The store contract suite on the DynamoDB store, against a local DynamoDB-API server.
+//! The store suite on the DynamoDB store, against a local DynamoDB-API server.
 //!
 //! `scripts/moto start` runs one on 127.0.0.1 and prints the `AWS_ENDPOINT_URL` and dummy
 //! credentials to export; without `AWS_ENDPOINT_URL` every test here says it is skipped and
@@ -29,8 +29,8 @@ use pipeline_core::store::EventStore;
 use pipeline_core::store::Inspect;
 use pipeline_core::store::{EntityCommit, EntityWrite, EventWrite, WriteCondition, WriteResult};
 use pipeline_sqlite::SqliteStore;
-use pipeline_tests::contract;
 use pipeline_tests::fixtures::{now, payments, raw_batch};
+use pipeline_tests::store_suite;
 use serde_json::{Value, json};
 
 /// Whether a local DynamoDB endpoint is configured; says why not when it is not. With
@@ -119,7 +119,7 @@ where
 
 #[tokio::test]
 async fn upsert_outcomes() {
-    on_fresh_tables("upsert", contract::upsert_outcomes).await;
+    on_fresh_tables("upsert", store_suite::upsert_outcomes).await;
 }
 
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn redelivery_is_exactly_once() {
     for seed in [1, 2, 3] {
         let (clean, a) = fresh_store("redeliver-clean").await;
         let (redelivered, b) = fresh_store("redeliver").await;
-        contract::redelivery_is_exactly_once(clean, redelivered, seed).await;
+        store_suite::redelivery_is_exactly_once(clean, redelivered, seed).await;
         a.delete().await;
         b.delete().await;
     }
@@ -138,17 +138,17 @@ async fn redelivery_is_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_lose_nothing() {
-    on_fresh_tables("concurrent", contract::concurrent_writers_lose_nothing).await;
+    on_fresh_tables("concurrent", store_suite::concurrent_writers_lose_nothing).await;
 }
 
 #[tokio::test]
 async fn entity_commits_are_independent() {
-    on_fresh_tables("independent", contract::entity_commits_are_independent).await;
+    on_fresh_tables("independent", store_suite::entity_commits_are_independent).await;
 }
 
 #[tokio::test]
 async fn exactly_once_without_a_bound() {
-    on_fresh_tables("unbounded", contract::exactly_once_without_a_bound).await;
+    on_fresh_tables("unbounded", store_suite::exactly_once_without_a_bound).await;
 }
 
 #[tokio::test]
@@ -158,7 +158,7 @@ async fn throttled_batches_lose_nothing() {
     }
     let (clean, a) = fresh_store("throttled-clean").await;
     let (flaky, b) = fresh_store("throttled").await;
-    contract::throttled_batches_lose_nothing(clean, flaky).await;
+    store_suite::throttled_batches_lose_nothing(clean, flaky).await;
     a.delete().await;
     b.delete().await;
 }
@@ -167,7 +167,7 @@ async fn throttled_batches_lose_nothing() {
 async fn quarantine_is_stored_and_counts_reconcile() {
     on_fresh_tables(
         "quarantine",
-        contract::quarantine_is_stored_and_counts_reconcile,
+        store_suite::quarantine_is_stored_and_counts_reconcile,
     )
     .await;
 }
@@ -176,7 +176,7 @@ async fn quarantine_is_stored_and_counts_reconcile() {
 async fn quarantine_entries_are_listed_and_replaced() {
     on_fresh_tables(
         "quarantine-replace",
-        contract::quarantine_entries_are_listed_and_replaced,
+        store_suite::quarantine_entries_are_listed_and_replaced,
     )
     .await;
 }
@@ -189,10 +189,10 @@ async fn quarantine_items_carry_the_ttl_attribute() {
         return;
     }
     let (store, t) = fresh_store("quarantine-ttl").await;
-    let p = contract::pipeline(store);
+    let p = store_suite::pipeline(store);
     let mut events = payments(2, 1, 5);
     events.push(serde_json::json!({"event_id": "bad ttl", "value": "x"}));
-    contract::run_retrying(&p, &raw_batch("ttl1", events)).await;
+    store_suite::run_retrying(&p, &raw_batch("ttl1", events)).await;
     let items = t
         .client
         .scan()
@@ -213,7 +213,7 @@ async fn quarantine_items_carry_the_ttl_attribute() {
 async fn quarantine_is_found_by_event_id() {
     on_fresh_tables(
         "quarantine-by-id",
-        contract::quarantine_is_found_by_event_id,
+        store_suite::quarantine_is_found_by_event_id,
     )
     .await;
 }
@@ -255,8 +255,8 @@ async fn anomaly_listings_match_the_sqlite_store() {
     let sqlite =
         pipeline_handlers::Pipeline::new(config, SqliteStore::in_memory().unwrap()).unwrap();
     let batch = raw_batch("a1", anomalous_events());
-    let r = contract::run_retrying(&dynamo, &batch).await;
-    contract::run_retrying(&sqlite, &batch).await;
+    let r = store_suite::run_retrying(&dynamo, &batch).await;
+    store_suite::run_retrying(&sqlite, &batch).await;
     assert!(
         r.counts.anomalies >= 10,
         "the fixture must produce anomalies: {:?}",
@@ -307,8 +307,8 @@ async fn metrics_count_writes_and_capacity() {
         return;
     }
     let (store, t) = fresh_store("metrics").await;
-    let p = contract::pipeline(store);
-    let r = contract::run_retrying(&p, &raw_batch("m1", payments(20, 2, 4))).await;
+    let p = store_suite::pipeline(store);
+    let r = store_suite::run_retrying(&p, &raw_batch("m1", payments(20, 2, 4))).await;
     assert_eq!(r.counts.persisted, 20);
     let m = p.store().metrics();
     // One transaction per entity (two entities in one batch), carrying its state and its
@@ -434,7 +434,7 @@ async fn sdk_retries_absorb_throttling() {
         return;
     }
     let (store, t, inject) = throttled_store("sdk-throttle").await;
-    let p = contract::pipeline(store);
+    let p = store_suite::pipeline(store);
     // Fewer consecutive throttles than the SDK has attempts (they all land on the batch's
     // first request, a read): the first try of the batch succeeds.
     inject.throttle(5);
@@ -492,7 +492,7 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
         return;
     }
     let (store, t, inject) = throttled_store("lost-response").await;
-    let p = contract::pipeline(store);
+    let p = store_suite::pipeline(store);
     let batch = raw_batch("l1", payments(2, 1, 12));
     let scored = p
         .detect(p.enrich(p.validate(batch)).await.unwrap())
@@ -636,7 +636,7 @@ async fn batch_reads_retry_unprocessed_keys() {
 async fn oversized_events_are_quarantined_within_item_limits() {
     on_fresh_tables(
         "oversized",
-        contract::oversized_events_are_quarantined_within_item_limits,
+        store_suite::oversized_events_are_quarantined_within_item_limits,
     )
     .await;
 }

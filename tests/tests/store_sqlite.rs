@@ -1,12 +1,12 @@
-//! The store contract suite on the embedded SQLite store.
+//! The store suite on the embedded SQLite store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use pipeline_core::store::Batching;
 use pipeline_core::store::Inspect;
 use pipeline_sqlite::SqliteStore;
-use pipeline_tests::contract;
 use pipeline_tests::hooked::{Hooked, Hooks, Op};
+use pipeline_tests::store_suite;
 
 fn mem() -> SqliteStore {
     SqliteStore::in_memory().expect("in-memory sqlite")
@@ -14,13 +14,13 @@ fn mem() -> SqliteStore {
 
 #[tokio::test]
 async fn upsert_outcomes() {
-    contract::upsert_outcomes(mem()).await;
+    store_suite::upsert_outcomes(mem()).await;
 }
 
 #[tokio::test]
 async fn redelivery_is_exactly_once() {
     for seed in [1, 2, 3] {
-        contract::redelivery_is_exactly_once(mem(), mem(), seed).await;
+        store_suite::redelivery_is_exactly_once(mem(), mem(), seed).await;
     }
 }
 
@@ -28,48 +28,50 @@ async fn redelivery_is_exactly_once() {
 async fn concurrent_writers_lose_nothing() {
     // A file, not memory: two connections' worth of contention is what the test is about.
     let dir = tempfile::tempdir().unwrap();
-    contract::concurrent_writers_lose_nothing(SqliteStore::open(&dir.path().join("c.db")).unwrap())
-        .await;
+    store_suite::concurrent_writers_lose_nothing(
+        SqliteStore::open(&dir.path().join("c.db")).unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn exactly_once_without_a_bound() {
-    contract::exactly_once_without_a_bound(mem()).await;
+    store_suite::exactly_once_without_a_bound(mem()).await;
 }
 
 #[tokio::test]
 async fn throttled_batches_lose_nothing() {
-    contract::throttled_batches_lose_nothing(mem(), mem()).await;
+    store_suite::throttled_batches_lose_nothing(mem(), mem()).await;
 }
 
 #[tokio::test]
 async fn quarantine_is_stored_and_counts_reconcile() {
-    contract::quarantine_is_stored_and_counts_reconcile(mem()).await;
+    store_suite::quarantine_is_stored_and_counts_reconcile(mem()).await;
 }
 
 #[tokio::test]
 async fn quarantine_entries_are_listed_and_replaced() {
-    contract::quarantine_entries_are_listed_and_replaced(mem()).await;
+    store_suite::quarantine_entries_are_listed_and_replaced(mem()).await;
 }
 
 #[tokio::test]
 async fn quarantine_is_found_by_event_id() {
-    contract::quarantine_is_found_by_event_id(mem()).await;
+    store_suite::quarantine_is_found_by_event_id(mem()).await;
 }
 
 #[tokio::test]
 async fn oversized_events_are_quarantined_within_item_limits() {
-    contract::oversized_events_are_quarantined_within_item_limits(mem()).await;
+    store_suite::oversized_events_are_quarantined_within_item_limits(mem()).await;
 }
 
 #[tokio::test]
 async fn entity_commits_are_independent() {
-    contract::entity_commits_are_independent(mem()).await;
+    store_suite::entity_commits_are_independent(mem()).await;
 }
 
 #[tokio::test]
 async fn entity_commits_are_independent_with_group_commit() {
-    contract::entity_commits_are_independent(
+    store_suite::entity_commits_are_independent(
         mem().with_group_commit(std::time::Duration::from_secs(60)),
     )
     .await;
@@ -90,8 +92,8 @@ async fn group_commit_is_all_or_nothing() {
         let grouped = SqliteStore::open(&path)
             .unwrap()
             .with_group_commit(std::time::Duration::from_secs(60));
-        let p = contract::pipeline(grouped);
-        let r = contract::run_retrying(&p, &batch).await;
+        let p = store_suite::pipeline(grouped);
+        let r = store_suite::run_retrying(&p, &batch).await;
         assert_eq!(r.counts.persisted, 30);
         let other = SqliteStore::open(&path).unwrap();
         assert!(
@@ -106,9 +108,9 @@ async fn group_commit_is_all_or_nothing() {
     let grouped = SqliteStore::open(&path)
         .unwrap()
         .with_group_commit(std::time::Duration::from_secs(60));
-    let p = contract::pipeline(grouped);
+    let p = store_suite::pipeline(grouped);
     assert_eq!(
-        contract::run_retrying(&p, &batch).await.counts.persisted,
+        store_suite::run_retrying(&p, &batch).await.counts.persisted,
         30
     );
     p.store().flush().await.unwrap();
@@ -116,7 +118,7 @@ async fn group_commit_is_all_or_nothing() {
     assert_eq!(dump.events.len(), 30);
     assert_eq!(dump.entities.iter().map(|e| e.count).sum::<u64>(), 30);
     assert_eq!(
-        contract::run_retrying(&p, &batch).await.counts.duplicate,
+        store_suite::run_retrying(&p, &batch).await.counts.duplicate,
         30
     );
 }
@@ -139,9 +141,9 @@ async fn a_group_ends_only_between_batches() {
             seen: std::sync::Mutex::new(Vec::new()),
         },
     };
-    let p = contract::pipeline(spy);
+    let p = store_suite::pipeline(spy);
     let events = pipeline_tests::fixtures::payments(10, 1, 17);
-    let r = contract::run_retrying(
+    let r = store_suite::run_retrying(
         &p,
         &pipeline_tests::fixtures::raw_batch("b1", events[..5].to_vec()),
     )
@@ -153,7 +155,7 @@ async fn a_group_ends_only_between_batches() {
     correction["version"] = 2.into();
     correction["value"] = 12.5.into();
     second.push(correction);
-    let r = contract::run_retrying(&p, &pipeline_tests::fixtures::raw_batch("b2", second)).await;
+    let r = store_suite::run_retrying(&p, &pipeline_tests::fixtures::raw_batch("b2", second)).await;
     assert_eq!((r.counts.persisted, r.counts.updated), (5, 1));
 
     let seen = p.store().hooks.seen.lock().unwrap().clone();

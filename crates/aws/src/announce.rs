@@ -17,8 +17,8 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use pipeline_core::Error as CoreError;
 use pipeline_core::persist::{Announcement, Announcer, NoAnnouncer};
 
+use crate::cause;
 use crate::eventbridge::{MAX_ENTRIES_PER_CALL, PutEventsSdkError, backoff, put_with_resend};
-use crate::fault;
 
 /// `source` of every announcement.
 pub const SOURCE: &str = "event-pipeline";
@@ -66,7 +66,7 @@ impl EventBridgeAnnouncer {
     fn rejected(&self, e: PutEventsSdkError) -> CoreError {
         CoreError::ServiceRejected {
             service: "eventbridge",
-            message: format!("PutEvents on bus {}: {}", self.bus, fault::detail(&e)),
+            message: format!("PutEvents on bus {}: {}", self.bus, cause::detail(&e)),
             source: Some(Box::new(e)),
         }
     }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use pipeline_core::Error as CoreError;
 
-use crate::fault::{self, Fault};
+use crate::cause::{self, Cause};
 
 /// What can go wrong talking to DynamoDB or decoding what it holds.
 #[derive(Debug, thiserror::Error)]
@@ -154,24 +154,24 @@ impl Error {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let fault = Fault::of(&err);
-        let detail = fault::detail(&err);
+        let cause = Cause::of(&err);
+        let detail = cause::detail(&err);
         let table = table.to_owned();
         let source: BoxError = Box::new(err);
-        match fault {
-            Fault::Throttled => Error::Throttled {
+        match cause {
+            Cause::Throttled => Error::Throttled {
                 operation,
                 table,
                 detail,
                 source,
             },
-            Fault::Unavailable => Error::Unavailable {
+            Cause::Unavailable => Error::Unavailable {
                 operation,
                 table,
                 detail,
                 source,
             },
-            Fault::Rejected => Error::Rejected {
+            Cause::Rejected => Error::Rejected {
                 operation,
                 table,
                 detail,

@@ -3,7 +3,7 @@
 //! A call can accept some entries and refuse others; the results are positional. The refused
 //! entries, and only those, are sent again with exponential backoff and full jitter (the
 //! `backon` crate) until all are accepted or the retries are used up. A call that fails as a
-//! whole is retried the same way when the failure is transient ([`Fault`]); a rejected call
+//! whole is retried the same way when the failure is transient ([`Cause`]); a rejected call
 //! (missing bus, access denied) ends at once with the SDK error.
 
 use std::time::Duration;
@@ -16,7 +16,7 @@ use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutEventsResultEntry};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Serialize;
 
-use crate::fault::Fault;
+use crate::cause::Cause;
 
 /// Entries per `PutEvents` call (the API's limit).
 pub const MAX_ENTRIES_PER_CALL: usize = 10;
@@ -79,7 +79,7 @@ pub async fn put_with_resend<T>(
         let results: Vec<Option<Failure>> =
             match client.put_events().set_entries(Some(request)).send().await {
                 Ok(out) => out.entries().iter().map(result_of).collect(),
-                Err(e) if Fault::of(&e).is_transient() => {
+                Err(e) if Cause::of(&e).is_transient() => {
                     let failure = Failure {
                         code: e.code().unwrap_or("CallFailed").to_owned(),
                         message: DisplayErrorContext(&e).to_string(),

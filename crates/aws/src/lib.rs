@@ -14,7 +14,7 @@
 //! - [`announce`]: [`EventBridgeAnnouncer`], persist's anomaly announcements.
 //! - [`eventbridge`]: `PutEvents` with resends of the refused entries (the announcer and
 //!   `pipeline send`).
-//! - [`fault`]: [`fault::Fault`], every SDK error of every service classified as throttled,
+//! - [`cause`]: [`cause::Cause`], every SDK error of every service classified as throttled,
 //!   unavailable or rejected.
 //! - with the feature `ops`, what the operator commands ask AWS (the CLI only parses and
 //!   prints): `publish` (`pipeline send`'s packing and `PutEvents`), `watch` (a snapshot of
@@ -28,9 +28,9 @@
 //! `examples/write_cost.rs` measures write requests and capacity units per event.
 
 pub mod announce;
+pub mod cause;
 pub mod error;
 pub mod eventbridge;
-pub mod fault;
 #[cfg(feature = "ops")]
 pub mod history;
 mod item;

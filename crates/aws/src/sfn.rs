@@ -21,7 +21,7 @@ use pipeline_core::Error as CoreError;
 use pipeline_core::batch::{Batch, RawEvent};
 use pipeline_ingest::{BatchSink, MachineType};
 
-use crate::fault::{self, Fault};
+use crate::cause::{self, Cause};
 
 /// Runs each batch as a state machine execution.
 #[derive(Debug, Clone)]
@@ -50,13 +50,13 @@ impl SfnSink {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        match Fault::of(&err) {
-            Fault::Rejected => CoreError::ServiceRejected {
+        match Cause::of(&err) {
+            Cause::Rejected => CoreError::ServiceRejected {
                 service: "stepfunctions",
-                message: format!("execution {name}: {}", fault::detail(&err)),
+                message: format!("execution {name}: {}", cause::detail(&err)),
                 source: Some(Box::new(err)),
             },
-            Fault::Throttled | Fault::Unavailable => {
+            Cause::Throttled | Cause::Unavailable => {
                 Self::failed(name, status, DisplayErrorContext(err).to_string())
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! The store only reads and writes conditionally; every decision (what to insert, replace or
 //! skip, how to fold events into entity state) is made in [`pipeline_core::persist`], so it
-//! behaves like the SQLite store, which the shared contract suite checks.
+//! behaves like the SQLite store, which the shared store suite (`tests/src/store_suite.rs`) checks.
 //!
 //! - Reads by key are `BatchGetItem`s of at most 100 keys, strongly consistent, with the
 //!   unprocessed keys read again after a jittered exponential pause (bounded).

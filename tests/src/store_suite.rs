@@ -1,4 +1,4 @@
-//! The store contract suite: what every [`Store`] must guarantee, run through the real stages.
+//! The store suite: what every [`Store`] must guarantee, run through the real stages.
 //!
 //! Each case takes freshly created, empty stores. Failures panic with a message (these are
 //! tests). Run by `tests/store_sqlite.rs` and `tests/store_dynamodb.rs`.

@@ -26,7 +26,7 @@ const SERVER_CODES: &[&str] = &[
 
 /// Whether a failed call is worth repeating, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub enum Cause {
     /// The service shed load: retry with backoff.
     Throttled,
     /// The service could not be reached, timed out or failed internally: retry with backoff.
@@ -36,37 +36,37 @@ pub enum Fault {
     Rejected,
 }
 
-impl Fault {
+impl Cause {
     /// Classifies an SDK error.
-    pub fn of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Fault {
+    pub fn of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Cause {
         match err {
             SdkError::ServiceError(se) => {
                 let code = se.err().code().unwrap_or_default();
                 if THROTTLING_CODES.contains(&code) {
-                    Fault::Throttled
+                    Cause::Throttled
                 } else if SERVER_CODES.contains(&code) || se.raw().status().is_server_error() {
-                    Fault::Unavailable
+                    Cause::Unavailable
                 } else {
-                    Fault::Rejected
+                    Cause::Rejected
                 }
             }
             // Built but not sendable: the same request fails the same way again.
-            SdkError::ConstructionFailure(_) => Fault::Rejected,
+            SdkError::ConstructionFailure(_) => Cause::Rejected,
             // A misconfigured client (no credentials, a bad endpoint) is the caller's to fix;
             // broken connections, timeouts and anything unclassified are transient.
-            SdkError::DispatchFailure(d) if d.is_user() => Fault::Rejected,
+            SdkError::DispatchFailure(d) if d.is_user() => Cause::Rejected,
             SdkError::DispatchFailure(_)
             | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => Fault::Unavailable,
+            | SdkError::ResponseError(_) => Cause::Unavailable,
             // SdkError is non-exhaustive: a kind added later is assumed transient, like the
             // unclassified ones above.
-            _ => Fault::Unavailable,
+            _ => Cause::Unavailable,
         }
     }
 
     /// Whether retrying may help.
     pub fn is_transient(self) -> bool {
-        !matches!(self, Fault::Rejected)
+        !matches!(self, Cause::Rejected)
     }
 }
 
@@ -106,78 +106,78 @@ mod tests {
     }
 
     /// One error of every kind the SDK has, with the fault each must get.
-    fn every_kind() -> Vec<(&'static str, Err, Fault)> {
+    fn every_kind() -> Vec<(&'static str, Err, Cause)> {
         vec![
             (
                 "construction",
                 SdkError::construction_failure("no region"),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
             (
                 "timeout",
                 SdkError::timeout_error("slow"),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
             (
                 "dispatch io",
                 SdkError::dispatch_failure(ConnectorError::io("reset".into())),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
             (
                 "dispatch timeout",
                 SdkError::dispatch_failure(ConnectorError::timeout("slow".into())),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
             (
                 "dispatch user",
                 SdkError::dispatch_failure(ConnectorError::user("bad endpoint".into())),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
             (
                 "dispatch other",
                 SdkError::dispatch_failure(ConnectorError::other("?".into(), None)),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
             (
                 "response",
                 SdkError::response_error("garbled", raw()),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
             (
                 "throttled",
                 service("ThrottlingException", 400),
-                Fault::Throttled,
+                Cause::Throttled,
             ),
             (
                 "capacity",
                 service("ProvisionedThroughputExceededException", 400),
-                Fault::Throttled,
+                Cause::Throttled,
             ),
             (
                 "eventbridge internal",
                 service("InternalException", 400),
-                Fault::Unavailable,
+                Cause::Unavailable,
             ),
-            ("5xx", service("Whatever", 503), Fault::Unavailable),
+            ("5xx", service("Whatever", 503), Cause::Unavailable),
             (
                 "access",
                 service("AccessDeniedException", 400),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
             (
                 "validation",
                 service("ValidationException", 400),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
             (
                 "not found",
                 service("ResourceNotFoundException", 400),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
             (
                 "sfn missing machine",
                 service("StateMachineDoesNotExist", 400),
-                Fault::Rejected,
+                Cause::Rejected,
             ),
         ]
     }
@@ -185,10 +185,10 @@ mod tests {
     #[test]
     fn every_sdk_error_kind_gets_its_fault() {
         for (what, err, want) in every_kind() {
-            assert_eq!(Fault::of(&err), want, "{what}");
+            assert_eq!(Cause::of(&err), want, "{what}");
             assert_eq!(
-                Fault::of(&err).is_transient(),
-                want != Fault::Rejected,
+                Cause::of(&err).is_transient(),
+                want != Cause::Rejected,
                 "{what}"
             );
             assert!(!detail(&err).is_empty(), "{what}");
