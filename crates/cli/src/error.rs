@@ -68,6 +68,15 @@ impl From<pipeline_aws::Error> for CliError {
     }
 }
 
+impl From<pipeline_corpus::nab::Error> for CliError {
+    fn from(e: pipeline_corpus::nab::Error) -> Self {
+        match e {
+            pipeline_corpus::nab::Error::Io { path, source } => CliError::Io { path, source },
+            pipeline_corpus::nab::Error::Bad { path, message } => CliError::Input { path, message },
+        }
+    }
+}
+
 // Reading a dump already in memory cannot fail (`pipeline_report::Records for StoreDump`).
 impl From<std::convert::Infallible> for CliError {
     fn from(never: std::convert::Infallible) -> Self {

@@ -150,8 +150,8 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode, CliError> {
 
 /// `--nab DIR`: the chain over every stream of the corpus, scored as NAB scores.
 fn evaluate_nab(dir: &str, sweep: bool, as_json: bool) -> Result<ExitCode, CliError> {
-    let corpus = crate::nab::read(std::path::Path::new(dir))?;
-    let (text, ids) = crate::nab::events(&corpus);
+    let corpus = pipeline_corpus::nab::read(std::path::Path::new(dir))?;
+    let (text, ids) = pipeline_corpus::nab::events(&corpus);
     let mut flags: Vec<Vec<bool>> = corpus.values.iter().map(|v| vec![false; v.len()]).collect();
     let mut scores: Vec<Vec<f64>> = corpus.values.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut scored = 0;

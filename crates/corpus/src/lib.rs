@@ -6,9 +6,13 @@
 //! - [`benchmark`]: the labelled detection corpora (`--benchmark metric|business|clean`),
 //!   labelled by windows as `pipeline evaluate` scores them.
 //!
-//! Both use ChaCha8, whose stream is fixed across platforms and versions, so the same seed
+//! - [`nab`]: a public corpus in the Numenta Anomaly Benchmark's layout, read into events and
+//!   the streams NAB's scorer takes.
+//!
+//! The synthetic ones use ChaCha8, whose stream is fixed across platforms and versions, so the same seed
 //! gives byte-identical output. They emit JSON text, not the core's types: the streams are
 //! input for the pipeline, and must be able to carry what the contract refuses.
 
 pub mod benchmark;
+pub mod nab;
 pub mod stream;
