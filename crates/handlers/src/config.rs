@@ -318,6 +318,50 @@ where
         .transpose()
 }
 
+/// The variables the deployment must set on each stage's function: those whose default cannot
+/// be right there (table names, the state machine, the anomaly bus, the metric namespace), and
+/// the settings that every function applying them must share (detection settings are applied by
+/// detect and again by persist, which folds events into the state it commits; the future-skew
+/// rule by validate and by every later stage's recheck). `crates/handlers/tests/one_source.rs`
+/// checks that `template.yaml` sets each of them for that function.
+pub fn deployed_variables(stage: pipeline_core::batch::Stage) -> Vec<&'static str> {
+    use pipeline_core::batch::Stage;
+    const RECHECK: &str = "PIPELINE_MAX_FUTURE_SKEW_SECS";
+    const DETECTION: [&str; 4] = [
+        "PIPELINE_WINDOW_SECS",
+        "PIPELINE_MAX_FAILURES",
+        "PIPELINE_VALUE_PROBABILITY",
+        "PIPELINE_INCIDENT_QUIET_SECS",
+    ];
+    let mut vars = vec!["METRICS_NAMESPACE"];
+    match stage {
+        Stage::Ingest => vars.extend([
+            "STATE_MACHINE_ARN",
+            "STATE_MACHINE_TYPE",
+            "INGEST_MAX_CONCURRENCY",
+            "INGEST_REPORT_BATCH_ITEM_FAILURES",
+        ]),
+        Stage::Validate => vars.push(RECHECK),
+        Stage::Enrich => vars.extend([RECHECK, "ENTITIES_TABLE"]),
+        Stage::Detect => {
+            vars.extend([RECHECK, "ENTITIES_TABLE"]);
+            vars.extend(DETECTION);
+        }
+        Stage::Persist => {
+            vars.extend([
+                RECHECK,
+                "EVENTS_TABLE",
+                "ENTITIES_TABLE",
+                "QUARANTINE_TABLE",
+                "ANOMALY_BUS_NAME",
+                "PIPELINE_QUARANTINE_RETENTION_DAYS",
+            ]);
+            vars.extend(DETECTION);
+        }
+    }
+    vars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

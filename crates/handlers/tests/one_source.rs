@@ -3,13 +3,16 @@
 //! end-to-end test name is one the code writes (`telemetry::metric::ALL`), and the docs list
 //! every one of them; `docs/errors.md` lists exactly the `error_type` names of
 //! `pipeline_core::Error` with their retry class; the template's parameter defaults and
-//! `config.rs`'s table give the code's defaults. Each check is also run on a planted mismatch,
-//! to show that it can fail.
+//! `config.rs`'s table give the code's defaults; the template sets, on each function, the
+//! variables that function needs (`config::deployed_variables`) and no variable the code does
+//! not read; every stack output the docs and the CLI name is one the template declares. Each
+//! check is also run on a planted mismatch, to show that it can fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 
+use pipeline_core::batch::Stage;
 use pipeline_core::{Error, ErrorClass};
 use pipeline_handlers::telemetry::metric;
 
@@ -337,4 +340,215 @@ fn the_template_and_the_config_docs_give_the_code_s_defaults() {
     let mut lost = docs.clone();
     lost.remove("PIPELINE_WINDOW_SECS");
     assert_eq!(default_mismatches(&lost), ["PIPELINE_WINDOW_SECS: not set"]);
+}
+
+/// The variables `config.rs` reads: the upper-case string literals of its code (the module
+/// docs' table is checked against the same list), less the few that are values, not names.
+fn code_variables() -> BTreeSet<String> {
+    let text = repo("crates/handlers/src/config.rs");
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut vars = BTreeSet::new();
+    for piece in code.split('"').skip(1).step_by(2) {
+        if piece.len() > 3
+            && piece
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && piece.contains('_')
+        {
+            vars.insert(piece.to_owned());
+        }
+    }
+    vars.remove("CARGO_MANIFEST_DIR");
+    vars
+}
+
+/// The variables the template sets on each function (`Globals` and the function's own), by
+/// the function's logical id.
+fn template_variables(text: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut globals = BTreeSet::new();
+    let mut per_function: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut section = "";
+    let mut current: Option<String> = None;
+    let mut in_vars: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent == 0 {
+            section = trimmed.trim_end_matches(':');
+            current = None;
+            in_vars = None;
+            continue;
+        }
+        if section == "Resources" && indent == 2 {
+            current = Some(trimmed.trim_end_matches(':').to_owned());
+            in_vars = None;
+            continue;
+        }
+        if let Some(at) = in_vars {
+            if indent > at {
+                if let Some((name, _)) = trimmed.split_once(':') {
+                    let target = match (section, &current) {
+                        ("Globals", _) => &mut globals,
+                        (_, Some(id)) if per_function.contains_key(id) => {
+                            per_function.entry(id.clone()).or_default()
+                        }
+                        _ => continue,
+                    };
+                    target.insert(name.trim().to_owned());
+                }
+                continue;
+            }
+            in_vars = None;
+        }
+        if trimmed == "Type: AWS::Serverless::Function" {
+            if let Some(id) = &current {
+                per_function.entry(id.clone()).or_default();
+            }
+        }
+        if trimmed == "Variables:" {
+            in_vars = Some(indent);
+        }
+    }
+    let functions: Vec<String> = per_function.keys().cloned().collect();
+    for f in &functions {
+        if let Some(vars) = per_function.get_mut(f) {
+            vars.extend(globals.iter().cloned());
+        }
+    }
+    per_function
+}
+
+/// A stage's function's logical id: `ingest` → `IngestFunction`.
+fn function_id(stage: Stage) -> String {
+    let name = stage.as_str();
+    format!("{}{}Function", name[..1].to_uppercase(), &name[1..])
+}
+
+fn environment_mismatches(template: &str) -> Vec<String> {
+    let set = template_variables(template);
+    let read = code_variables();
+    let mut out = Vec::new();
+    for stage in Stage::ALL {
+        let id = function_id(stage);
+        let Some(vars) = set.get(&id) else {
+            out.push(format!("{id}: not in the template"));
+            continue;
+        };
+        for needed in pipeline_handlers::config::deployed_variables(stage) {
+            if !vars.contains(needed) {
+                out.push(format!("{id}: {needed} not set"));
+            }
+            if !read.contains(needed) {
+                out.push(format!("{needed}: needed but config.rs does not read it"));
+            }
+        }
+        for v in vars {
+            if !read.contains(v) {
+                out.push(format!("{id}: sets {v}, which no code reads"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_template_sets_what_each_function_reads_and_nothing_else() {
+    let template = repo("template.yaml");
+    assert_eq!(environment_mismatches(&template), Vec::<String>::new());
+    // config.rs's table lists exactly the variables its code reads.
+    let documented: BTreeSet<String> = repo("crates/handlers/src/config.rs")
+        .lines()
+        .filter(|l| l.starts_with("//! | `"))
+        .flat_map(|l| {
+            let first = l.split('|').nth(1).unwrap_or_default().to_owned();
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(documented, code_variables());
+
+    // Planted: a variable the enrich function loses, and a misspelt one persist sets.
+    let planted = template.replacen("          ENTITIES_TABLE: !Ref EntitiesTable\n", "", 1);
+    assert_eq!(
+        environment_mismatches(&planted),
+        ["EnrichFunction: ENTITIES_TABLE not set"]
+    );
+    let planted = template.replacen(
+        "          QUARANTINE_TABLE: !Ref QuarantineTable",
+        "          QUARANTINE_TABLES: !Ref QuarantineTable",
+        1,
+    );
+    assert_eq!(
+        environment_mismatches(&planted),
+        [
+            "PersistFunction: QUARANTINE_TABLE not set",
+            "PersistFunction: sets QUARANTINE_TABLES, which no code reads"
+        ]
+    );
+}
+
+/// The stack outputs a text names: "output `X`", "stack output `X`", `OutputKey=='X'`.
+fn named_outputs(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for marker in ["output `", "OutputKey=='"] {
+        for piece in text.split(marker).skip(1) {
+            let name = word(piece);
+            if !name.is_empty() && name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                out.insert(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn template_outputs(text: &str) -> BTreeSet<String> {
+    let Some((_, outputs)) = text.split_once("\nOutputs:\n") else {
+        return BTreeSet::new();
+    };
+    outputs
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':').to_owned())
+        .collect()
+}
+
+fn missing_outputs(named: &BTreeSet<String>, declared: &BTreeSet<String>) -> Vec<String> {
+    named.difference(declared).cloned().collect()
+}
+
+#[test]
+fn every_output_the_docs_and_the_cli_name_is_declared() {
+    let declared = template_outputs(&repo("template.yaml"));
+    assert!(declared.len() >= 10, "found {declared:?}");
+    let mut texts = vec![repo("README.md"), repo("tests/e2e/test_local_aws.py")];
+    for dir in ["docs", "crates/cli/src", "crates/cli/src/watch"] {
+        let path = format!("{}/../../{dir}", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "md" || e == "rs") {
+                texts.push(std::fs::read_to_string(p).unwrap());
+            }
+        }
+    }
+    let named: BTreeSet<String> = texts.iter().flat_map(|t| named_outputs(t)).collect();
+    assert!(
+        named.contains("StateMachineArn") && named.contains("IngestBusName"),
+        "found {named:?}"
+    );
+    assert_eq!(missing_outputs(&named, &declared), Vec::<String>::new());
+    // Planted: a page that tells users to copy an output the template does not have.
+    let planted = named_outputs("put events on the ingest bus (output `IngestBusNam`)");
+    assert_eq!(missing_outputs(&planted, &declared), ["IngestBusNam"]);
 }
