@@ -640,3 +640,249 @@ async fn oversized_events_are_quarantined_within_item_limits() {
     )
     .await;
 }
+
+/// Records the IAM actions the requests through a client need: the operation of each request
+/// (its `X-Amz-Target`), and for `TransactWriteItems` the action of each item inside it (IAM
+/// has no transaction action: it checks `PutItem`, `UpdateItem`, … per item).
+#[derive(Debug, Default)]
+struct Actions(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl Intercept for Actions {
+    fn name(&self) -> &'static str {
+        "Actions"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &pipeline_aws::aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = ctx.request();
+        let Some(target) = req.headers().get("x-amz-target") else {
+            return Ok(());
+        };
+        let (service, op) = target.split_once('.').unwrap_or(("", target));
+        let prefix = if service.starts_with("DynamoDB") {
+            "dynamodb"
+        } else {
+            "events"
+        };
+        let mut actions = self.0.lock().unwrap();
+        if op == "TransactWriteItems" {
+            let body: Value = serde_json::from_slice(req.body().bytes().unwrap_or_default())?;
+            for item in body["TransactItems"].as_array().into_iter().flatten() {
+                for kind in item.as_object().into_iter().flat_map(|o| o.keys()) {
+                    let action = if kind == "ConditionCheck" {
+                        "ConditionCheckItem".to_owned()
+                    } else {
+                        format!("{kind}Item")
+                    };
+                    actions.insert(format!("dynamodb:{action}"));
+                }
+            }
+        } else {
+            actions.insert(format!("{prefix}:{op}"));
+        }
+        Ok(())
+    }
+}
+
+/// What `deploy/permissions.json` allows a function, less what `recorded` needs.
+fn not_allowed(
+    allowed: &Value,
+    function: &str,
+    recorded: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|a| allowed["principals"][function].get(a.as_str()).is_none())
+        .map(|a| format!("{function}: {a}"))
+        .collect()
+}
+
+/// Every AWS action the enrich, detect and persist functions' code calls, recorded from their
+/// requests while they run the sample stream on DynamoDB and EventBridge (new records,
+/// redeliveries, a correction, anomalies announced, a failed batch quarantined), is one the
+/// allow-list grants that function — which scripts/iam_check.py in turn holds equal to what the
+/// template grants. Ingest's Step Functions calls cannot run here (the emulator has no
+/// StartSyncExecution) and are listed there from `crates/aws/src/sfn.rs`.
+#[tokio::test]
+async fn every_action_the_functions_call_is_granted() {
+    if !emulator() {
+        return;
+    }
+    let (store, fresh) = fresh_store("permissions").await;
+    drop(store);
+    let sdk = pipeline_aws::sdk_config().await;
+    let recorded = |actions: &Arc<Actions>| -> DynamoStore {
+        let client = Client::from_conf(
+            pipeline_aws::dynamodb_config(&sdk)
+                .interceptor(SharedActions(Arc::clone(actions)))
+                .build(),
+        );
+        DynamoStore::with_client(client, fresh.tables.clone())
+    };
+    let (enrich_calls, detect_calls, persist_calls) = (
+        Arc::new(Actions::default()),
+        Arc::new(Actions::default()),
+        Arc::new(Actions::default()),
+    );
+    let bus = format!("{}-anomalies", prefix("permissions"));
+    let events = pipeline_aws::aws_sdk_eventbridge::Client::new(&sdk);
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let events_recorded = pipeline_aws::aws_sdk_eventbridge::Client::from_conf(
+        pipeline_aws::aws_sdk_eventbridge::config::Builder::from(&sdk)
+            .interceptor(SharedActions(Arc::clone(&persist_calls)))
+            .build(),
+    );
+    let config = pipeline_handlers::Config::defaults().unwrap();
+    let validate = pipeline_handlers::Validate::new(&config).unwrap();
+    let enrich = pipeline_handlers::Enrich::new(&config, recorded(&enrich_calls));
+    let detect = pipeline_handlers::Detect::new(&config, recorded(&detect_calls));
+    let persist = pipeline_handlers::Persist::new(&config, recorded(&persist_calls))
+        .with_announcer(Arc::new(pipeline_aws::EventBridgeAnnouncer::with_client(
+            events_recorded,
+            bus.clone(),
+        )));
+
+    let text = std::fs::read_to_string(
+        pipeline_tests::fixtures::events_dir().join("streams/transactions.jsonl"),
+    )
+    .unwrap();
+    let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let items = pipeline_ingest::decode_lines("transactions.jsonl", lines);
+    let batches = pipeline_ingest::split(items, now(), pipeline_ingest::SplitLimits::default());
+    let mut anomalies = 0;
+    // The whole stream, then its first two batches again: redeliveries.
+    for batch in batches.iter().chain(batches.iter().take(2)) {
+        {
+            let valid = validate.validate(batch.clone());
+            let enriched = enrich.enrich(valid).await.unwrap();
+            let scored = detect.detect(enriched).await.unwrap();
+            anomalies += scored
+                .events
+                .iter()
+                .filter(|e| e.detection.is_anomaly)
+                .count();
+            persist.persist(scored, now()).await.unwrap();
+        }
+    }
+    assert!(
+        anomalies > 0,
+        "the sample's first batches hold anomalies to announce"
+    );
+    let failed: pipeline_core::persist::FailedBatch = serde_json::from_value(json!({
+        "batch_id": "b-failed", "received_at": now(), "input_count": 1,
+        "events": [{"payload": {"event_id": "f-1"}}], "quarantine": [],
+        "error": {"Error": "Pipeline.Fatal.BadBatch", "Cause": "planted"},
+        "failed_stage": "enrich"
+    }))
+    .unwrap();
+    persist.quarantine_failed(failed, now()).await.unwrap();
+
+    let allowed: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            pipeline_tests::fixtures::repo_root().join("deploy/permissions.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let calls = |a: &Arc<Actions>| a.0.lock().unwrap().clone();
+    let (e, d, p) = (
+        calls(&enrich_calls),
+        calls(&detect_calls),
+        calls(&persist_calls),
+    );
+    assert!(
+        p.contains("dynamodb:PutItem") && p.contains("events:PutEvents"),
+        "{p:?}"
+    );
+    let mut missing = not_allowed(&allowed, "EnrichFunction", &e);
+    missing.extend(not_allowed(&allowed, "DetectFunction", &d));
+    missing.extend(not_allowed(&allowed, "PersistFunction", &p));
+    assert_eq!(missing, Vec::<String>::new());
+
+    // Planted: an allow-list that lost persist's PutItem is caught.
+    let mut planted = allowed.clone();
+    planted["principals"]["PersistFunction"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dynamodb:PutItem");
+    assert_eq!(
+        not_allowed(&planted, "PersistFunction", &p),
+        ["PersistFunction: dynamodb:PutItem"]
+    );
+    fresh.delete().await;
+}
+
+/// Ingest's calls cannot be recorded on the emulator (no `StartSyncExecution`): the Step
+/// Functions operations its sink's code calls, read off `crates/aws/src/sfn.rs`, are each
+/// granted to the ingest function.
+#[test]
+fn every_step_functions_call_of_ingest_is_granted() {
+    let root = pipeline_tests::fixtures::repo_root();
+    let code = std::fs::read_to_string(root.join("crates/aws/src/sfn.rs")).unwrap();
+    let allowed: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/permissions.json")).unwrap(),
+    )
+    .unwrap();
+    let called: std::collections::BTreeSet<String> = code
+        .split('.')
+        .filter_map(|piece| {
+            piece
+                .strip_suffix("()")
+                .or_else(|| piece.split("()").next())
+        })
+        .filter(|op| {
+            [
+                "start_execution",
+                "start_sync_execution",
+                "describe_execution",
+                "stop_execution",
+                "get_execution_history",
+            ]
+            .contains(op)
+        })
+        .map(|op| {
+            let camel: String = op
+                .split('_')
+                .map(|w| format!("{}{}", w[..1].to_uppercase(), &w[1..]))
+                .collect();
+            format!("states:{camel}")
+        })
+        .collect();
+    assert_eq!(called.len(), 3, "{called:?}");
+    assert_eq!(
+        not_allowed(&allowed, "IngestFunction", &called),
+        Vec::<String>::new()
+    );
+    let mut planted = allowed.clone();
+    planted["principals"]["IngestFunction"]
+        .as_object_mut()
+        .unwrap()
+        .remove("states:DescribeExecution");
+    assert_eq!(
+        not_allowed(&planted, "IngestFunction", &called),
+        ["IngestFunction: states:DescribeExecution"]
+    );
+}
+
+/// [`Actions`] shared by several clients (a store's and an announcer's).
+#[derive(Debug)]
+struct SharedActions(Arc<Actions>);
+
+impl Intercept for SharedActions {
+    fn name(&self) -> &'static str {
+        "SharedActions"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &pipeline_aws::aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.read_before_transmit(ctx, rc, cfg)
+    }
+}

@@ -41,6 +41,11 @@ impl EventBridgeAnnouncer {
         }
     }
 
+    /// An announcer on `bus` through `client` (tests give it one with an interceptor).
+    pub fn with_client(client: Client, bus: String) -> Self {
+        EventBridgeAnnouncer { client, bus }
+    }
+
     /// The announcer persist uses: on `bus` when one is configured, otherwise none
     /// (anomalies are stored but not announced).
     pub fn for_bus(sdk: &aws_config::SdkConfig, bus: Option<&str>) -> Arc<dyn Announcer> {

@@ -50,6 +50,7 @@ use std::time::Duration;
 pub use aws_sdk_dynamodb;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+pub use aws_sdk_eventbridge;
 
 pub use announce::EventBridgeAnnouncer;
 pub use error::Error;
