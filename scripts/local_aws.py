@@ -1,21 +1,20 @@
-"""Bootstraps the full local AWS run on moto: what `sam deploy` creates in AWS, created here
-through the AWS APIs moto speaks, from the same files (the real ASL, the same table keys).
+"""What the full local AWS run adds on moto to the stack template.yaml created there
+(scripts/rehearse_deploy.py --keep): moto set to execute state machine definitions (and the
+stack's state machine registered where that happens), and a tap on the anomaly bus (a rule and a
+queue), so that tests and users can read what was announced. Everything the product runs on
+comes from the stack.
 
 Used by scripts/local-aws; reads the ports and names from the environment it sets.
 """
-import io
 import json
 import os
 import sys
 import urllib.request
-import zipfile
 
 import boto3
 
 REGION = os.environ.get("AWS_REGION", "us-east-1")
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FUNCTIONS = ["ingest", "validate", "enrich", "detect", "persist"]
 
 
 def client(name):
@@ -32,58 +31,26 @@ def configure_moto():
     urllib.request.urlopen(req, timeout=10).read()
 
 
-def create_tables():
-    """The three tables as deploy/tables.json defines them (the file the template is checked
-    against and `pipeline run --create-tables` reads), under the names the environment sets."""
-    ddb = client("dynamodb")
-    existing = set(ddb.list_tables()["TableNames"])
-    with open(os.path.join(ROOT, "deploy", "tables.json")) as fh:
-        definitions = json.load(fh)
-    names = {
-        "events": os.environ["EVENTS_TABLE"],
-        "entities": os.environ["ENTITIES_TABLE"],
-        "quarantine": os.environ["QUARANTINE_TABLE"],
-    }
-    for role, name in names.items():
-        spec = {k: v for k, v in definitions[role].items() if k != "LogicalId" and v}
-        if name not in existing:
-            ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **spec)
+def register_state_machine(path):
+    """moto, once set to execute definitions, serves Step Functions from another backend than
+    the one its CloudFormation created the stack's state machine in: the machine is not found.
+    The local stack registers it there again, as the stack made it (same name, so the same ARN
+    as the stack's output; same definition, role, type and logging). A gap of moto 5.2.5's;
+    scripts/rehearse_deploy.py checks the stack itself before this."""
+    with open(path) as fh:
+        m = json.load(fh)["state_machine"]
+    sfn = client("stepfunctions")
+    args = {"name": m["name"], "definition": m["definition"], "roleArn": m["roleArn"], "type": m["type"]}
+    if m.get("loggingConfiguration"):
+        args["loggingConfiguration"] = m["loggingConfiguration"]
+    return sfn.create_state_machine(**args)["stateMachineArn"]
 
 
-def create_functions():
-    iam = client("iam")
-    role_name = "pipeline-local-role"
-    try:
-        role = iam.get_role(RoleName=role_name)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}]}))["Role"]["Arn"]
-    lam = client("lambda")
-    # Any zip will do: invocations never reach moto's Lambda, the router sends them to
-    # `cargo lambda watch`. The functions exist so that their ARNs resolve.
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
-    arns = {}
-    for f in FUNCTIONS:
-        try:
-            arns[f] = lam.get_function(FunctionName=f)["Configuration"]["FunctionArn"]
-        except lam.exceptions.ResourceNotFoundException:
-            arns[f] = lam.create_function(FunctionName=f, Runtime="provided.al2023", Role=role, Handler="bootstrap",
-                                          Code={"ZipFile": buf.getvalue()}, Architectures=["x86_64"])["FunctionArn"]
-    return role, arns
-
-
-def create_buses():
+def create_anomaly_tap():
     ev = client("events")
     sqs = client("sqs")
     bus = os.environ["ANOMALY_BUS_NAME"]
-    try:
-        ev.describe_event_bus(Name=bus)
-    except ev.exceptions.ResourceNotFoundException:
-        ev.create_event_bus(Name=bus)
-    # A tap on the anomaly bus, so tests (and users) can read what was announced.
+    # A tap on the stack's anomaly bus, so tests (and users) can read what was announced.
     q = sqs.create_queue(QueueName="pipeline-anomaly-tap")["QueueUrl"]
     qarn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     ev.put_rule(Name="anomaly-tap", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["pipeline.anomaly"]}))
@@ -91,29 +58,18 @@ def create_buses():
     return q
 
 
-def create_state_machine(role, arns):
-    sfn = client("stepfunctions")
-    with open(os.path.join(ROOT, "statemachines", "pipeline.asl.json")) as fh:
-        definition = fh.read()
-    for f, arn in arns.items():
-        definition = definition.replace(f"${{{f.capitalize()}FunctionArn}}", arn)
-    name = os.environ["STATE_MACHINE_NAME"]
-    for sm in sfn.list_state_machines()["stateMachines"]:
-        if sm["name"] == name:
-            sfn.update_state_machine(stateMachineArn=sm["stateMachineArn"], definition=definition)
-            return sm["stateMachineArn"]
-    # STANDARD: moto has no StartSyncExecution, so the local stack uses the Standard type,
-    # which the product supports too (ingest starts and polls; see crates/aws/src/sfn.rs).
-    return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")["stateMachineArn"]
-
-
 def main():
-    configure_moto()
-    create_tables()
-    role, arns = create_functions()
-    queue = create_buses()
-    sm = create_state_machine(role, arns)
-    print(json.dumps({"state_machine_arn": sm, "anomaly_tap_queue": queue, "functions": arns}))
+    # `configure` after the stack is created and checked, `register` its state machine in the
+    # executing backend, `tap` the anomaly bus it made.
+    args = sys.argv[1:]
+    if args == ["configure"]:
+        configure_moto()
+    elif len(args) == 2 and args[0] == "register":
+        print(json.dumps({"state_machine_arn": register_state_machine(args[1])}))
+    elif args == ["tap"]:
+        print(json.dumps({"anomaly_tap_queue": create_anomaly_tap()}))
+    else:
+        sys.exit("usage: local_aws.py configure | register STACK_JSON | tap")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ would create it in AWS, and checks what it created.
     eval "$(scripts/moto start)"
     .venv/bin/python scripts/rehearse_deploy.py              # create the stack, check it, delete it
     .venv/bin/python scripts/rehearse_deploy.py --self-test  # each workaround is still needed
+    .venv/bin/python scripts/rehearse_deploy.py --keep NAME  # create and check the stack NAME,
+                                                             # keep it, print its outputs (JSON)
 
 The template is translated with the SAM translator (the code `sam deploy` runs in the
 service; scripts/iam_check.py's `translate`), the code and the state machine definition are
@@ -202,16 +204,16 @@ NOT_CREATED_BY_MOTO = {"AWS::CloudWatch::Alarm", "AWS::SQS::QueuePolicy", "AWS::
 # The rehearsal
 # ---------------------------------------------------------------------------------------------
 
-def parameters(cfn: dict[str, Any]) -> dict[str, Any]:
+def parameters(cfn: dict[str, Any], stack: str) -> dict[str, Any]:
     params = {k: OVERRIDES.get(k, p.get("Default")) for k, p in cfn.get("Parameters", {}).items()}
-    params.update({"AWS::Region": REGION, "AWS::StackName": STACK})
+    params.update({"AWS::Region": REGION, "AWS::StackName": stack})
     return params
 
 
-def prepared() -> tuple[dict[str, Any], dict[str, Any]]:
+def prepared(stack: str) -> tuple[dict[str, Any], dict[str, Any]]:
     sam = iam_check.load_template(ROOT / "template.yaml")
     cfn = iam_check.translate(sam)
-    params = parameters(cfn)
+    params = parameters(cfn, stack)
     for w in WORKAROUNDS:
         cfn = w(cfn, params)
     return cfn, params
@@ -243,10 +245,11 @@ def create(cf, name: str, body: dict[str, Any], params: dict[str, str]) -> dict[
 
 def check(cfn: dict[str, Any], stack: dict[str, Any]) -> list[str]:
     cf = client("cloudformation")
+    name = stack["StackName"]
     problems = []
     if stack["StackStatus"] != "CREATE_COMPLETE":
         problems.append(f"stack {stack['StackStatus']}: {stack.get('StackStatusReason')}")
-    pages = cf.get_paginator("list_stack_resources").paginate(StackName=STACK)
+    pages = cf.get_paginator("list_stack_resources").paginate(StackName=name)
     made = {r["LogicalResourceId"]: r for page in pages for r in page["StackResourceSummaries"]}
     for name, r in cfn["Resources"].items():
         got = made.get(name)
@@ -306,21 +309,30 @@ def check(cfn: dict[str, Any], stack: dict[str, Any]) -> list[str]:
     return problems
 
 
-def rehearse() -> int:
-    cfn, params = prepared()
+def rehearse(name: str = STACK, keep: bool = False) -> int:
+    cfn, params = prepared(name)
     upload_artifacts()
     cf = client("cloudformation")
     given = {k: v for k, v in params.items() if not k.startswith("AWS::") and v is not None}
-    stack = create(cf, STACK, cfn, given)
+    stack = create(cf, name, cfn, given)
     problems = check(cfn, stack)
-    try:
-        cf.delete_stack(StackName=STACK)
-    except Exception as e:  # noqa: BLE001  (a stack left behind is reported, not fatal)
-        problems.append(f"the stack could not be deleted: {e}")
+    if not keep:
+        try:
+            cf.delete_stack(StackName=name)
+        except Exception as e:  # noqa: BLE001  (a stack left behind is reported, not fatal)
+            problems.append(f"the stack could not be deleted: {e}")
     if problems:
         for p in problems:
             print(f"rehearse_deploy: {p}", file=sys.stderr)
         return 1
+    if keep:
+        # What the local stack runs on: the outputs, as a user copies them after `sam deploy`,
+        # and the state machine as created (see scripts/local_aws.py `register`).
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        machine = client("stepfunctions").describe_state_machine(stateMachineArn=outputs["StateMachineArn"])
+        print(json.dumps({"outputs": outputs, "state_machine": {
+            k: machine.get(k) for k in ("name", "definition", "roleArn", "type", "loggingConfiguration")}}))
+        return 0
     skipped = [r for r in cfn["Resources"].values() if r["Type"] in NOT_CREATED_BY_MOTO]
     created = len(cfn["Resources"]) - len(skipped)
     kinds = sorted({r["Type"] for r in cfn["Resources"].values()} - set(NOT_CREATED_BY_MOTO))
@@ -407,7 +419,12 @@ def self_test() -> int:
 
 
 def main() -> int:
-    return self_test() if "--self-test" in sys.argv[1:] else rehearse()
+    args = sys.argv[1:]
+    if "--self-test" in args:
+        return self_test()
+    if "--keep" in args:
+        return rehearse(args[args.index("--keep") + 1], keep=True)
+    return rehearse()
 
 
 if __name__ == "__main__":

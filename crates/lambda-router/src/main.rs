@@ -4,7 +4,9 @@
 //! its own port (`MOTO_PORT`). This router listens on that port:
 //! - `POST /2015-03-31/functions/<name or ARN>/invocations` goes to `cargo lambda watch`, which
 //!   runs the real function binary; the function name is the last `:`-separated part of the
-//!   ARN (so `arn:aws:lambda:…:function:validate` runs the `validate` binary). A handler error
+//!   ARN (so `arn:aws:lambda:…:function:validate` runs the `validate` binary; a name that
+//!   CloudFormation generated from the template, `<stack>-ValidateFunction-<id>`, runs the
+//!   stage its logical id names). A handler error
 //!   comes back from watch as HTTP 500; Lambda reports it as HTTP 200 with
 //!   `X-Amz-Function-Error: Unhandled`, which is what Step Functions' Retry/Catch expect, so the
 //!   router translates.
@@ -76,7 +78,20 @@ fn function_of(path: &str) -> Option<String> {
         Some(i) => parts.get(i + 1).copied().unwrap_or_default(),
         None => parts.first().copied().unwrap_or_default(),
     };
-    (!fname.is_empty()).then(|| fname.to_owned())
+    (!fname.is_empty()).then(|| binary_of(fname))
+}
+
+/// The binary a function name runs: the name itself, or for a name CloudFormation generated
+/// from the template's logical id (`<stack>-ValidateFunction-1A2B3C`), that id's stage.
+fn binary_of(function: &str) -> String {
+    let Some((before, _suffix)) = function.rsplit_once("Function-") else {
+        return function.to_owned();
+    };
+    let logical = before.rsplit('-').next().unwrap_or(before);
+    if logical.is_empty() {
+        return function.to_owned();
+    }
+    logical.to_lowercase()
 }
 
 impl Router {
@@ -195,6 +210,12 @@ mod tests {
         assert_eq!(
             function_of("/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:persist:$LATEST/invocations").as_deref(),
             Some("persist")
+        );
+        // Created from template.yaml's stack (scripts/rehearse_deploy.py): named by CloudFormation.
+        assert_eq!(
+            function_of("/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:pipeline-local-ValidateFunction-XBWTYNMZ833B/invocations")
+                .as_deref(),
+            Some("validate")
         );
         assert_eq!(function_of("/2015-03-31/functions/validate"), None);
         assert_eq!(function_of("/"), None);
