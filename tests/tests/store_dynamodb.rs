@@ -641,52 +641,9 @@ async fn oversized_events_are_quarantined_within_item_limits() {
     .await;
 }
 
-/// Records the IAM actions the requests through a client need: the operation of each request
-/// (its `X-Amz-Target`), and for `TransactWriteItems` the action of each item inside it (IAM
-/// has no transaction action: it checks `PutItem`, `UpdateItem`, … per item).
+/// The IAM actions recorded from the requests of one or more clients (see [`SharedActions`]).
 #[derive(Debug, Default)]
 struct Actions(std::sync::Mutex<std::collections::BTreeSet<String>>);
-
-impl Intercept for Actions {
-    fn name(&self) -> &'static str {
-        "Actions"
-    }
-
-    fn read_before_transmit(
-        &self,
-        ctx: &pipeline_aws::aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let req = ctx.request();
-        let Some(target) = req.headers().get("x-amz-target") else {
-            return Ok(());
-        };
-        let (service, op) = target.split_once('.').unwrap_or(("", target));
-        let prefix = if service.starts_with("DynamoDB") {
-            "dynamodb"
-        } else {
-            "events"
-        };
-        let mut actions = self.0.lock().unwrap();
-        if op == "TransactWriteItems" {
-            let body: Value = serde_json::from_slice(req.body().bytes().unwrap_or_default())?;
-            for item in body["TransactItems"].as_array().into_iter().flatten() {
-                for kind in item.as_object().into_iter().flat_map(|o| o.keys()) {
-                    let action = if kind == "ConditionCheck" {
-                        "ConditionCheckItem".to_owned()
-                    } else {
-                        format!("{kind}Item")
-                    };
-                    actions.insert(format!("dynamodb:{action}"));
-                }
-            }
-        } else {
-            actions.insert(format!("{prefix}:{op}"));
-        }
-        Ok(())
-    }
-}
 
 /// What `deploy/permissions.json` allows a function, less what `recorded` needs.
 fn not_allowed(
@@ -868,21 +825,50 @@ fn every_step_functions_call_of_ingest_is_granted() {
     );
 }
 
-/// [`Actions`] shared by several clients (a store's and an announcer's).
+/// Records into [`Actions`], which several clients (a store's and an announcer's) may share, the
+/// IAM actions their requests need: the operation of each request (its `X-Amz-Target`), and for
+/// `TransactWriteItems` the action of each item inside it (IAM has no transaction action: it
+/// checks `PutItem`, `UpdateItem`, … per item).
 #[derive(Debug)]
 struct SharedActions(Arc<Actions>);
 
 impl Intercept for SharedActions {
     fn name(&self) -> &'static str {
-        "SharedActions"
+        "Actions"
     }
 
     fn read_before_transmit(
         &self,
         ctx: &pipeline_aws::aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.read_before_transmit(ctx, rc, cfg)
+        let req = ctx.request();
+        let Some(target) = req.headers().get("x-amz-target") else {
+            return Ok(());
+        };
+        let (service, op) = target.split_once('.').unwrap_or(("", target));
+        let prefix = if service.starts_with("DynamoDB") {
+            "dynamodb"
+        } else {
+            "events"
+        };
+        let mut actions = self.0.0.lock().unwrap();
+        if op == "TransactWriteItems" {
+            let body: Value = serde_json::from_slice(req.body().bytes().unwrap_or_default())?;
+            for item in body["TransactItems"].as_array().into_iter().flatten() {
+                for kind in item.as_object().into_iter().flat_map(|o| o.keys()) {
+                    let action = if kind == "ConditionCheck" {
+                        "ConditionCheckItem".to_owned()
+                    } else {
+                        format!("{kind}Item")
+                    };
+                    actions.insert(format!("dynamodb:{action}"));
+                }
+            }
+        } else {
+            actions.insert(format!("{prefix}:{op}"));
+        }
+        Ok(())
     }
 }
