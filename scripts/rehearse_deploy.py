@@ -21,7 +21,8 @@ Where moto 5.2.5's CloudFormation cannot create what AWS does, the template stay
 it and the rehearsal rewrites its own copy, in WORKAROUNDS below, one function each.
 `--self-test` proves each is still needed: it creates a minimal stack with the gap on moto and
 expects the failure; when moto fixes one, the self-test fails and names the workaround to
-remove.
+remove. It also plants problems (a variable, an output, a missing workaround) and expects the
+check to report each.
 
 Endpoints come from AWS_ENDPOINT_URL only (a loopback address: the rehearsal creates and
 deletes a stack).
@@ -415,7 +416,40 @@ def self_test() -> int:
               f"{'moto still skips it' if still else 'moto creates it now: check it'}")
         if not still:
             stale.append(kind)
-    return 1 if stale else 0
+    # The check itself can fail: the real stack, read back against a template that asks for one
+    # thing more (a function variable, an output) and against one left without a workaround.
+    caught = planted_problems()
+    for what, problems in caught.items():
+        print(f"{'ok' if problems else 'MISSED'}: the check catches {what}")
+    return 1 if stale or not all(caught.values()) else 0
+
+
+def planted_problems() -> dict[str, list[str]]:
+    name = "self-test-planted"
+    cfn, params = prepared(name)
+    upload_artifacts()
+    cf = client("cloudformation")
+    given = {k: v for k, v in params.items() if not k.startswith("AWS::") and v is not None}
+    stack = create(cf, name, cfn, given)
+    extra_var = json.loads(json.dumps(cfn))
+    extra_var["Resources"]["EnrichFunction"]["Properties"]["Environment"]["Variables"]["PLANTED"] = "x"
+    extra_output = json.loads(json.dumps(cfn))
+    extra_output["Outputs"]["PlantedOutput"] = {"Value": "x"}
+    caught = {
+        "a variable a function lacks": check(extra_var, stack),
+        "an output the stack lacks": check(extra_output, stack),
+    }
+    cf.delete_stack(StackName=name)
+    # Without the state machine workaround the machine has no definition: the check says so.
+    unfixed, _ = prepared(name)
+    bare = iam_check.translate(iam_check.load_template(ROOT / "template.yaml"))
+    for w in WORKAROUNDS:
+        if w is not state_machine_inline:
+            bare = w(bare, params)
+    stack = create(cf, name, bare, given)
+    caught["a state machine without the ASL"] = [p for p in check(unfixed, stack) if "state machine" in p]
+    cf.delete_stack(StackName=name)
+    return caught
 
 
 def main() -> int:
