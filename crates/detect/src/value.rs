@@ -30,13 +30,18 @@
 //! 6. **Adaptation.** Updates are winsorised at 3σ, so spikes do not teach the entity that
 //!    spikes are normal; a shift moves both levels to the new value at once, and a reported
 //!    level move is accepted by the slow level, so a change is flagged at its onset, then learned.
+//! 7. **Records.** The point and level tests keep the largest |z| the entity has had (taken at
+//!    the end of each episode of surprise, fading over weeks): up to it the z tail falls
+//!    slowly, and the test flags only beyond [`RECORD_MARGIN`] times it, so a surprise the
+//!    entity has produced before (the daily edge of a square wave, a tweet burst like the last
+//!    one) is not news again.
 //!
 //! The expected range is read back through `sinh`, which is linear near zero, so for noisy
 //! amounts it would reach below zero; an entity that has never had a value below zero is
 //! told a range that does not either (the smallest value absorbed is kept for that).
 //!
-//! State is 103 `f32` (or the warm-up values), stored packed: about 550 characters of JSON;
-//! states stored by v2 still read. Every update is rounded to `f32`, so a state read back from
+//! State is 107 `f32` (or the warm-up values), stored packed: about 570 characters of JSON;
+//! states stored by v2, and by v3 before the records, still read. Every update is rounded to `f32`, so a state read back from
 //! the store continues exactly as the one in memory would have (detection does not depend on
 //! where batches split). The file is long because the model, its stored form and its tests
 //! belong together.
@@ -89,6 +94,14 @@ const MAD_TO_SIGMA: f64 = 1.2533;
 const MIN_SIGMA: f64 = 1e-3;
 const SHIFT_RUN: f32 = 3.0;
 const FLAGGED_WEIGHT: f64 = 0.3;
+/// How much an event must exceed the entity's record for the point or level test (the
+/// largest |z| it has had, [`ValueModel::top`]) before that test may flag it: a surprise no
+/// larger than one the entity has already produced is part of its normal.
+const RECORD_MARGIN: f64 = 1.05;
+/// Share of ln(record) forgotten per event: the record halves on a log scale in about
+/// 14,000 events (seven weeks of 5-minute samples), so an entity that has calmed down is
+/// judged by its recent self again.
+const RECORD_FADE: f64 = 5e-5;
 
 /// Where an event sits in its entity's week, in the event's own UTC offset.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -192,6 +205,16 @@ pub struct ValueModel {
     days: [f32; 7],
     /// The smallest value absorbed: only where it is below zero may the range be.
     lowest: f32,
+    /// The records of the point and level tests: the largest |z| each has had, fading
+    /// slowly ([`RECORD_FADE`]). Up to its record a z ladder's tail falls slowly (the entity
+    /// has been there), and a test flags only beyond [`RECORD_MARGIN`] times it.
+    top: f32,
+    top_slow: f32,
+    /// The largest |z| of each test in the episode going on (0 when none is): it becomes
+    /// the record when the episode ends, so a surprise that keeps growing (a drift) is
+    /// judged against the entity's earlier episodes, not against its own last step.
+    peak: f32,
+    peak_slow: f32,
 }
 
 fn f(x: f64) -> f32 {
@@ -305,11 +328,17 @@ impl ValueModel {
             0.0
         };
         let tests = [
-            (Test::Point, z.abs(), z_tail(&self.cal, z.abs())),
+            (Test::Point, z.abs(), {
+                z_tail(&self.cal, z.abs(), self.top).max(record(z.abs(), self.top, epsilon))
+            }),
             (
                 Test::Level,
                 z_slow.abs(),
-                z_tail(&self.cal_slow, z_slow.abs()),
+                z_tail(&self.cal_slow, z_slow.abs(), self.top_slow).max(record(
+                    z_slow.abs(),
+                    self.top_slow,
+                    epsilon,
+                )),
             ),
             (Test::Variance, var, tail(&self.cal_var, &VAR_LEVELS, var)),
             (Test::Flatline, same, {
@@ -466,6 +495,9 @@ impl ValueModel {
             learn(&mut self.cal_var, &VAR_LEVELS, a.var, rate);
             learn(&mut self.cal_rate, &RATE_LEVELS, a.window_events, rate);
             learn(&mut self.cal_run, &RUN_LEVELS, a.same.max(0.5).log2(), rate);
+            // Flagged events count too: a spike reported once is not news the next time.
+            (self.top, self.peak) = episode(self.top, self.peak, z.abs());
+            (self.top_slow, self.peak_slow) = episode(self.top_slow, self.peak_slow, z_slow.abs());
             let hit = if shifted { 1.0 } else { 0.0 };
             self.cal_shift =
                 f(f64::from(self.cal_shift) + rate * (hit - f64::from(self.cal_shift)));
@@ -535,6 +567,41 @@ fn next_run(run: f32, z: f64) -> f64 {
         run.min(0.0) - 1.0
     } else {
         0.0
+    }
+}
+
+/// Exponent of the power law by which the record's bound falls beyond [`RECORD_MARGIN`]
+/// times the record: steep, so that the bound decides near the record and the ladder beyond.
+const RECORD_STEEPNESS: i32 = 10;
+
+/// The least probability a z test gives `x` against the entity's record `top` (0 with no
+/// record yet): at [`RECORD_MARGIN`] times the record it is exactly the flagging threshold,
+/// below it more, beyond it falling as a power law of exponent [`RECORD_STEEPNESS`]: at
+/// twice the record it is 600 times below the threshold.
+fn record(x: f64, top: f32, epsilon: f64) -> f64 {
+    if top <= 0.0 || x.is_nan() {
+        return 0.0;
+    }
+    let at = RECORD_MARGIN * f64::from(top);
+    (epsilon / TESTS) * (x / at).powi(-RECORD_STEEPNESS).min(1e300)
+}
+
+/// A record one event later: ln(record) shrinks by [`RECORD_FADE`], never below 1σ.
+fn fade(top: f32) -> f64 {
+    f64::from(top).max(1.0).powf(1.0 - RECORD_FADE)
+}
+
+/// Below this |z| an episode of surprise is over: the outlier threshold of the shift test.
+const EPISODE_END: f64 = 3.0;
+
+/// The record and the episode's peak after an event with surprise `z`: the peak grows
+/// during an episode and becomes the record when it ends.
+fn episode(top: f32, peak: f32, z: f64) -> (f32, f32) {
+    let peak = f64::from(peak).max(z);
+    if z < EPISODE_END {
+        (f(fade(top).max(peak)), 0.0)
+    } else {
+        (f(fade(top)), f(peak))
     }
 }
 
@@ -632,6 +699,12 @@ mod tests {
         // It is written back in the new layout, and reads back the same.
         let back = ValueModel::try_from(Wire::from(m.clone())).unwrap();
         assert_eq!(back, m);
+        // v3's first form had no records: it reads with none.
+        let mut v30 = Wire::from(m.clone());
+        v30.p.truncate(v30.p.len() - 4);
+        let read = ValueModel::try_from(v30).unwrap();
+        assert_eq!((read.top, read.top_slow), (0.0, 0.0));
+        assert_eq!(read.cal, m.cal);
         // v2's first form had no `lowest`: the last value's sign stands in for it.
         p.pop();
         let first = ValueModel::try_from(Wire { n: 500, p }).unwrap();
@@ -685,9 +758,9 @@ mod tests {
     #[test]
     fn the_z_tail_is_the_prior_until_the_entity_teaches_it_otherwise() {
         // A fresh entity: its prior, log-linear in |z| between levels.
-        assert_eq!(z_tail(&GAUSS_TAIL, 1.5), 1.0);
-        assert!((z_tail(&GAUSS_TAIL, 4.0) - 6.3e-5).abs() < 1e-9);
-        let between = z_tail(&GAUSS_TAIL, 5.0);
+        assert_eq!(z_tail(&GAUSS_TAIL, 1.5, 0.0), 1.0);
+        assert!((z_tail(&GAUSS_TAIL, 4.0, 0.0) - 6.3e-5).abs() < 1e-9);
+        let between = z_tail(&GAUSS_TAIL, 5.0, 0.0);
         let w = (5.0_f64 / 4.0).ln() / (6.0_f64 / 4.0).ln();
         let expected = ((6.3e-5_f64).ln() * (1.0 - w) + (1.0e-7_f64).ln() * w).exp();
         assert!(
@@ -695,7 +768,7 @@ mod tests {
             "{between} {expected}"
         );
         // Beyond 6σ (the last level always read as learned) it falls as the prior does.
-        let p10 = z_tail(&GAUSS_TAIL, 10.0);
+        let p10 = z_tail(&GAUSS_TAIL, 10.0, 0.0);
         assert!((p10 / 1.0e-12 - 1.0).abs() < 1e-4, "{p10}");
 
         // An entity whose ordinary spikes are a thousand times its noise, 1 % of its events:
@@ -705,14 +778,14 @@ mod tests {
         for f in spiky.iter_mut().take(9) {
             *f = f.max(1e-2);
         }
-        let p = z_tail(&spiky, 3000.0);
+        let p = z_tail(&spiky, 3000.0, 0.0);
         assert!((p / (1e-2 / 27.0) - 1.0).abs() < 1e-4, "{p}");
         assert!(
             p * TESTS > 1e-4,
             "an ordinary spike of that stream is not flagged"
         );
         assert!(
-            z_tail(&spiky, 1.0e6) * TESTS < 1e-4,
+            z_tail(&spiky, 1.0e6, 0.0) * TESTS < 1e-4,
             "one far beyond them is"
         );
     }
@@ -739,6 +812,74 @@ mod tests {
         // A level it has never held is still found.
         let ctx = Context::of_local_ms(4000 * 300_000);
         assert!(m.assess(5.0e7, ctx, Some(1), 1e-4).p < 1e-4);
+    }
+
+    /// A deterministic uniform number in [−1, 1) from `i`.
+    fn jitter(i: i64) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn a_daily_square_wave_is_not_flagged_at_every_edge() {
+        // 5-minute samples: 20 ± 2 at night, 67 from 09:00, 80 ± 7 from 10:00 to 18:00 (an
+        // artificial daily square wave). The hourly profile cannot follow an edge within one
+        // sample, so each rising edge is a surprise of about 20σ of the quiet night's noise,
+        // every day, between two z levels (10σ learned, 30σ never reached).
+        let mut m = ValueModel::default();
+        let mut flagged = Vec::new();
+        for i in 0..288 * 14 {
+            let hour = (i % 288) / 12;
+            let v = match hour {
+                9 => 67.0 + 4.0 * jitter(i),
+                10..18 => 80.0 + 7.0 * jitter(i),
+                _ => 20.0 + 2.0 * jitter(i),
+            };
+            let ctx = Context::of_local_ms(i * 300_000);
+            let a = m.assess(v, ctx, Some(1), 1e-4);
+            let flag = a.p < 1e-4;
+            if flag {
+                flagged.push(i / 288);
+            }
+            m.absorb(v, ctx, &a, flag, Some(5.0));
+        }
+        assert!(
+            flagged.iter().all(|day| *day < 3),
+            "edges still flagged after the first days (days: {flagged:?})"
+        );
+    }
+
+    #[test]
+    fn a_surprise_no_larger_than_the_entity_has_had_is_not_flagged_again() {
+        // Readings of 100 ± 2 with a spike to 125 every 200 events: about 13σ, at a
+        // frequency (1 in 200) that its ladder learns at 10σ but never at 30σ. Before the
+        // records, every one of the twenty spikes was flagged.
+        let mut m = ValueModel::default();
+        let mut flags = Vec::new();
+        for i in 0..4000 {
+            let v = if i % 200 == 199 {
+                125.0
+            } else {
+                100.0 + 2.0 * jitter(i)
+            };
+            let ctx = Context::of_local_ms(i * 600_000);
+            let a = m.assess(v, ctx, Some(1), 1e-4);
+            let flag = a.p < 1e-4;
+            if flag {
+                flags.push(i);
+            }
+            m.absorb(v, ctx, &a, flag, Some(10.0));
+        }
+        assert!(flags.contains(&199), "the first spike is news: {flags:?}");
+        assert!(
+            flags.iter().all(|i| *i < 1000),
+            "a spike the entity has had many times is still flagged: {flags:?}"
+        );
+        // One well beyond its record is news again.
+        let ctx = Context::of_local_ms(4000 * 600_000);
+        assert!(m.assess(1000.0, ctx, Some(1), 1e-4).p < 1e-4);
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub(super) const LN_LEVELS: [f64; Z_LEVELS] = [
 /// with Gaussian noise is flagged a little beyond what it has done, and a counter whose
 /// ordinary spikes are ten thousand times its quiet noise, and that has had such spikes,
 /// only for a spike several times larger than those.
-pub(super) fn z_tail(freq: &[f32; Z_LEVELS], x: f64) -> f64 {
+pub(super) fn z_tail(freq: &[f32; Z_LEVELS], x: f64, top: f32) -> f64 {
     if x.is_nan() || x < f64::from(LEVELS[0]) {
         return 1.0;
     }
@@ -84,10 +84,21 @@ pub(super) fn z_tail(freq: &[f32; Z_LEVELS], x: f64) -> f64 {
     if lx <= LN_LEVELS[last] {
         return ln_ladder(freq, lx, Z_MIN_DECAY).exp();
     }
-    // ln of the prior's fall from the last learned level to x, and of the slowest fall.
-    let prior_fall = ln_ladder(&GAUSS_TAIL, lx, Z_MIN_DECAY) - prior(last).ln();
-    let min_fall = -Z_MIN_DECAY * (lx - LN_LEVELS[last]);
-    (fr(last).ln() + prior_fall.min(min_fall)).exp().min(1.0)
+    // Up to the entity's record it has been before: the slowest fall, a power law of
+    // exponent [`Z_MIN_DECAY`] (a daily edge of a noise-free square wave, 20σ every day,
+    // between two levels it learned at 10σ and never reached at 30σ). Beyond the record, and
+    // beyond the last learned level without one, the prior's fall, but at least that.
+    let ln_top = f64::from(top).max(1.0).ln().max(LN_LEVELS[last]);
+    let seen = lx.min(ln_top);
+    let fall = |from: f64| {
+        let prior_fall =
+            ln_ladder(&GAUSS_TAIL, lx, Z_MIN_DECAY) - ln_ladder(&GAUSS_TAIL, from, Z_MIN_DECAY);
+        prior_fall.min(-Z_MIN_DECAY * (lx - from))
+    };
+    let beyond = if lx > ln_top { fall(ln_top) } else { 0.0 };
+    (fr(last).ln() - Z_MIN_DECAY * (seen - LN_LEVELS[last]) + beyond)
+        .exp()
+        .min(1.0)
 }
 
 /// ln of the ladder `freq` at `lx` (log-linear between [`LN_LEVELS`], a power law of

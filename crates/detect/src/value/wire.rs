@@ -14,7 +14,10 @@ pub(super) struct Wire {
 }
 
 /// Numbers of the stored form once warmed up.
-const FIXED: usize = 10 + 2 * Z_LEVELS + 2 * 3 + RUNS + 1 + 48 + 7 + 1;
+const FIXED: usize = FIXED_V3_0 + 4;
+/// The first form of detector v3, before the point and level tests kept their records: it
+/// reads with no record, so the records start from the next event.
+const FIXED_V3_0: usize = 10 + 2 * Z_LEVELS + 2 * 3 + RUNS + 1 + 48 + 7 + 1;
 /// The stored forms of detector v2 (with and without `lowest`): three-level ladders and a
 /// repeat rate. They read with the new ladders' upper levels and the run and shift
 /// frequencies at their priors, so a stored entity keeps its level, noise and rhythm.
@@ -43,6 +46,7 @@ impl From<ValueModel> for Wire {
         p.extend(m.weekend);
         p.extend(m.days);
         p.push(m.lowest);
+        p.extend([m.top, m.top_slow, m.peak, m.peak_slow]);
         Wire { n: m.n, p }
     }
 }
@@ -80,12 +84,12 @@ impl TryFrom<Wire> for ValueModel {
             });
         }
         let v2 = match w.p.len() {
-            FIXED => false,
+            FIXED | FIXED_V3_0 => false,
             FIXED_V1 | FIXED_V2 => true,
             n => {
                 return Err(format!(
-                    "value model has {n} numbers, expected {FIXED} (or {FIXED_V1} or \
-                     {FIXED_V2} of detector v2)"
+                    "value model has {n} numbers, expected {FIXED} (or {FIXED_V3_0} of \
+                     detector v3's first form, {FIXED_V1} or {FIXED_V2} of detector v2)"
                 ));
             }
         };
@@ -132,6 +136,9 @@ impl TryFrom<Wire> for ValueModel {
             FIXED_V1 => m.last.min(0.0),
             _ => c.one(),
         };
+        if w.p.len() == FIXED {
+            (m.top, m.top_slow, m.peak, m.peak_slow) = (c.one(), c.one(), c.one(), c.one());
+        }
         Ok(m)
     }
 }
