@@ -7,7 +7,7 @@
 //!
 //! With a stream substring it prints that stream's windows (as rows) and every anomalous
 //! event: its row, whether it alerted, its score and the value test that fired; `EPS=…` sets
-//! `value_probability` (ε) for a sweep.
+//! `value_probability` (ε) and `QUIET_H=…` the incident quiet period in hours, for sweeps.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -22,6 +22,9 @@ fn main() {
     let mut cfg = DetectConfig::default();
     if let Ok(e) = std::env::var("EPS") {
         cfg.value_probability = e.parse().unwrap();
+    }
+    if let Ok(q) = std::env::var("QUIET_H") {
+        cfg.incident_quiet = chrono::Duration::minutes((q.parse::<f64>().unwrap() * 60.0) as i64);
     }
     let (text, _) = pipeline_corpus::nab::events(&corpus);
     let mut lines = text.lines();
