@@ -94,6 +94,15 @@ pub enum Error {
         /// The error and cause, or the API error.
         detail: String,
     },
+    /// Ingest could not fetch a schema version from the AWS Glue Schema Registry (throttled,
+    /// unreachable, a 5xx): the invocation fails so that the batch is delivered again.
+    #[error("could not fetch Glue schema version {version_id}: {detail}")]
+    SchemaUnavailable {
+        /// The schema version id the records name.
+        version_id: String,
+        /// What the service said.
+        detail: String,
+    },
     /// Publishing anomalies on EventBridge kept failing for some entries.
     #[error("could not announce {failed} anomalies on EventBridge: {detail}")]
     AnnounceFailed {
@@ -171,6 +180,7 @@ error_kinds! {
     InjectedFault => "Pipeline.Retryable.InjectedFault",
     ExecutionFailed => "Pipeline.Retryable.ExecutionFailed",
     AnnounceFailed => "Pipeline.Retryable.AnnounceFailed",
+    SchemaUnavailable => "Pipeline.Retryable.SchemaUnavailable",
     BadBatch => "Pipeline.Fatal.BadBatch",
     UnrecognisedInput => "Pipeline.Fatal.UnrecognisedInput",
     Config => "Pipeline.Fatal.Config",
@@ -209,6 +219,7 @@ impl Error {
             Error::InjectedFault { .. } => ErrorKind::InjectedFault,
             Error::ExecutionFailed { .. } => ErrorKind::ExecutionFailed,
             Error::AnnounceFailed { .. } => ErrorKind::AnnounceFailed,
+            Error::SchemaUnavailable { .. } => ErrorKind::SchemaUnavailable,
             Error::ServiceRejected { .. } => ErrorKind::ServiceRejected,
             Error::RecordContended { .. } => ErrorKind::RecordContended,
             Error::EntityContended { .. } => ErrorKind::EntityContended,
@@ -312,6 +323,10 @@ mod tests {
             },
             ErrorKind::AnnounceFailed => Error::AnnounceFailed {
                 failed: 1,
+                detail: "d".into(),
+            },
+            ErrorKind::SchemaUnavailable => Error::SchemaUnavailable {
+                version_id: "v".into(),
                 detail: "d".into(),
             },
             ErrorKind::ServiceRejected => Error::ServiceRejected {

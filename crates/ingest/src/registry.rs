@@ -14,7 +14,9 @@
 //! message-index list picks the message) or JSON (a JSON Schema–registered value).
 //!
 //! Schemas come from a registry file (see [`Registry::from_json`] and `schemas/README.md`),
-//! read once per process: no network call on the hot path. A record whose value cannot be
+//! read once per process: no network call on the hot path. Glue schema versions can also be
+//! fetched when a record first names them ([`GlueRegistry`], module `glue`), before the batch
+//! is decoded. A record whose value cannot be
 //! read (unknown schema id, bytes that do not match the schema, a mapped field missing) is
 //! quarantined with a precise reason and its original bytes; nothing else in the batch is
 //! affected.
@@ -34,8 +36,13 @@ use serde_json::{Map, Value};
 use pipeline_core::Error;
 use pipeline_core::batch::Reason;
 
+mod glue;
 mod mapping;
 
+use glue::GlueTemplate;
+pub use glue::{
+    Fetched, GlueRegistry, GlueSchemaVersion, GlueSchemas, StaticGlueSchemas, glue_version_ids,
+};
 use mapping::Mapping;
 
 /// Where a record's value bytes say their schema is.
@@ -77,6 +84,10 @@ pub struct Registry {
     confluent: HashMap<u32, Arc<Entry>>,
     glue: HashMap<String, Arc<Entry>>,
     topics: HashMap<String, Arc<Entry>>,
+    /// How versions of a Glue schema fetched at run time map, by schema name.
+    glue_names: HashMap<String, GlueTemplate>,
+    /// Glue version ids fetched and not usable, with why (see [`GlueRegistry`]).
+    glue_missing: HashMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +98,21 @@ struct FileDoc {
     comment: Option<String>,
     #[serde(default)]
     schemas: Vec<FileEntry>,
+    /// How versions of Glue schemas fetched at run time map, by schema name.
+    #[serde(default)]
+    glue_schemas: Vec<GlueFileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GlueFileEntry {
+    schema_name: String,
+    #[serde(default)]
+    mapping: Option<Map<String, Value>>,
+    #[serde(default)]
+    descriptor_set: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +146,10 @@ impl Registry {
 
     /// Whether no schema is registered.
     pub fn is_empty(&self) -> bool {
-        self.confluent.is_empty() && self.glue.is_empty() && self.topics.is_empty()
+        self.confluent.is_empty()
+            && self.glue.is_empty()
+            && self.topics.is_empty()
+            && self.glue_names.is_empty()
     }
 
     /// Reads a registry file:
@@ -157,7 +186,11 @@ impl Registry {
                     })?))
                 }
                 "json" => Body::Json,
-                "protobuf" => Body::Protobuf(protobuf_message(&f)?),
+                "protobuf" => Body::Protobuf(protobuf_message(
+                    &f.name,
+                    f.descriptor_set.as_deref(),
+                    f.message.as_deref(),
+                )?),
                 other => {
                     return Err(Error::Config(format!(
                         "schema {}: format {other:?} is not avro, json or protobuf",
@@ -180,6 +213,22 @@ impl Registry {
             for t in f.topics {
                 reg.topics.insert(t, entry.clone());
             }
+        }
+        for g in doc.glue_schemas {
+            let protobuf = match (&g.descriptor_set, &g.message) {
+                (None, None) => None,
+                (set, message) => Some(protobuf_message(
+                    &g.schema_name,
+                    set.as_deref(),
+                    message.as_deref(),
+                )?),
+            };
+            let mapping = g
+                .mapping
+                .map(|m| Mapping::parse(&g.schema_name, m))
+                .transpose()?;
+            reg.glue_names
+                .insert(g.schema_name, GlueTemplate { mapping, protobuf });
         }
         Ok(reg)
     }
@@ -279,10 +328,17 @@ impl Registry {
                 .confluent
                 .get(id)
                 .ok_or_else(|| unknown(format!("Confluent schema id {id}"))),
-            WireFormat::Glue { version_id, .. } => self
-                .glue
-                .get(version_id)
-                .ok_or_else(|| unknown(format!("Glue schema version {version_id}"))),
+            WireFormat::Glue { version_id, .. } => {
+                self.glue
+                    .get(version_id)
+                    .ok_or_else(|| match self.glue_missing.get(version_id) {
+                        Some(why) => Reason::new(
+                            "unknown_schema",
+                            format!("the {what}'s Glue schema version {version_id}: {why}"),
+                        ),
+                        None => unknown(format!("Glue schema version {version_id}")),
+                    })
+            }
             WireFormat::Plain => Err(unknown("schema (no header)".into())),
         }
     }
@@ -355,21 +411,21 @@ fn body_of(entry: &Entry, wire: &WireFormat, body: &[u8], what: &str) -> Result<
 }
 
 /// The message descriptor a protobuf entry names, from its descriptor set.
-fn protobuf_message(f: &FileEntry) -> Result<MessageDescriptor, Error> {
-    let bad = |what: String| Error::Config(format!("schema {}: {what}", f.name));
-    let set = f
-        .descriptor_set
-        .as_deref()
+fn protobuf_message(
+    schema: &str,
+    descriptor_set: Option<&str>,
+    message: Option<&str>,
+) -> Result<MessageDescriptor, Error> {
+    let bad = |what: String| Error::Config(format!("schema {schema}: {what}"));
+    let set = descriptor_set
         .ok_or_else(|| bad("a protobuf schema needs \"descriptor_set\" (base64)".into()))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(set)
         .map_err(|e| bad(format!("descriptor_set is not base64: {e}")))?;
     let pool = DescriptorPool::decode(bytes.as_slice())
         .map_err(|e| bad(format!("descriptor_set is not a FileDescriptorSet: {e}")))?;
-    let name = f
-        .message
-        .as_deref()
-        .ok_or_else(|| bad("a protobuf schema needs \"message\" (its full name)".into()))?;
+    let name =
+        message.ok_or_else(|| bad("a protobuf schema needs \"message\" (its full name)".into()))?;
     pool.get_message_by_name(name)
         .ok_or_else(|| bad(format!("the descriptor set has no message {name}")))
 }
