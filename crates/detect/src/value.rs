@@ -32,7 +32,7 @@
 //!    level move is accepted by the slow level, so a change is flagged at its onset, then learned.
 //! 7. **Records.** The point and level tests keep the largest |z| the entity has had (taken at
 //!    the end of each episode of surprise, fading over weeks): up to it the z tail falls
-//!    slowly, and the test flags only beyond [`RECORD_MARGIN`] times it, so a surprise the
+//!    slowly, and the test flags only beyond 1.05 times it, so a surprise the
 //!    entity has produced before (the daily edge of a square wave, a tweet burst like the last
 //!    one) is not news again.
 //!
