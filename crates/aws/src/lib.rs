@@ -31,6 +31,8 @@ pub mod announce;
 pub mod cause;
 pub mod error;
 pub mod eventbridge;
+#[cfg(feature = "glue")]
+pub mod glue;
 #[cfg(feature = "ops")]
 pub mod history;
 mod item;
@@ -51,6 +53,10 @@ pub use aws_sdk_dynamodb;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 pub use aws_sdk_eventbridge;
+#[cfg(feature = "glue")]
+pub use aws_sdk_glue;
+#[cfg(feature = "glue")]
+pub use glue::GlueSchemaClient;
 
 pub use announce::EventBridgeAnnouncer;
 pub use error::Error;

@@ -39,7 +39,7 @@ mod split;
 pub use kafka::{decode_kafka, decode_kafka_with};
 pub use partial::{KafkaItem, records_to_retry};
 pub use registry::{
-    Fetched, GlueRegistry, GlueSchemaVersion, GlueSchemas, Registry, StaticGlueSchemas,
+    FetchError, Fetched, GlueRegistry, GlueSchemaVersion, GlueSchemas, Registry, StaticGlueSchemas,
     glue_version_ids,
 };
 pub use split::{KEPT_HEAD_BYTES, MAX_ITEM_BYTES, SplitLimits, Splitter, split};

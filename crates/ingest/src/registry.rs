@@ -41,7 +41,8 @@ mod mapping;
 
 use glue::GlueTemplate;
 pub use glue::{
-    Fetched, GlueRegistry, GlueSchemaVersion, GlueSchemas, StaticGlueSchemas, glue_version_ids,
+    FetchError, Fetched, GlueRegistry, GlueSchemaVersion, GlueSchemas, StaticGlueSchemas,
+    glue_version_ids,
 };
 use mapping::Mapping;
 

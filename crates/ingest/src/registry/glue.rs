@@ -14,7 +14,8 @@
 //!   quarantined alone as `unknown_schema`, with the reason, and the id is not asked again;
 //! - Glue did not answer (throttling, a network error, a 5xx): the whole batch fails with the
 //!   retryable `Pipeline.Retryable.SchemaUnavailable`, nothing is remembered, and the
-//!   redelivered batch asks again.
+//!   redelivered batch asks again; Glue refusing (access denied) fails it with the fatal
+//!   `Pipeline.Fatal.ServiceRejected`.
 //!
 //! Glue keeps a Protobuf schema as `.proto` text; compiling that at run time is not done here,
 //! so a Protobuf schema's `glue_schemas` entry carries its descriptor set, as a registry-file
@@ -49,12 +50,21 @@ pub enum Fetched {
     NotFound,
 }
 
+/// Why a fetch did not say whether the version exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The service did not answer (throttling, a network error, a 5xx): a retry may succeed.
+    Unavailable(String),
+    /// The service refused for a reason a retry will not fix (access denied): a deployment
+    /// problem, every batch would fail the same way.
+    Rejected(String),
+}
+
 /// Where schema versions come from: the Glue API in the functions, a map in tests.
 #[async_trait::async_trait]
 pub trait GlueSchemas: Send + Sync {
-    /// Fetches one version by id. `Err` means the service did not answer and a retry may
-    /// succeed; the message says what it said.
-    async fn get_schema_version(&self, version_id: &str) -> Result<Fetched, String>;
+    /// Fetches one version by id.
+    async fn get_schema_version(&self, version_id: &str) -> Result<Fetched, FetchError>;
 }
 
 /// How the versions of one Glue schema map to the contract: the registry file's
@@ -108,9 +118,16 @@ impl GlueRegistry {
                 .source
                 .get_schema_version(&id)
                 .await
-                .map_err(|detail| Error::SchemaUnavailable {
-                    version_id: id.clone(),
-                    detail,
+                .map_err(|e| match e {
+                    FetchError::Unavailable(detail) => Error::SchemaUnavailable {
+                        version_id: id.clone(),
+                        detail,
+                    },
+                    FetchError::Rejected(message) => Error::ServiceRejected {
+                        service: "glue",
+                        message: format!("GetSchemaVersion {id}: {message}"),
+                        source: None,
+                    },
                 })?;
             found.push((id, fetched));
         }
@@ -219,9 +236,11 @@ pub struct StaticGlueSchemas {
 
 #[async_trait::async_trait]
 impl GlueSchemas for StaticGlueSchemas {
-    async fn get_schema_version(&self, version_id: &str) -> Result<Fetched, String> {
+    async fn get_schema_version(&self, version_id: &str) -> Result<Fetched, FetchError> {
         if self.unavailable.contains(version_id) {
-            return Err("ThrottlingException: rate exceeded".into());
+            return Err(FetchError::Unavailable(
+                "ThrottlingException: rate exceeded".into(),
+            ));
         }
         Ok(self
             .versions
