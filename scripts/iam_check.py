@@ -450,7 +450,7 @@ def _mutations() -> list[tuple[str, str, Any]]:
 
     def conditional_wildcard(t: dict[str, Any]) -> None:
         for pol in _role_policies(t, "IngestFunctionRole"):
-            if isinstance(pol, dict) and "Fn::If" in pol:
+            if isinstance(pol, dict) and "Fn::If" in pol and pol["Fn::If"][0] == "MskEnabled":
                 pol["Fn::If"][1]["PolicyDocument"]["Statement"][0]["Action"].append("kafka-cluster:*")
 
     def sam_generated_role(t: dict[str, Any]) -> None:

@@ -734,3 +734,82 @@ async fn identifiers_with_bidi_overrides_or_invisible_characters_are_refused() {
         );
     }
 }
+
+/// With `glue:NAME` in `PIPELINE_SCHEMA_REGISTRY`, the function fetches a Glue version the
+/// registry file does not list, once per process, and decodes the samples as with the file;
+/// Glue not answering fails the invocation with a retryable error type.
+#[tokio::test]
+async fn ingest_fetches_glue_versions_once_and_fails_retryably_when_glue_does_not_answer() {
+    use pipeline_ingest::{GlueSchemaVersion, StaticGlueSchemas};
+    let root = pipeline_tests::fixtures::repo_root();
+    let mut file: Value =
+        serde_json::from_str(&fs::read_to_string(root.join("schemas/registry.json")).unwrap())
+            .unwrap();
+    // The Avro schema's versions come from Glue: the file keeps only its mapping, by name.
+    let avro = file["schemas"][0].as_object_mut().unwrap();
+    let id = avro.remove("glue_version_id").unwrap();
+    let (name, schema) = (avro["name"].clone(), avro["schema"].to_string());
+    file["glue_schemas"] =
+        serde_json::json!([{"schema_name": name, "mapping": avro["mapping"].clone()}]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.json");
+    fs::write(&path, file.to_string()).unwrap();
+    let vars = std::collections::HashMap::from([(
+        "PIPELINE_SCHEMA_REGISTRY".to_owned(),
+        format!("{}, glue:payments", path.display()),
+    )]);
+    let config = Config::from_vars(&vars).unwrap();
+    assert_eq!(config.glue_registry.as_deref(), Some("payments"));
+    let glue = |unavailable: bool| {
+        let mut g = StaticGlueSchemas::default();
+        let id = id.as_str().unwrap().to_owned();
+        g.versions.insert(
+            id.clone(),
+            GlueSchemaVersion {
+                schema_name: name.as_str().unwrap().to_owned(),
+                data_format: "AVRO".into(),
+                definition: schema.clone(),
+            },
+        );
+        if unavailable {
+            g.unavailable.insert(id);
+        }
+        std::sync::Arc::new(g)
+    };
+
+    let sink = CollectSink::default();
+    let ingest = Ingest::new(&config, &sink).with_glue(glue(false));
+    for _ in 0..2 {
+        ingest.handle(ev("ingest/msk-registry.json")).await.unwrap();
+    }
+    assert_eq!(ingest.glue_fetches(), 1);
+    let expected = CollectSink::default();
+    Ingest::new(&registry_config(), &expected)
+        .handle(ev("ingest/msk-registry.json"))
+        .await
+        .unwrap();
+    let want: Vec<Value> = expected.take()[0]
+        .events
+        .iter()
+        .map(|e| e.payload.clone())
+        .collect();
+    for batch in sink.take() {
+        assert!(batch.quarantine.is_empty(), "{:?}", batch.quarantine);
+        let got: Vec<Value> = batch.events.iter().map(|e| e.payload.clone()).collect();
+        assert_eq!(got, want);
+    }
+
+    let err = Ingest::new(&config, &sink)
+        .with_glue(glue(true))
+        .handle(ev("ingest/msk-registry.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        Diagnostic::from(err).error_type,
+        "Pipeline.Retryable.SchemaUnavailable"
+    );
+    assert!(
+        sink.take().is_empty(),
+        "nothing is sent when the batch fails"
+    );
+}

@@ -15,7 +15,7 @@
 //! | `PIPELINE_FAILURE_STATUSES` | comma-separated `attributes.status` values that are failures | `failed,declined` |
 //! | `PIPELINE_VALUE_PROBABILITY` | a value whose calibrated probability for its entity is below this is an outlier (`docs/detection.md`) | 1e-4 |
 //! | `PIPELINE_QUARANTINE_RETENTION_DAYS` | days a quarantine entry is kept (its `expires_at`, the DynamoDB TTL attribute); `0` keeps entries until deleted (0 … 36500) | 30 |
-//! | `PIPELINE_SCHEMA_REGISTRY` | ingest and the CLI only: path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json` | none: values are JSON |
+//! | `PIPELINE_SCHEMA_REGISTRY` | ingest and the CLI only: path of a schema registry file (`schemas/README.md`): Kafka values in the Confluent or Glue wire format, Avro or JSON, decoded and mapped to the contract; in Lambda, e.g. a layer's `/opt/registry.json`. `glue:NAME` (alone, or after the file and a comma): ingest fetches the Glue schema versions records name from the Glue registry NAME at run time, mapped by the file's `glue_schemas` | none: values are JSON |
 //! | `INGEST_MAX_CONCURRENCY` | batches of one ingest invocation processed at once (1 … 1000) | 4 |
 //! | `INGEST_REPORT_BATCH_ITEM_FAILURES` | `true`: ingest answers a Kafka invocation whose batches partly failed with the records to redeliver (`batchItemFailures`) instead of failing it whole; set it only where the event source mapping has `FunctionResponseTypes: [ReportBatchItemFailures]`, or those records are lost | `false` |
 //! | `PIPELINE_FAULT_INJECTION` | `1` lets events with `attributes.fault_inject` = a stage name fail that stage (tests only) | off |
@@ -69,6 +69,9 @@ pub struct Config {
     pub anomaly_bus: Option<String>,
     /// Schemas of Kafka values (empty: values are JSON).
     pub registry: std::sync::Arc<pipeline_ingest::Registry>,
+    /// The Glue Schema Registry that ingest fetches schema versions from at run time
+    /// (`glue:NAME` in `PIPELINE_SCHEMA_REGISTRY`), when set.
+    pub glue_registry: Option<String>,
     /// Logs and metrics.
     pub telemetry: TelemetryConfig,
     /// The endpoint override the SDK will use for DynamoDB, when one is set (an emulator).
@@ -126,8 +129,31 @@ impl Config {
     /// Reads settings from a map of variables (testable without touching the environment).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, Error> {
         let mut config = Self::stage_from_vars(vars)?;
-        if let Some(path) = text(vars, "PIPELINE_SCHEMA_REGISTRY") {
-            config.registry = std::sync::Arc::new(load_registry(&path)?);
+        // A file, `glue:NAME`, or both, comma-separated.
+        let mut file = None;
+        for source in text(vars, "PIPELINE_SCHEMA_REGISTRY")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            match source.strip_prefix("glue:") {
+                Some(name) if config.glue_registry.is_some() || name.is_empty() => {
+                    return Err(Error::Config(format!(
+                        "PIPELINE_SCHEMA_REGISTRY names {source}: give one Glue registry, by name"
+                    )));
+                }
+                Some(name) => config.glue_registry = Some(name.to_owned()),
+                None if file.is_some() => {
+                    return Err(Error::Config(format!(
+                        "PIPELINE_SCHEMA_REGISTRY names a second file, {source}: give one"
+                    )));
+                }
+                None => {
+                    config.registry = std::sync::Arc::new(load_registry(source)?);
+                    file = Some(source);
+                }
+            }
         }
         Ok(config)
     }
@@ -247,6 +273,7 @@ impl Config {
             state_machine,
             anomaly_bus: text("ANOMALY_BUS_NAME"),
             registry: std::sync::Arc::new(pipeline_ingest::Registry::empty()),
+            glue_registry: None,
             telemetry,
             endpoint_override: text("AWS_ENDPOINT_URL_DYNAMODB")
                 .or_else(|| text("AWS_ENDPOINT_URL")),
@@ -485,6 +512,28 @@ mod tests {
         }
         let c = Config::from_vars(&vars(&[("RUST_LOG", "pipeline=trace")])).expect("config");
         assert_eq!(c.telemetry.filter, "pipeline=trace");
+    }
+
+    #[test]
+    fn the_schema_registry_is_a_file_a_glue_registry_or_both() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas/registry.json");
+        let glue = Config::from_vars(&vars(&[("PIPELINE_SCHEMA_REGISTRY", "glue:payments")]))
+            .expect("config");
+        assert_eq!(glue.glue_registry.as_deref(), Some("payments"));
+        assert!(glue.registry.is_empty());
+        let both = format!("{sample},glue:payments");
+        let both =
+            Config::from_vars(&vars(&[("PIPELINE_SCHEMA_REGISTRY", &both)])).expect("config");
+        assert_eq!(both.glue_registry.as_deref(), Some("payments"));
+        assert!(!both.registry.is_empty());
+        for bad in ["glue:", "glue:a,glue:b", &format!("{sample},{sample}")] {
+            let err =
+                Config::from_vars(&vars(&[("PIPELINE_SCHEMA_REGISTRY", bad)])).expect_err(bad);
+            assert!(
+                err.to_string().contains("PIPELINE_SCHEMA_REGISTRY"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

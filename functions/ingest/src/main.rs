@@ -1,17 +1,19 @@
 //! The `ingest` Lambda function: MSK or EventBridge event → batches → one Step Functions
 //! execution each ([`pipeline_aws::SfnSink`]). The stage is [`pipeline_handlers::Ingest`].
 
-use pipeline_aws::{SfnSink, lambda_sdk_config};
+use std::sync::Arc;
+
+use pipeline_aws::{GlueSchemaClient, SfnSink, lambda_sdk_config};
 use pipeline_handlers::{Config, Ingest, serve};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
+    let (config, sdk) = (Config::from_env()?, lambda_sdk_config().await);
     let machine = config.require_state_machine()?;
-    let sink = SfnSink::new(
-        &lambda_sdk_config().await,
-        machine.arn.clone(),
-        machine.kind,
-    );
-    serve(Ingest::new(&config, sink), &config.telemetry).await
+    let sink = SfnSink::new(&sdk, machine.arn.clone(), machine.kind);
+    let mut ingest = Ingest::new(&config, sink);
+    if let Some(registry) = &config.glue_registry {
+        ingest = ingest.with_glue(Arc::new(GlueSchemaClient::new(&sdk, registry)));
+    }
+    serve(ingest, &config.telemetry).await
 }

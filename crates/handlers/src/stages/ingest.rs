@@ -68,6 +68,8 @@ pub struct Ingest<K> {
     concurrency: usize,
     partial_failures: bool,
     registry: std::sync::Arc<ingest::Registry>,
+    /// Set with [`Ingest::with_glue`]: schema versions fetched from Glue at run time.
+    glue: Option<ingest::GlueRegistry>,
     sink: K,
 }
 
@@ -79,8 +81,24 @@ impl<K: BatchSink> Ingest<K> {
             concurrency: config.ingest_concurrency.max(1),
             partial_failures: config.report_batch_item_failures,
             registry: config.registry.clone(),
+            glue: None,
             sink,
         }
+    }
+
+    /// Fetches the Glue schema versions that records name and the registry file does not
+    /// list from `source` (the Glue client in the function), keeping them for the process.
+    pub fn with_glue(mut self, source: std::sync::Arc<dyn ingest::GlueSchemas>) -> Self {
+        self.glue = Some(ingest::GlueRegistry::new(
+            ingest::Registry::clone(&self.registry),
+            source,
+        ));
+        self
+    }
+
+    /// How many Glue schema versions this stage has fetched (0 without [`Ingest::with_glue`]).
+    pub fn glue_fetches(&self) -> usize {
+        self.glue.as_ref().map_or(0, ingest::GlueRegistry::fetches)
     }
 
     /// Cuts batches with these limits instead of the default ones.
@@ -94,14 +112,24 @@ impl<K: BatchSink> Ingest<K> {
         &self.sink
     }
 
-    /// Decodes a Kafka or EventBridge payload and cuts it into batch documents.
+    /// Decodes a Kafka or EventBridge payload and cuts it into batch documents (with the
+    /// registry file only: [`Handler::run`] fetches Glue versions first).
     pub fn cut(
         &self,
         input: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Batch<RawEvent>>, Error> {
+        self.cut_with(input, &self.registry, received_at)
+    }
+
+    fn cut_with(
+        &self,
+        input: &Value,
+        registry: &ingest::Registry,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Batch<RawEvent>>, Error> {
         Ok(ingest::split(
-            ingest::decode_with(input, &self.registry)?,
+            ingest::decode_with(input, registry)?,
             received_at,
             self.limits,
         ))
@@ -122,7 +150,13 @@ impl<K: BatchSink> Handler for Ingest<K> {
     }
 
     async fn run(&self, payload: Value) -> Result<IngestResponse, FunctionError> {
-        let batches = self.cut(&payload, Utc::now())?;
+        let batches = match &self.glue {
+            Some(glue) => {
+                let registry = glue.for_input(&payload).await?;
+                self.cut_with(&payload, &registry, Utc::now())?
+            }
+            None => self.cut(&payload, Utc::now())?,
+        };
         let input: usize = batches.iter().map(|b| b.input_count).sum();
         metrics::counter!(metric::EVENTS_IN).increment(input as u64);
         for b in &batches {

@@ -84,6 +84,14 @@ pub struct GlueRegistry {
     fetches: AtomicUsize,
 }
 
+impl std::fmt::Debug for GlueRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlueRegistry")
+            .field("fetches", &self.fetches())
+            .finish_non_exhaustive()
+    }
+}
+
 impl GlueRegistry {
     /// Starts from the registry file's schemas and templates; nothing is fetched yet.
     pub fn new(file: Registry, source: Arc<dyn GlueSchemas>) -> Self {
