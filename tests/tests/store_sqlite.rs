@@ -198,3 +198,31 @@ impl Hooks for Look {
         Ok(())
     }
 }
+
+#[test]
+fn many_openers_creating_one_new_file_at_once_all_open_it() {
+    // Two `pipeline run`s started at once on a new file: each open checks that the file is a
+    // store (or empty) and creates the tables. Before the tables were created in one
+    // transaction, an opener could see another's half-made schema and refuse the file as
+    // "not a pipeline store"; racing for the switch to WAL can also answer "database is
+    // locked" at once, busy timeout or not. Six connections, twenty new files.
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("race-{round}.db"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteStore::open(&path)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), Ok(()), "round {round}");
+        }
+    }
+}

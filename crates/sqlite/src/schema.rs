@@ -5,11 +5,20 @@ use rusqlite::Connection;
 
 use crate::Error;
 
-pub(crate) const SCHEMA: &str = "
+/// Settings of the connection and the file (WAL); they cannot run inside a transaction.
+pub(crate) const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA cache_size = -65536;
 PRAGMA wal_autocheckpoint = 8192;
+";
+
+/// The tables and indexes, created in one transaction, so that another process opening the
+/// file at the same time sees all of them or none (never a store with a table missing). The
+/// transaction is deferred: on a store that has them all it writes nothing and takes no write
+/// lock, so opening a store does not wait for a run that is writing to it.
+pub(crate) const SCHEMA: &str = "
+BEGIN;
 CREATE TABLE IF NOT EXISTS events (
     event_id     TEXT PRIMARY KEY,
     entity_id    TEXT NOT NULL,
@@ -40,6 +49,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     record        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quarantine_by_event ON quarantine (event_id);
+COMMIT;
 ";
 
 /// The tables of the store and a column each must have.
