@@ -41,16 +41,18 @@
 //! told a range that does not either (the smallest value absorbed is kept for that).
 //!
 //! State is 107 `f32` (or the warm-up values), stored packed: about 570 characters of JSON;
-//! states stored by v2, and by v3 before the records, still read. Every update is rounded to `f32`, so a state read back from
-//! the store continues exactly as the one in memory would have (detection does not depend on
-//! where batches split). The file is long because the model, its stored form and its tests
+//! states stored by v2, and by v3 before the records, still read. Every update is rounded to
+//! `f32`, so a state read back from the store continues exactly as the one in memory would
+//! have (detection does not depend on where batches split). The file is long because the model, its stored form and its tests
 //! belong together.
 
 use serde::{Deserialize, Serialize};
 
+mod record;
 mod tail;
 mod wire;
 
+use record::{episode, record};
 use tail::{run_tail, tail, z_tail};
 use wire::Wire;
 
@@ -94,14 +96,6 @@ const MAD_TO_SIGMA: f64 = 1.2533;
 const MIN_SIGMA: f64 = 1e-3;
 const SHIFT_RUN: f32 = 3.0;
 const FLAGGED_WEIGHT: f64 = 0.3;
-/// How much an event must exceed the entity's record for the point or level test (the
-/// largest |z| it has had, [`ValueModel::top`]) before that test may flag it: a surprise no
-/// larger than one the entity has already produced is part of its normal.
-const RECORD_MARGIN: f64 = 1.05;
-/// Share of ln(record) forgotten per event: the record halves on a log scale in about
-/// 14,000 events (seven weeks of 5-minute samples), so an entity that has calmed down is
-/// judged by its recent self again.
-const RECORD_FADE: f64 = 5e-5;
 
 /// Where an event sits in its entity's week, in the event's own UTC offset.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -206,8 +200,9 @@ pub struct ValueModel {
     /// The smallest value absorbed: only where it is below zero may the range be.
     lowest: f32,
     /// The records of the point and level tests: the largest |z| each has had, fading
-    /// slowly ([`RECORD_FADE`]). Up to its record a z ladder's tail falls slowly (the entity
-    /// has been there), and a test flags only beyond [`RECORD_MARGIN`] times it.
+    /// slowly (`record::RECORD_FADE`). Up to its record a z ladder's tail falls slowly (the
+    /// entity has been there), and a test flags only beyond 1.05 times it
+    /// (`record::RECORD_MARGIN`).
     top: f32,
     top_slow: f32,
     /// The largest |z| of each test in the episode going on (0 when none is): it becomes
@@ -567,41 +562,6 @@ fn next_run(run: f32, z: f64) -> f64 {
         run.min(0.0) - 1.0
     } else {
         0.0
-    }
-}
-
-/// Exponent of the power law by which the record's bound falls beyond [`RECORD_MARGIN`]
-/// times the record: steep, so that the bound decides near the record and the ladder beyond.
-const RECORD_STEEPNESS: i32 = 10;
-
-/// The least probability a z test gives `x` against the entity's record `top` (0 with no
-/// record yet): at [`RECORD_MARGIN`] times the record it is exactly the flagging threshold,
-/// below it more, beyond it falling as a power law of exponent [`RECORD_STEEPNESS`]: at
-/// twice the record it is 600 times below the threshold.
-fn record(x: f64, top: f32, epsilon: f64) -> f64 {
-    if top <= 0.0 || x.is_nan() {
-        return 0.0;
-    }
-    let at = RECORD_MARGIN * f64::from(top);
-    (epsilon / TESTS) * (x / at).powi(-RECORD_STEEPNESS).min(1e300)
-}
-
-/// A record one event later: ln(record) shrinks by [`RECORD_FADE`], never below 1σ.
-fn fade(top: f32) -> f64 {
-    f64::from(top).max(1.0).powf(1.0 - RECORD_FADE)
-}
-
-/// Below this |z| an episode of surprise is over: the outlier threshold of the shift test.
-const EPISODE_END: f64 = 3.0;
-
-/// The record and the episode's peak after an event with surprise `z`: the peak grows
-/// during an episode and becomes the record when it ends.
-fn episode(top: f32, peak: f32, z: f64) -> (f32, f32) {
-    let peak = f64::from(peak).max(z);
-    if z < EPISODE_END {
-        (f(fade(top).max(peak)), 0.0)
-    } else {
-        (f(fade(top)), f(peak))
     }
 }
 

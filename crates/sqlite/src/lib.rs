@@ -43,7 +43,7 @@ mod read;
 mod schema;
 
 use read::{decode, read_event, read_map};
-use schema::{PRAGMAS, SCHEMA, check_is_store};
+use schema::check_is_store;
 
 /// Errors of the embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -276,30 +276,7 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self, Error> {
         // Before anything else: creating the schema can already meet another writer.
         conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
-        // Two processes opening a new file at once race to switch it to WAL, and SQLite
-        // answers the loser with "database is locked" at once, without waiting through the
-        // busy timeout: try again until the timeout would have run out. Both batches can be
-        // run again (settings, and tables `IF NOT EXISTS` in one transaction).
-        let deadline = Instant::now() + Duration::from_millis(BUSY_TIMEOUT_MS);
-        for batch in [PRAGMAS, SCHEMA] {
-            loop {
-                match conn.execute_batch(batch) {
-                    Ok(()) => break,
-                    Err(rusqlite::Error::SqliteFailure(f, _))
-                        if matches!(
-                            f.code,
-                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                        ) && Instant::now() < deadline =>
-                    {
-                        if !conn.is_autocommit() {
-                            conn.execute_batch("ROLLBACK")?;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
+        schema::create(&conn)?;
         Ok(Self::on(conn))
     }
 

@@ -1,9 +1,11 @@
 //! The tables of the store, and the check that an existing database is one (so that a
 //! foreign SQLite file is refused before anything in it changes).
 
+use std::time::{Duration, Instant};
+
 use rusqlite::Connection;
 
-use crate::Error;
+use crate::{BUSY_TIMEOUT_MS, Error};
 
 /// Settings of the connection and the file (WAL); they cannot run inside a transaction.
 pub(crate) const PRAGMAS: &str = "
@@ -86,6 +88,35 @@ pub(crate) fn check_is_store(conn: &Connection, empty_ok: bool) -> Result<(), Er
             return Err(Error::NotAStore(format!(
                 "its {table} table has no {column} column"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates what is missing of the store in the open database (settings, then tables).
+pub(crate) fn create(conn: &Connection) -> Result<(), Error> {
+    // Two processes opening a new file at once race to switch it to WAL, and SQLite
+    // answers the loser with "database is locked" at once, without waiting through the
+    // busy timeout: try again until the timeout would have run out. Both batches can be
+    // run again (settings, and tables `IF NOT EXISTS` in one transaction).
+    let deadline = Instant::now() + Duration::from_millis(BUSY_TIMEOUT_MS);
+    for batch in [PRAGMAS, SCHEMA] {
+        loop {
+            match conn.execute_batch(batch) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) && Instant::now() < deadline =>
+                {
+                    if !conn.is_autocommit() {
+                        conn.execute_batch("ROLLBACK")?;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())
