@@ -43,8 +43,8 @@
 //! State is 107 `f32` (or the warm-up values), stored packed: about 570 characters of JSON;
 //! states stored by v2, and by v3 before the records, still read. Every update is rounded to
 //! `f32`, so a state read back from the store continues exactly as the one in memory would
-//! have (detection does not depend on where batches split). The file is long because the model, its stored form and its tests
-//! belong together.
+//! have (detection does not depend on where batches split). The file is long because the
+//! model, its stored form and its tests belong together.
 
 use serde::{Deserialize, Serialize};
 
