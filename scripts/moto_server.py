@@ -18,7 +18,19 @@ tables it touched *whole*, from the snapshot it took before applying: any write 
 made meanwhile (another transaction on other items, a plain put) is undone with it, so records
 silently disappear under concurrent writers, which real DynamoDB isolates. Writes therefore
 run one at a time here, which is what DynamoDB's serialisable transactions look like from
-outside. Everything else is moto as installed.
+outside. A Step Functions AWS SDK integration that calls S3 GetObject gets the object's body as a string
+on AWS (`aws-sdk:s3:getObject`, used by statemachines/backfill.asl.json); moto 5.2.5 hands the
+state botocore's stream instead, which `States.StringToJson` cannot read. The body is read into
+a string here, as AWS returns it.
+
+The optimised Step Functions integration (`states:startExecution.sync:2`, the backfill's
+RunBatch) takes and returns the API's fields in PascalCase (`StateMachineArn`, `Output`); moto
+5.2.5 hands the PascalCase parameters to botocore unchanged, which refuses them, and reads the
+response's PascalCase fields from botocore's camelCase ones. The names are translated here, as
+the service does, and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID` (which links the child to its
+parent execution on AWS) is dropped, as moto keeps no such link.
+
+Everything else is moto as installed.
 """
 
 import copy
@@ -30,6 +42,12 @@ import types
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models.table import Table
 from moto.server import main
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk_task,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sfn as sfn_task,
+)
 
 
 def _snapshot(obj, memo=None):
@@ -73,6 +91,57 @@ for _name in (
             _name,
             _serialised(getattr(dynamodb_models.DynamoDBBackend, _name)),
         )
+
+def _bodies_as_strings(method):
+    @functools.wraps(method)
+    def wrapper(self, env, *args, **kwargs):
+        result = method(self, env, *args, **kwargs)
+        response = env.stack[-1] if env.stack else None
+        body = response.get("Body") if isinstance(response, dict) else None
+        if hasattr(body, "read"):
+            response["Body"] = body.read().decode("utf-8")
+        return result
+
+    return wrapper
+
+
+aws_sdk_task.StateTaskServiceAwsSdk._eval_service_task = _bodies_as_strings(
+    aws_sdk_task.StateTaskServiceAwsSdk._eval_service_task
+)
+
+_STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
+
+
+def _camel_parameters(method):
+    @functools.wraps(method)
+    def wrapper(self, parameters, *args, **kwargs):
+        method(self, parameters, *args, **kwargs)
+        parameters.pop(_STARTED_BY, None)
+        for key in list(parameters):
+            if key[:1].isupper():
+                parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
+
+    return wrapper
+
+
+def _pascal_response(method):
+    @functools.wraps(method)
+    def wrapper(self, response, *args, **kwargs):
+        method(self, response, *args, **kwargs)
+        if isinstance(response, dict):
+            for key in list(response):
+                if key[:1].islower():
+                    response[key[:1].upper() + key[1:]] = response.pop(key)
+
+    return wrapper
+
+
+sfn_task.StateTaskServiceSfn._normalise_parameters = _camel_parameters(
+    sfn_task.StateTaskServiceSfn._normalise_parameters
+)
+sfn_task.StateTaskServiceSfn._normalise_response = _pascal_response(
+    sfn_task.StateTaskServiceSfn._normalise_response
+)
 
 if __name__ == "__main__":
     sys.exit(main())
