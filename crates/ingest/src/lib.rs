@@ -20,7 +20,8 @@
 //!
 //! Layout: this module dispatches and decodes EventBridge events and JSON Lines; `kafka`
 //! decodes MSK events; `split` bounds oversized items and cuts batches; `partial` names the
-//! Kafka records to redeliver when some batches failed ([`records_to_retry`]).
+//! Kafka records to redeliver when some batches failed ([`records_to_retry`]); `shard` shards
+//! and orders a backfill's items by entity and event time ([`shard::shard_batches`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -34,6 +35,7 @@ use pipeline_core::json::JsonError;
 mod kafka;
 mod partial;
 pub mod registry;
+pub mod shard;
 mod split;
 
 pub use kafka::{decode_kafka, decode_kafka_with};
