@@ -1,6 +1,6 @@
 """What the full local AWS run adds on moto to the stack template.yaml created there
 (scripts/rehearse_deploy.py --keep): moto set to execute state machine definitions (and the
-stack's state machine registered where that happens), and a tap on the anomaly bus (a rule and a
+stack's state machines (pipeline and backfill) registered where that happens), and a tap on the anomaly bus (a rule and a
 queue), so that tests and users can read what was announced. Everything the product runs on
 comes from the stack.
 
@@ -31,14 +31,14 @@ def configure_moto():
     urllib.request.urlopen(req, timeout=10).read()
 
 
-def register_state_machine(path):
+def register_state_machine(path, key="state_machine"):
     """moto, once set to execute definitions, serves Step Functions from another backend than
     the one its CloudFormation created the stack's state machine in: the machine is not found.
     The local stack registers it there again, as the stack made it (same name, so the same ARN
     as the stack's output; same definition, role, type and logging). A gap of moto 5.2.5's;
     scripts/rehearse_deploy.py checks the stack itself before this."""
     with open(path) as fh:
-        m = json.load(fh)["state_machine"]
+        m = json.load(fh)[key]
     sfn = client("stepfunctions")
     args = {"name": m["name"], "definition": m["definition"], "roleArn": m["roleArn"], "type": m["type"]}
     if m.get("loggingConfiguration"):
@@ -59,13 +59,15 @@ def create_anomaly_tap():
 
 
 def main():
-    # `configure` after the stack is created and checked, `register` its state machine in the
+    # `configure` after the stack is created and checked, `register` its state machines in the
     # executing backend, `tap` the anomaly bus it made.
     args = sys.argv[1:]
     if args == ["configure"]:
         configure_moto()
     elif len(args) == 2 and args[0] == "register":
-        print(json.dumps({"state_machine_arn": register_state_machine(args[1])}))
+        # The pipeline's machine first: the backfill's definition names it.
+        print(json.dumps({"state_machine_arn": register_state_machine(args[1]),
+                          "backfill_state_machine_arn": register_state_machine(args[1], "backfill_state_machine")}))
     elif args == ["tap"]:
         print(json.dumps({"anomaly_tap_queue": create_anomaly_tap()}))
     else:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import time
 import zipfile
@@ -183,22 +184,35 @@ def alarm_arn_by_name(cfn: dict[str, Any], params: dict[str, Any]) -> dict[str, 
 
 def state_machine_inline(cfn: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """moto's state machine reads only `DefinitionString` (no `DefinitionS3Location`, no
-    `DefinitionSubstitutions`). The rehearsal inlines the ASL and substitutes with `Fn::Sub`."""
-    asl = (ROOT / "statemachines" / "pipeline.asl.json").read_text()
-    for r in cfn["Resources"].values():
+    `DefinitionSubstitutions`). The rehearsal inlines each machine's ASL (its `DefinitionUri` in
+    template.yaml), the substitutions joined in with `Fn::Join` (not `Fn::Sub`: moto's `Fn::Sub`
+    is Python's string.Template, which turns the ASL's `$$` context paths into `$`)."""
+    for logical_id, r in cfn["Resources"].items():
         props = r.get("Properties", {})
         if r["Type"] == "AWS::StepFunctions::StateMachine" and "DefinitionS3Location" in props:
+            asl = (ROOT / definition_uris().get(logical_id, "statemachines/pipeline.asl.json")).read_text()
             del props["DefinitionS3Location"]
             subs = props.pop("DefinitionSubstitutions", {})
-            props["DefinitionString"] = {"Fn::Sub": [asl, subs]}
+            parts = re.split(r"\$\{([A-Za-z0-9_]+)\}", asl)
+            # re.split with a group: text, key, text, key, ..., text.
+            joined = [subs.get(p, "${" + p + "}") if i % 2 else p for i, p in enumerate(parts)]
+            props["DefinitionString"] = {"Fn::Join": ["", joined]}
     return cfn
+
+
+def definition_uris() -> dict[str, str]:
+    """Each state machine of template.yaml and the ASL file it is defined by."""
+    sam = iam_check.load_template(ROOT / "template.yaml")
+    return {k: r["Properties"]["DefinitionUri"] for k, r in sam["Resources"].items()
+            if r.get("Type") == "AWS::Serverless::StateMachine"}
 
 
 WORKAROUNDS = [novalue_in_lists, bus_refs_by_name, alarm_arn_by_name, state_machine_inline]
 
 # Resource types moto's CloudFormation skips without an error (it has no model of them): the
 # stack completes without them, so the rehearsal cannot check them and says so.
-NOT_CREATED_BY_MOTO = {"AWS::CloudWatch::Alarm", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig"}
+NOT_CREATED_BY_MOTO = {"AWS::CloudWatch::Alarm", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventInvokeConfig",
+                       "AWS::S3::BucketPolicy"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,15 +294,18 @@ def check(cfn: dict[str, Any], stack: dict[str, Any]) -> list[str]:
         if want_idx != got_idx:
             problems.append(f"{role} table indexes {got_idx} != {want_idx}")
 
-    # The state machine: the ASL, every function ARN substituted.
+    # The state machines: their ASL, every substitution made.
     sfn = client("stepfunctions")
+    for output, path in (("StateMachineArn", "pipeline.asl.json"), ("BackfillStateMachineArn", "backfill.asl.json")):
+        machine = sfn.describe_state_machine(stateMachineArn=outputs[output])
+        definition = json.loads(machine["definition"] or "{}")
+        asl = json.loads((ROOT / "statemachines" / path).read_text())
+        if set(definition.get("States", {})) != set(asl["States"]):
+            problems.append(f"the states of the state machine {output} are not {path}'s")
+        if "${" in machine["definition"]:
+            problems.append(f"the state machine {output}'s definition has unsubstituted ${{...}}")
     machine = sfn.describe_state_machine(stateMachineArn=outputs["StateMachineArn"])
     definition = json.loads(machine["definition"] or "{}")
-    asl = json.loads((ROOT / "statemachines" / "pipeline.asl.json").read_text())
-    if set(definition.get("States", {})) != set(asl["States"]):
-        problems.append("the state machine's states are not the ASL's")
-    if "${" in machine["definition"]:
-        problems.append("the state machine's definition has unsubstituted ${...}")
     lam = client("lambda")
     arns = {lam.get_function(FunctionName=made[f"{s}Function"]["PhysicalResourceId"])
             ["Configuration"]["FunctionArn"] for s in ("Validate", "Enrich", "Detect", "Persist")}
@@ -330,9 +347,14 @@ def rehearse(name: str = STACK, keep: bool = False) -> int:
         # What the local stack runs on: the outputs, as a user copies them after `sam deploy`,
         # and the state machine as created (see scripts/local_aws.py `register`).
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        machine = client("stepfunctions").describe_state_machine(stateMachineArn=outputs["StateMachineArn"])
-        print(json.dumps({"outputs": outputs, "state_machine": {
-            k: machine.get(k) for k in ("name", "definition", "roleArn", "type", "loggingConfiguration")}}))
+        sfn = client("stepfunctions")
+
+        def described(arn):
+            machine = sfn.describe_state_machine(stateMachineArn=arn)
+            return {k: machine.get(k) for k in ("name", "definition", "roleArn", "type", "loggingConfiguration")}
+
+        print(json.dumps({"outputs": outputs, "state_machine": described(outputs["StateMachineArn"]),
+                          "backfill_state_machine": described(outputs["BackfillStateMachineArn"])}))
         return 0
     skipped = [r for r in cfn["Resources"].values() if r["Type"] in NOT_CREATED_BY_MOTO]
     created = len(cfn["Resources"]) - len(skipped)

@@ -24,6 +24,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backfill;
 mod error;
 mod evaluate;
 mod feed;
@@ -152,6 +153,13 @@ enum Command {
     /// with its reasons and the other flags on their own track; with `--labels`, the labelled
     /// windows and the evaluation figures. Opens in a browser without network access.
     Report(report::ReportArgs),
+    /// Load history into the deployed pipeline: a Step Functions Distributed Map over shards.
+    ///
+    /// INPUT is JSON Lines. Events are sharded by entity and ordered by event time, uploaded to
+    /// the backfill bucket as batch documents, and run by the backfill state machine (each
+    /// shard's batches in order, through the pipeline state machine); the shards' reports are
+    /// then reconciled against the plan. `--dry-run` prints the plan and uploads nothing.
+    Backfill(backfill::BackfillArgs),
     /// Publish events to the deployed pipeline's ingest bus (EventBridge PutEvents).
     ///
     /// INPUT is what `run` takes. Each entry's detail is `{"events": [...]}`; entries refused
@@ -198,6 +206,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Backfill(args) => backfill::backfill(args),
         Command::Stage { stage, input, db } => stage::stage(&stage, &input, &db),
         Command::Show { event_id, target } => inspect::show(&target, &event_id),
         Command::Anomalies {
