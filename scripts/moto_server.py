@@ -30,6 +30,9 @@ response's PascalCase fields from botocore's camelCase ones. The names are trans
 the service does, and `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID` (which links the child to its
 parent execution on AWS) is dropped, as moto keeps no such link.
 
+`DescribeMapRun` looks for the run in every execution's environment, and fails (HTTP 500) at the
+first execution whose environment is gone, which is any finished one; here it skips those.
+
 Everything else is moto as installed.
 """
 
@@ -42,6 +45,7 @@ import types
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models.table import Table
 from moto.server import main
+from moto.stepfunctions.parser import models as sfn_models
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk as aws_sdk_task,
 )
@@ -142,6 +146,17 @@ sfn_task.StateTaskServiceSfn._normalise_parameters = _camel_parameters(
 sfn_task.StateTaskServiceSfn._normalise_response = _pascal_response(
     sfn_task.StateTaskServiceSfn._normalise_response
 )
+
+def _describe_map_run(self, map_run_arn):
+    for execution in self._get_executions():
+        env = getattr(getattr(execution, "exec_worker", None), "env", None)
+        record = env.map_run_record_pool_manager.get(map_run_arn) if env is not None else None
+        if record is not None:
+            return record.describe()
+    raise sfn_models.ResourceNotFound()
+
+
+sfn_models.StepFunctionsParserBackend.describe_map_run = _describe_map_run
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -93,3 +93,77 @@ fn placeholders_are_the_documented_substitutions() {
     .into();
     assert_eq!(found, expected);
 }
+
+fn backfill_asl() -> Value {
+    let text =
+        std::fs::read_to_string(repo_root().join("statemachines/backfill.asl.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every state of `node` and of the maps inside it, with its name.
+fn all_states(node: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (name, state) in node["States"].as_object().unwrap() {
+        out.push((name.clone(), state.clone()));
+        if let Some(inner) = state.get("ItemProcessor") {
+            out.extend(all_states(inner));
+        }
+    }
+    out
+}
+
+#[test]
+fn backfill_runs_one_child_per_shard_and_each_shards_batches_in_order() {
+    let asl = backfill_asl();
+    let shards = &asl["States"]["Shards"];
+    assert_eq!(shards["Type"], "Map");
+    assert_eq!(
+        shards["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(
+        shards["ItemReader"]["Resource"],
+        "arn:aws:states:::s3:getObject"
+    );
+    assert_eq!(shards["ItemReader"]["ReaderConfig"]["InputType"], "JSON");
+    assert_eq!(shards["MaxConcurrencyPath"], "$.max_concurrency");
+    // The concurrency is the template parameter, turned into a number by the first state.
+    assert_eq!(
+        asl["States"]["Settings"]["Parameters"]["max_concurrency.$"],
+        "States.StringToJson('${BackfillMaxConcurrency}')"
+    );
+    // Inside a child: the batches one at a time, in the manifest's order.
+    let batches = &shards["ItemProcessor"]["States"]["Batches"];
+    assert_eq!(batches["Type"], "Map");
+    assert_eq!(batches["MaxConcurrency"], 1);
+    assert_eq!(
+        batches["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "INLINE"
+    );
+    let run = &batches["ItemProcessor"]["States"]["RunBatch"];
+    assert_eq!(
+        run["Resource"],
+        "arn:aws:states:::states:startExecution.sync:2"
+    );
+    assert_eq!(
+        run["Parameters"]["StateMachineArn"],
+        "${PipelineStateMachineArn}"
+    );
+    assert_eq!(run["Parameters"]["Name.$"], "$.name");
+    // Every task is bounded in time and retried: a child fails only when a call keeps failing.
+    let tasks: Vec<(String, Value)> = all_states(&asl)
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .collect();
+    assert_eq!(tasks.len(), 3, "LoadBatch, RunBatch, WriteTotals");
+    for (name, task) in &tasks {
+        assert!(task["TimeoutSeconds"].as_u64().unwrap() > 0, "{name}");
+        assert!(
+            task["Retry"][0]["MaxAttempts"].as_u64().unwrap() >= 3,
+            "{name}"
+        );
+    }
+    // The pipeline execution a batch runs is waited for longer than the pipeline can take
+    // (four stages of at most 60 s each, retried).
+    assert!(run["TimeoutSeconds"].as_u64().unwrap() >= 600);
+}

@@ -534,7 +534,12 @@ fn every_output_the_docs_and_the_cli_name_is_declared() {
     let declared = template_outputs(&repo("template.yaml"));
     assert!(declared.len() >= 10, "found {declared:?}");
     let mut texts = vec![repo("README.md"), repo("tests/e2e/test_local_aws.py")];
-    for dir in ["docs", "crates/cli/src", "crates/cli/src/watch"] {
+    for dir in [
+        "docs",
+        "crates/cli/src",
+        "crates/cli/src/watch",
+        "crates/cli/src/backfill",
+    ] {
         let path = format!("{}/../../{dir}", env!("CARGO_MANIFEST_DIR"));
         for entry in std::fs::read_dir(&path).unwrap() {
             let p = entry.unwrap().path();

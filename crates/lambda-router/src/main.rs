@@ -13,7 +13,12 @@
 //! - every other request goes to moto unchanged, so clients can use the router as their single
 //!   `AWS_ENDPOINT_URL`.
 //!
+//! With `--latency FILE` every forwarded call first waits for a delay drawn from that call's
+//! distribution in the profile ([`latency`]), for load runs under realistic AWS latency.
+//!
 //! It binds loopback only.
+
+mod latency;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,6 +50,10 @@ struct Args {
     /// `cargo lambda watch`'s port on 127.0.0.1.
     #[arg(long)]
     watch_port: u16,
+    /// A latency profile (JSON, see `bench/latency/aws-us-east-1.json`): each call waits for a
+    /// draw from its distribution before it is forwarded.
+    #[arg(long, env = "LAMBDA_ROUTER_LATENCY")]
+    latency: Option<std::path::PathBuf>,
 }
 
 /// What can go wrong while forwarding one request.
@@ -65,6 +74,7 @@ struct Router {
     client: Client<HttpConnector, Full<Bytes>>,
     moto: u16,
     watch: u16,
+    latency: Option<latency::Profile>,
 }
 
 /// The binary name for an Invoke path, if the path is an Invoke call.
@@ -110,6 +120,18 @@ impl Router {
                     .unwrap_or_default(),
             ),
         };
+        if let Some(profile) = &self.latency {
+            let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+            let call = latency::call_of(
+                invoke.is_some(),
+                header("x-amz-target"),
+                header("authorization"),
+            );
+            let delay = profile.delay(&call);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
         let target = format!("http://127.0.0.1:{port}{path}");
         parts.uri = target.parse::<Uri>().map_err(hyper::http::Error::from)?;
         // Keep the client's Host header for moto: its signature checks and URLs use it.
@@ -152,10 +174,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = TcpListener::bind(addr).await?;
+    let latency = match &args.latency {
+        Some(path) => Some(latency::Profile::load(path)?),
+        None => None,
+    };
+    if let Some(path) = &args.latency {
+        eprintln!("lambda-router: latency profile {}", path.display());
+    }
     let router = Arc::new(Router {
         client: Client::builder(TokioExecutor::new()).build_http(),
         moto: args.moto_port,
         watch: args.watch_port,
+        latency,
     });
     eprintln!(
         "lambda-router: 127.0.0.1:{} → Lambda invocations to :{}, everything else to :{}",

@@ -233,3 +233,127 @@ fn read_spill(path: &std::path::Path) -> Result<Vec<Item>, CliError> {
     }
     Ok(items)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use pipeline_core::batch::Batch;
+
+    use super::*;
+
+    /// Two input files of `n` events each over `entities` entities, each entity's events in
+    /// *reverse* time order across the files, plus one line that is not JSON.
+    fn inputs(dir: &std::path::Path, n: usize, entities: usize) -> Vec<String> {
+        (0..2)
+            .map(|f| {
+                let path = dir.join(format!("in-{f}.jsonl"));
+                let mut text = String::new();
+                for k in 0..n {
+                    let i = f * n + k;
+                    let minute = 100_000 - i;
+                    text.push_str(&format!(
+                        "{{\"event_id\":\"e{i}\",\"entity_id\":\"a{}\",\"occurred_at\":\"2026-01-{:02}T{:02}:{:02}:00Z\",\"event_type\":\"t\",\"source\":\"s\",\"value\":1,\"currency\":\"EUR\"}}\n",
+                        i % entities,
+                        1 + minute / 1440 % 28,
+                        minute / 60 % 24,
+                        minute % 60
+                    ));
+                }
+                text.push_str("not json\n");
+                std::fs::write(&path, text).unwrap();
+                path.display().to_string()
+            })
+            .collect()
+    }
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn planned(paths: &[String], shards: u32) -> (Plan, Vec<Objects>) {
+        let mut objects = Vec::new();
+        let plan = plan(paths, shards, "p", at(), |_, o| {
+            objects.push(o);
+            Ok(())
+        })
+        .unwrap();
+        (plan, objects)
+    }
+
+    #[test]
+    fn every_entity_is_in_one_shard_in_event_time_order_and_nothing_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = inputs(dir.path(), 700, 30);
+        let (plan, objects) = planned(&paths, 8);
+        assert_eq!((plan.events, plan.not_json), (1402, 2));
+        assert_eq!(plan.manifest.len(), plan.shards_used);
+        assert_eq!(plan.batches, objects.iter().map(Vec::len).sum::<usize>());
+        let mut shard_of_entity: BTreeMap<String, u32> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut events_in_objects = 0;
+        for (entry, shard_objects) in plan.manifest.iter().zip(&objects) {
+            let keys: Vec<&str> = shard_objects.iter().map(|(k, _)| k.as_str()).collect();
+            let listed: Vec<&str> = entry.batches.iter().map(|b| b.key.as_str()).collect();
+            assert_eq!(
+                keys, listed,
+                "the manifest lists the objects in their order"
+            );
+            let mut last_time: BTreeMap<String, String> = BTreeMap::new();
+            for (key, body) in shard_objects {
+                let batch: Batch<serde_json::Value> = serde_json::from_slice(body).unwrap();
+                assert_eq!(batch_id_of_key(key), batch.batch_id);
+                events_in_objects += batch.input_count;
+                for e in &batch.events {
+                    let entity = e["payload"]["entity_id"].as_str().unwrap().to_owned();
+                    let time = e["payload"]["occurred_at"].as_str().unwrap().to_owned();
+                    assert_eq!(
+                        *shard_of_entity.entry(entity.clone()).or_insert(entry.shard),
+                        entry.shard
+                    );
+                    if let Some(before) = last_time.insert(entity.clone(), time.clone()) {
+                        assert!(before <= time, "{entity}: {before} then {time}");
+                    }
+                    assert!(seen.insert(e["payload"]["event_id"].as_str().unwrap().to_owned()));
+                }
+            }
+        }
+        assert_eq!(
+            events_in_objects, 1402,
+            "every line, the two not-JSON ones included"
+        );
+        assert_eq!(seen.len(), 1400);
+        assert_eq!(shard_of_entity.len(), 30);
+    }
+
+    #[test]
+    fn the_same_input_plans_the_same_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = inputs(dir.path(), 300, 7);
+        let (a, oa) = planned(&paths, 4);
+        let (b, ob) = planned(&paths, 4);
+        assert_eq!(plan_id(&a), plan_id(&b));
+        assert_eq!(oa, ob);
+        let (c, _) = planned(&paths, 5);
+        assert_ne!(plan_id(&a), plan_id(&c), "another sharding is another plan");
+    }
+
+    #[test]
+    fn a_shard_too_large_for_one_child_stops_the_plan_with_the_shards_to_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = inputs(dir.path(), 25_100, 3);
+        let mut handed = 0;
+        let err = plan(&paths, 1, "p", at(), |_, _| {
+            handed += 1;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("use more --shards (about 3"), "{err}");
+        assert_eq!(handed, 0, "nothing is handed on for upload");
+    }
+}

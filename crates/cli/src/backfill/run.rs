@@ -13,6 +13,9 @@ use super::BackfillArgs;
 use super::plan::{self, Plan};
 use crate::error::CliError;
 
+/// Progress checks that may fail in a row before the command gives up following.
+const MAX_POLL_FAILURES: u32 = 10;
+
 /// One batch's line in a shard's reports object (what WriteTotals writes).
 #[derive(Debug, Deserialize)]
 struct BatchReport {
@@ -189,8 +192,28 @@ async fn follow(
     let terminal = std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = None;
+    let mut failures = 0;
     loop {
-        let p = client.progress(execution_arn).await?;
+        // The execution runs on whatever happens here: a poll that fails is tried again, and
+        // only a run of failures stops the command (the execution goes on; its ARN is printed).
+        let p = match client.progress(execution_arn).await {
+            Ok(p) => {
+                failures = 0;
+                p
+            }
+            Err(e) if failures + 1 < MAX_POLL_FAILURES => {
+                failures += 1;
+                shown.suspend(|| eprintln!("backfill: checking progress failed ({failures} in a row), trying again: {e}"));
+                tokio::time::sleep(Duration::from_secs(interval)).await;
+                continue;
+            }
+            Err(e) => {
+                eprintln!(
+                    "backfill: {MAX_POLL_FAILURES} progress checks in a row failed; the execution goes on: {execution_arn}"
+                );
+                return Err(e.into());
+            }
+        };
         if let Some(items) = p.items {
             let done = u64::try_from(items.succeeded).unwrap_or(0);
             // Events are known per shard, not per finished shard: the rate is an estimate.
