@@ -89,8 +89,11 @@ def stage_durations(since):
             except json.JSONDecodeError:
                 continue
             ts = doc.get("_aws", {}).get("Timestamp", 0) / 1000
-            if ts >= since and isinstance(doc.get("StageLatencyMs"), (int, float)):
-                by_stage.setdefault(doc.get("Function", "?"), []).append(doc["StageLatencyMs"])
+            values = doc.get("StageLatencyMs")
+            values = values if isinstance(values, list) else [values]
+            if ts >= since:
+                by_stage.setdefault(doc.get("Function", "?"), []).extend(
+                    v for v in values if isinstance(v, (int, float)))
     return {k: {"n": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)} for k, v in sorted(by_stage.items())}
 
 
