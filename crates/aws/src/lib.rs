@@ -28,8 +28,6 @@
 //! `examples/write_cost.rs` measures write requests and capacity units per event.
 
 pub mod announce;
-#[cfg(feature = "ops")]
-pub mod backfill;
 pub mod cause;
 pub mod error;
 pub mod eventbridge;

@@ -68,6 +68,22 @@ impl From<pipeline_aws::Error> for CliError {
     }
 }
 
+impl From<pipeline_backfill::Error> for CliError {
+    fn from(e: pipeline_backfill::Error) -> Self {
+        match e {
+            pipeline_backfill::Error::Io { path, source } => CliError::Io { path, source },
+            pipeline_backfill::Error::ShardTooLarge { .. } => CliError::Config(e.to_string()),
+            pipeline_backfill::Error::Call { operation, source } => {
+                CliError::Aws { operation, source }
+            }
+            pipeline_backfill::Error::Json { what, source } => CliError::Input {
+                path: what,
+                message: source.to_string(),
+            },
+        }
+    }
+}
+
 impl From<pipeline_corpus::nab::Error> for CliError {
     fn from(e: pipeline_corpus::nab::Error) -> Self {
         match e {

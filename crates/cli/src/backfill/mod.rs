@@ -1,17 +1,18 @@
 //! `pipeline backfill`: load history into the deployed pipeline through the backfill state
 //! machine (statemachines/backfill.asl.json, a Step Functions Distributed Map; docs/backfill.md).
 //!
-//! The inputs are planned ([`plan`]: sharded by entity, ordered by event time, cut into batch
-//! documents), each shard's objects uploaded to the stack's backfill bucket as soon as the
-//! shard is cut, then the manifest; one execution is started on it and followed (shards done
-//! and failed, events per second) until it ends; then every shard's reports are read back and
-//! reconciled against the plan: each planned event is counted once as persisted, duplicate,
-//! updated, stale, conflict or quarantined. `--dry-run` prints the plan and uploads nothing
-//! (and needs no AWS).
+//! The inputs are planned (`pipeline_backfill::plan`: sharded by entity, ordered by event time,
+//! cut into batch documents), each shard's objects uploaded to the stack's backfill bucket as
+//! soon as the shard is cut, then the manifest; one execution is started on it and followed
+//! (shards done and failed, events per second) until it ends; then every shard's reports are
+//! read back and reconciled against the plan: each planned event is counted once as persisted,
+//! duplicate, updated, stale, conflict or quarantined. `--dry-run` prints the plan and uploads
+//! nothing (and needs no AWS).
 
-pub mod plan;
 #[cfg(feature = "aws")]
 mod run;
+
+use pipeline_backfill::{Plan, plan, plan_id};
 
 use std::process::ExitCode;
 
@@ -68,7 +69,7 @@ pub fn backfill(args: BackfillArgs) -> Result<ExitCode, CliError> {
 
 fn dry_run(args: &BackfillArgs) -> Result<ExitCode, CliError> {
     let received_at = chrono::Utc::now();
-    let planned = plan::plan(
+    let planned = plan(
         &args.inputs,
         args.shards,
         &args.prefix,
@@ -78,7 +79,7 @@ fn dry_run(args: &BackfillArgs) -> Result<ExitCode, CliError> {
     let summary = serde_json::json!({
         "dry_run": true,
         "plan": &planned,
-        "plan_id": plan::plan_id(&planned),
+        "plan_id": plan_id(&planned),
         // One child per used shard, and one pipeline execution per batch.
         "executions": { "backfill": 1, "children": planned.shards_used, "pipeline": planned.batches },
     });
@@ -92,10 +93,10 @@ fn dry_run(args: &BackfillArgs) -> Result<ExitCode, CliError> {
 }
 
 /// The plan, as text.
-pub fn print_plan(p: &plan::Plan) {
+pub fn print_plan(p: &Plan) {
     println!(
         "plan {}: {} events ({} not JSON, quarantined at ingest) in {} of {} shards (largest {} events)",
-        plan::plan_id(p),
+        plan_id(p),
         p.events,
         p.not_json,
         p.shards_used,

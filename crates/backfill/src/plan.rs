@@ -1,4 +1,4 @@
-//! The backfill's plan: JSON Lines inputs sharded by entity, each shard ordered by event time and
+//! The plan of a backfill: JSON Lines inputs sharded by entity, each shard ordered by event time and
 //! cut into batch documents (`pipeline_ingest::shard`), each batch an object of its own, and a
 //! manifest listing every shard's objects in the order its child runs them.
 //!
@@ -19,7 +19,7 @@ use pipeline_core::batch::{Quarantined, RawEvent};
 use pipeline_ingest::{self as ingest, Item, SplitLimits, shard};
 use serde::{Deserialize, Serialize};
 
-use crate::error::CliError;
+use crate::Error;
 
 /// The most batches one shard may hold: its child execution runs them in an inline Map, whose
 /// results (one report of about 250 bytes per batch) must stay under Step Functions' 256 KB
@@ -85,9 +85,9 @@ pub fn plan(
     shards: u32,
     prefix: &str,
     received_at: DateTime<Utc>,
-    mut each_shard: impl FnMut(&ManifestShard, Objects) -> Result<(), CliError>,
-) -> Result<Plan, CliError> {
-    let dir = tempfile::tempdir().map_err(|e| CliError::io("temporary directory", e))?;
+    mut each_shard: impl FnMut(&ManifestShard, Objects) -> Result<(), Error>,
+) -> Result<Plan, Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
     let mut plan = Plan {
         shards,
         ..Plan::default()
@@ -103,11 +103,11 @@ pub fn plan(
         let events = items.len();
         let batches = shard::shard_batches(items, received_at, limits);
         if batches.len() > MAX_BATCHES_PER_SHARD {
-            return Err(CliError::Config(format!(
-                "shard {n} would hold {} batches, more than the {MAX_BATCHES_PER_SHARD} one child execution can run: use more --shards (about {} for this input)",
-                batches.len(),
-                plan.events / 25_000 + 1
-            )));
+            return Err(Error::ShardTooLarge {
+                shard: n,
+                batches: batches.len(),
+                suggested: plan.events / 25_000 + 1,
+            });
         }
         let mut objects = Vec::with_capacity(batches.len());
         let mut entry = ManifestShard {
@@ -117,9 +117,9 @@ pub fn plan(
         };
         for batch in &batches {
             let key = format!("{prefix}/batches/{}.json", batch.batch_id);
-            let body = serde_json::to_vec(batch).map_err(|e| CliError::Input {
-                path: key.clone(),
-                message: format!("cannot encode the batch document: {e}"),
+            let body = serde_json::to_vec(batch).map_err(|source| Error::Json {
+                what: format!("batch document {key}"),
+                source,
             })?;
             plan.bytes += body.len() as u64;
             entry.batches.push(ManifestBatch {
@@ -162,7 +162,7 @@ fn spill_path(dir: &std::path::Path, shard: u32) -> PathBuf {
 }
 
 /// The first pass: every input line decoded and appended to its shard's file.
-fn spill(inputs: &[String], shards: u32, dir: PathBuf, plan: &mut Plan) -> Result<(), CliError> {
+fn spill(inputs: &[String], shards: u32, dir: PathBuf, plan: &mut Plan) -> Result<(), Error> {
     let mut writers: Vec<Option<BufWriter<File>>> = (0..shards).map(|_| None).collect();
     let mut buf = Vec::new();
     for input in inputs {
@@ -170,7 +170,7 @@ fn spill(inputs: &[String], shards: u32, dir: PathBuf, plan: &mut Plan) -> Resul
             Box::new(BufReader::new(std::io::stdin().lock()))
         } else {
             Box::new(BufReader::new(
-                File::open(input).map_err(|e| CliError::io(input, e))?,
+                File::open(input).map_err(|e| Error::io(input, e))?,
             ))
         };
         let mut line_no = 0;
@@ -178,7 +178,7 @@ fn spill(inputs: &[String], shards: u32, dir: PathBuf, plan: &mut Plan) -> Resul
             buf.clear();
             let read = reader
                 .read_until(b'\n', &mut buf)
-                .map_err(|e| CliError::io(input, e))?;
+                .map_err(|e| Error::io(input, e))?;
             if read == 0 {
                 break;
             }
@@ -200,32 +200,32 @@ fn spill(inputs: &[String], shards: u32, dir: PathBuf, plan: &mut Plan) -> Resul
             if slot.is_none() {
                 let path = spill_path(&dir, n);
                 let file =
-                    File::create(&path).map_err(|e| CliError::io(path.display().to_string(), e))?;
+                    File::create(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
                 *slot = Some(BufWriter::new(file));
             }
             if let Some(w) = slot.as_mut() {
                 serde_json::to_writer(&mut *w, &spilled)
-                    .map_err(|e| CliError::io(dir.display().to_string(), e.into()))?;
+                    .map_err(|e| Error::io(dir.display().to_string(), e.into()))?;
                 w.write_all(b"\n")
-                    .map_err(|e| CliError::io(dir.display().to_string(), e))?;
+                    .map_err(|e| Error::io(dir.display().to_string(), e))?;
             }
         }
     }
     for w in writers.iter_mut().flatten() {
         w.flush()
-            .map_err(|e| CliError::io(dir.display().to_string(), e))?;
+            .map_err(|e| Error::io(dir.display().to_string(), e))?;
     }
     Ok(())
 }
 
-fn read_spill(path: &std::path::Path) -> Result<Vec<Item>, CliError> {
+fn read_spill(path: &std::path::Path) -> Result<Vec<Item>, Error> {
     let name = path.display().to_string();
-    let reader = BufReader::new(File::open(path).map_err(|e| CliError::io(&name, e))?);
+    let reader = BufReader::new(File::open(path).map_err(|e| Error::io(&name, e))?);
     let mut items = Vec::new();
     for line in reader.lines() {
-        let line = line.map_err(|e| CliError::io(&name, e))?;
+        let line = line.map_err(|e| Error::io(&name, e))?;
         let spilled: Spilled =
-            serde_json::from_str(&line).map_err(|e| CliError::io(&name, e.into()))?;
+            serde_json::from_str(&line).map_err(|e| Error::io(&name, e.into()))?;
         items.push(match spilled {
             Spilled::E(r) => Item::Event(r),
             Spilled::Q(q) => Item::Quarantined(q),

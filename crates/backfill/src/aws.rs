@@ -1,17 +1,20 @@
-//! What `pipeline backfill` asks AWS: put the shards' batch documents and the manifest in the
-//! backfill bucket, start the backfill state machine (statemachines/backfill.asl.json), follow
-//! its Distributed Map run, and read back the reports each shard's child wrote.
+//! The backfill on AWS: put the shards' batch documents and the manifest in the backfill bucket,
+//! start the backfill state machine (statemachines/backfill.asl.json), follow its Distributed
+//! Map run, and read back and reconcile the reports each shard's child wrote.
 //!
-//! The CLI plans (`pipeline_ingest::shard`), shows progress and prints; this module only calls.
 //! Every call has the SDK's standard retries; what still fails is an [`Error::Call`] naming the
 //! call and the object or execution.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sfn::types::ExecutionStatus;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use pipeline_core::persist::Counts;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::Error;
+use crate::plan::{self, Plan};
 
 /// How many uploads are in flight at once.
 pub const UPLOADS_IN_FLIGHT: usize = 16;
@@ -198,4 +201,102 @@ impl Backfill {
             error,
         })
     }
+
+    /// Puts the plan's manifest; answers its key (`<prefix>/manifests/<plan id>.json`).
+    pub async fn put_manifest(&self, planned: &Plan, prefix: &str) -> Result<String, Error> {
+        let key = format!("{prefix}/manifests/{}.json", plan::plan_id(planned));
+        let body = serde_json::to_vec(&planned.manifest).map_err(|source| Error::Json {
+            what: format!("manifest {key}"),
+            source,
+        })?;
+        self.put(&key, body).await?;
+        Ok(key)
+    }
+
+    /// Starts a run of the manifest: execution `backfill-<plan id>-<received ms>`, whose shards
+    /// write their reports under `<prefix>/results/<plan id>-<received ms>`.
+    pub async fn start_run(
+        &self,
+        state_machine_arn: &str,
+        planned: &Plan,
+        manifest: &str,
+        prefix: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<Started, Error> {
+        let run_id = format!(
+            "{}-{}",
+            plan::plan_id(planned),
+            received_at.timestamp_millis()
+        );
+        let results = format!("{prefix}/results/{run_id}");
+        let input = serde_json::json!({ "manifest": manifest, "results": results });
+        let execution_arn = self
+            .start(state_machine_arn, &format!("backfill-{run_id}"), &input)
+            .await?;
+        Ok(Started {
+            execution_arn,
+            results,
+        })
+    }
+
+    /// Reads every shard's reports and checks them against the plan: each shard's reports are
+    /// its batches, all of them, in the planned order, and every planned event is counted once.
+    pub async fn reconcile(&self, planned: &Plan, results: &str) -> Result<Reconciled, Error> {
+        let mut out = Reconciled::default();
+        for shard in &planned.manifest {
+            let key = format!("{results}/shard-{}.json", shard.shard);
+            let Some(bytes) = self.get(&key).await? else {
+                out.shards_missing.push(shard.shard);
+                continue;
+            };
+            let reports: Vec<BatchReport> =
+                serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+                    what: format!("s3://{}/{key}, a shard's reports", self.bucket),
+                    source,
+                })?;
+            let ids = reports.iter().map(|r| r.batch_id.as_str());
+            let planned_ids = shard.batches.iter().map(|b| plan::batch_id_of_key(&b.key));
+            if !ids.eq(planned_ids) {
+                out.shards_missing.push(shard.shard);
+            }
+            for r in &reports {
+                out.totals.merge(&r.counts);
+            }
+            out.batches_reported += reports.len();
+        }
+        out.reconciled = out.shards_missing.is_empty()
+            && out.totals.input == planned.events
+            && out.totals.accounted() == out.totals.input;
+        Ok(out)
+    }
+}
+
+/// A started run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// The backfill execution.
+    pub execution_arn: String,
+    /// Where its shards write their reports.
+    pub results: String,
+}
+
+/// One batch's line in a shard's reports object (what the definition's WriteTotals writes).
+#[derive(Debug, Deserialize)]
+struct BatchReport {
+    batch_id: String,
+    counts: Counts,
+}
+
+/// What the shards' reports came to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reconciled {
+    /// Batches whose report was read back.
+    pub batches_reported: usize,
+    /// The outcomes of every reported event.
+    pub totals: Counts,
+    /// Shards without reports for all their batches, in order (their child failed or never
+    /// ran): redrive the execution.
+    pub shards_missing: Vec<u32>,
+    /// Every planned event is accounted for exactly once.
+    pub reconciled: bool,
 }
