@@ -92,20 +92,17 @@ impl Backfill {
         Ok(())
     }
 
-    /// Puts objects, [`UPLOADS_IN_FLIGHT`] at a time; calls `done` with each one's size as it
-    /// lands. Stops at the first that fails.
-    pub async fn put_all(
-        &self,
-        objects: Vec<(String, Vec<u8>)>,
-        mut done: impl FnMut(usize),
-    ) -> Result<(), Error> {
-        let mut puts = futures::stream::iter(objects.into_iter().map(|(key, body)| async move {
-            let len = body.len();
-            self.put(&key, body).await.map(|()| len)
-        }))
+    /// Puts objects, [`UPLOADS_IN_FLIGHT`] at a time (one shard's batches). Stops at the first
+    /// that fails.
+    pub async fn put_all(&self, objects: crate::Objects) -> Result<(), Error> {
+        let mut puts = futures::stream::iter(
+            objects
+                .into_iter()
+                .map(|(key, body)| async move { self.put(&key, body).await }),
+        )
         .buffer_unordered(UPLOADS_IN_FLIGHT);
         while let Some(put) = puts.next().await {
-            done(put?);
+            put?;
         }
         Ok(())
     }

@@ -67,7 +67,7 @@ pub fn run(args: BackfillArgs) -> Result<ExitCode, CliError> {
         &args.prefix,
         received_at,
         |_, objects| {
-            runtime.block_on(client.put_all(objects, |_| ()))?;
+            runtime.block_on(client.put_all(objects))?;
             uploading.inc(1);
             Ok(())
         },
