@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use pipeline_core::batch::{Batch, RawEvent};
 use serde_json::Value;
 
-use super::{Item, SplitLimits, Splitter};
+use super::{Item, SplitLimits};
 
 /// The shard of `item` among `shards` (at least 1): a hash of its `entity_id`, stable across
 /// runs, machines and versions (xxh3-64, seed 0), so reruns of a backfill shard the same way.
@@ -68,13 +68,7 @@ pub fn shard_batches(
     limits: SplitLimits,
 ) -> Vec<Batch<RawEvent>> {
     order(&mut items);
-    let mut splitter = Splitter::new(received_at, limits);
-    let mut batches: Vec<Batch<RawEvent>> = items
-        .into_iter()
-        .filter_map(|item| splitter.push(item))
-        .collect();
-    batches.extend(splitter.finish());
-    batches
+    super::split(items, received_at, limits)
 }
 
 #[cfg(test)]
