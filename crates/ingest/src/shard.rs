@@ -3,7 +3,7 @@
 //! execution of the backfill's Distributed Map, which runs its shard's batches one after
 //! another), and ordered by event time within a shard, so that detection sees each entity's
 //! events in the order they happened. Then the shard is cut into the batch documents ingest
-//! cuts ([`Splitter`]).
+//! cuts ([`split`](crate::split())).
 
 use chrono::{DateTime, Utc};
 use pipeline_core::batch::{Batch, RawEvent};
