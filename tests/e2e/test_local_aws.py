@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+import zlib
 
 import boto3
 
@@ -57,6 +58,14 @@ def sample(name):
         return json.load(fh)
 
 
+def entity_states():
+    """The entities table as {entity_id: state}: the state is raw-deflated JSON in a binary
+    attribute (a JSON string on items stored before 2026-12-07)."""
+    def state(attr):
+        return json.loads(zlib.decompress(attr["B"], -15) if "B" in attr else attr["S"])
+    return {i["entity_id"]["S"]: state(i["state"]) for i in scan(os.environ["ENTITIES_TABLE"])}
+
+
 def scan(table):
     ddb = client("dynamodb")
     items, kwargs = [], {"TableName": table, "ConsistentRead": True}
@@ -64,7 +73,8 @@ def scan(table):
         page = ddb.scan(**kwargs)
         items += page["Items"]
         if "LastEvaluatedKey" not in page:
-            return sorted(items, key=lambda i: json.dumps(i, sort_keys=True))
+            # default=repr: entity states are binary attributes (bytes), which JSON cannot hold.
+            return sorted(items, key=lambda i: json.dumps(i, sort_keys=True, default=repr))
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
@@ -344,7 +354,7 @@ def test_chaos_nothing_lost_nothing_counted_twice():
     assert len(stored) >= n * 0.9, f"only {len(stored)} of {n} stored"
 
     # Counted once: each entity's count is exactly its stored records (none were stored before).
-    states = {i["entity_id"]["S"]: json.loads(i["state"]["S"]) for i in scan(os.environ["ENTITIES_TABLE"])}
+    states = entity_states()
     for k in range(entities):
         entity = f"acct-chaos-{k}"
         mine = [r for r in stored.values() if r["event"]["entity_id"] == entity]
@@ -512,7 +522,7 @@ def test_backfill_next_to_live_traffic_stays_exact():
     history = {f"evt-mix-{i:06}" for i in range(600)} - {"evt-mix-000007", "evt-mix-000307"}
     assert history <= set(stored), sorted(history - set(stored))[:5]
     assert {e["event_id"] for e in live} <= set(stored)
-    states = {i["entity_id"]["S"]: json.loads(i["state"]["S"]) for i in scan(os.environ["ENTITIES_TABLE"])}
+    states = entity_states()
     for k in range(5):
         entity = f"acct-mix-{k:03}"
         mine = [r for r in stored.values() if r["event"]["entity_id"] == entity]
