@@ -388,6 +388,7 @@ mod tests {
             json_bytes > 1024,
             "the fixture is over a KB as JSON: {json_bytes}"
         );
+        println!("largest sample state: {json_bytes} bytes of JSON, a {size}-byte item");
         assert!(size <= 1024, "one billed KB: {size} bytes");
         assert_eq!(entity_of("t", &item).unwrap(), state);
     }
