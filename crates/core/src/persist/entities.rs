@@ -2,7 +2,7 @@
 //! with the same [`observe`] the detect stage uses, and the state is committed together with
 //! their records, all or nothing (see "Entity state, exactly once" in [`super`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -15,7 +15,8 @@ use crate::store::{
     CommitLimits, EntityCommit, EntityStore, EntityWrite, EventRecord, EventStore, RecordStatus,
 };
 
-/// Commits every pending event decided `Insert`, each entity's in input order, in as
+/// Commits every pending event decided `Insert`, each entity's in input order, starting from
+/// `states` (read with the records: every entity of the wave, absent if never stored), in as
 /// few commits as the store's [`CommitLimits`] allow. On a conflict the entity's state and the
 /// records still to insert are read again and decided again; an event whose record appeared
 /// meanwhile leaves this path with its new decision (a skip, or a replacement for
@@ -23,6 +24,7 @@ use crate::store::{
 pub(super) async fn commit_new_events<S: EventStore + EntityStore + ?Sized>(
     store: &S,
     pending: &mut [Pending<'_>],
+    mut states: HashMap<String, EntityState>,
     cfg: &PersistConfig,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
@@ -40,8 +42,6 @@ pub(super) async fn commit_new_events<S: EventStore + EntityStore + ?Sized>(
     }
     // Each entity's events are folded in input order, as the detect stage scored them, so
     // that the state does not depend on where the batches were cut.
-    let ids: Vec<String> = by_entity.keys().cloned().collect();
-    let mut states = store.get_entities(&ids).await?;
     let limits = store.commit_limits();
     let mut open: Vec<Open> = by_entity
         .into_iter()
