@@ -278,11 +278,10 @@ pub(crate) fn entity_of(table: &str, item: &Item) -> Result<EntityState, Error> 
         // Stored before states were deflated, or missing (which `decode` reports).
         return decode(table, ENTITY_KEY, "state", item);
     };
-    let key = || string(item, ENTITY_KEY).unwrap_or("<no key>").to_owned();
     let json = flate2::read::DeflateDecoder::new(bytes.as_ref());
     serde_json::from_reader(json).map_err(|source| Error::Decode {
         table: table.to_owned(),
-        key: key(),
+        key: string(item, ENTITY_KEY).unwrap_or("<no key>").to_owned(),
         source,
     })
 }
