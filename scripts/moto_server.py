@@ -12,6 +12,9 @@ the items), which is a faithful snapshot for transactions that only Put, Conditi
 Delete: moto replaces an item on Put and removes it on Delete, it never changes one in place.
 An Update does change the item in place, and its rollback would not be undone here; the
 pipeline's store sends no Update in a transaction.
+The snapshot is made without moto's model constructor, which keeps every instance it makes
+for the whole server's life: made with `copy.copy`, every transaction's snapshot stayed, and a
+backfill of 20 × 1,000 events took moto to 7.7 GB (20 × 5,000 did not fit in 24 GB); now 0.8 GB.
 
 moto's server handles requests on several threads, and a cancelled transaction restores the
 tables it touched *whole*, from the snapshot it took before applying: any write another thread
@@ -56,7 +59,11 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 
 def _snapshot(obj, memo=None):
     if isinstance(obj, Table):
-        snap = copy.copy(obj)
+        # Not `copy.copy`: that goes through moto's `BaseModel.__new__`, which appends every
+        # instance to a class-wide list for its reset, so each snapshot (and its item
+        # mapping) lived as long as the server.
+        snap = object.__new__(Table)
+        snap.__dict__.update(obj.__dict__)
         items = copy.copy(obj.items)
         if obj.has_range_key:
             for key, by_range in items.items():
