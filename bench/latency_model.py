@@ -7,8 +7,9 @@ one batch's critical path, with each call drawn from the profile (the same log-n
                                    [--write-concurrency 64] [--entities-per-batch 43]
 
 Per execution (one batch document of 100 events): StartExecution; four Task states (validate,
-enrich, detect, persist), each a transition plus a warm invocation; enrich and detect each read
-the batch's entity states (one BatchGetItem); persist reads the batch's stored records and its
+enrich, detect, persist), each a transition plus a warm invocation; detect reads the batch's
+entity states (one BatchGetItem; enrich read them too before 2026-12-08: `--enrich-reads`);
+persist reads the batch's stored records and its
 entity states, both at once since 2026-12-07 (`--sequential-persist-reads`: one after the
 other, as before), then announces the batch's anomalies (one PutEvents, in the share of batches
 that hold one: `--announce-share`, 1 - 0.99^100 at the sample stream's 1 % anomalies), then
@@ -38,6 +39,10 @@ def main():
     ap.add_argument("--ingest-concurrency", type=int, default=4)
     ap.add_argument("--announce-share", type=float, default=0.634,
                     help="share of batches with an anomaly to announce")
+    ap.add_argument("--task-states", type=int, default=4,
+                    help="Task states per execution (4: validate, enrich, detect, persist)")
+    ap.add_argument("--enrich-reads", action="store_true",
+                    help="enrich reads the entity states too (the code before 2026-12-08)")
     ap.add_argument("--sequential-persist-reads", action="store_true",
                     help="persist's two reads one after the other (the code before 2026-12-07)")
     ap.add_argument("--runs", type=int, default=20000)
@@ -52,13 +57,13 @@ def main():
         sigma = math.log(s["p99_ms"] / s["p50_ms"]) / Z99
         return s["p50_ms"] * math.exp(sigma * rng.gauss(0, 1))
 
-    # "reads": the reads of enrich, detect and persist, and persist's announcement.
+    # "reads": the reads of detect (and enrich, before) and persist, and persist's announcement.
     parts = {"start": [], "tasks": [], "reads": [], "writes": []}
 
     def execution():
         start = draw("states.StartExecution")
-        tasks = sum(draw("lambda.Invoke") for _ in range(4))
-        reads = sum(draw("dynamodb.BatchGetItem") for _ in range(2))
+        tasks = sum(draw("lambda.Invoke") for _ in range(args.task_states))
+        reads = sum(draw("dynamodb.BatchGetItem") for _ in range(2 if args.enrich_reads else 1))
         persist_reads = [draw("dynamodb.BatchGetItem") for _ in range(2)]
         reads += sum(persist_reads) if args.sequential_persist_reads else max(persist_reads)
         if rng.random() < args.announce_share:
@@ -80,6 +85,7 @@ def main():
     print(f"profile {os.path.relpath(args.profile, ROOT)}, write concurrency {args.write_concurrency}, "
           f"{args.entities_per_batch} transactions per batch, persist's reads "
           f"{'one after the other' if args.sequential_persist_reads else 'at once'}, "
+          f"{'enrich and detect' if args.enrich_reads else 'detect'} reading the states, "
           f"{args.announce_share:.0%} of batches announcing")
     print(f"record latency from ingest's invocation (one execution): p50 {pct(records, 50):.0f} ms, "
           f"p95 {pct(records, 95):.0f} ms, p99 {pct(records, 99):.0f} ms")

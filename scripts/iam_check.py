@@ -428,7 +428,7 @@ def _mutations() -> list[tuple[str, str, Any]]:
         _role_policies(t, "PersistFunctionRole")[0]["PolicyDocument"]["Statement"][0]["Action"] = "*"
 
     def star_resource(t: dict[str, Any]) -> None:
-        for pol in _role_policies(t, "EnrichFunctionRole"):
+        for pol in _role_policies(t, "DetectFunctionRole"):
             if pol["PolicyName"] == "read-entities":
                 pol["PolicyDocument"]["Statement"][0]["Resource"] = "*"
 
@@ -439,7 +439,7 @@ def _mutations() -> list[tuple[str, str, Any]]:
                     "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"}
 
     def extra_action(t: dict[str, Any]) -> None:
-        for pol in _role_policies(t, "EnrichFunctionRole"):
+        for pol in _role_policies(t, "DetectFunctionRole"):
             if pol["PolicyName"] == "read-entities":
                 pol["PolicyDocument"]["Statement"][0]["Action"].append("dynamodb:Scan")
 
@@ -469,9 +469,9 @@ def _mutations() -> list[tuple[str, str, Any]]:
     return [
         ("wildcard action dynamodb:* injected into ValidateFunction", "contains a wildcard", wildcard_action),
         ("action \"*\" in PersistFunction", "contains a wildcard", star_action),
-        ("Resource \"*\" on dynamodb:GetItem in EnrichFunction", "Resource '*'", star_resource),
+        ("Resource \"*\" on dynamodb:GetItem in DetectFunction", "Resource '*'", star_resource),
         ("all tables (table/*) in DetectFunction", "table/*", table_wildcard),
-        ("un-listed dynamodb:Scan granted to EnrichFunction", "does not allow", extra_action),
+        ("un-listed dynamodb:Scan granted to DetectFunction", "does not allow", extra_action),
         ("allow-listed states:StartExecution no longer granted to IngestFunction", "does not grant it", missing_action),
         ("wildcard inside the MSK-only (Fn::If) policy of IngestFunction", "'kafka-cluster:*' contains a wildcard", conditional_wildcard),
         ("SAM-generated role with a policy template for DetectFunction", "managed policy", sam_generated_role),

@@ -90,7 +90,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
     let mut enriched_docs = Vec::new();
     let mut scored_docs = Vec::new();
     for b in valid {
-        let e = enrich::enrich(b, &cfg.fx, &states);
+        let e = enrich::enrich(b, &cfg.fx);
         enriched_docs.push(to_vec(&e));
         let s = detect::detect(e, &states, &cfg.detect);
         for ev in &s.events {
@@ -148,7 +148,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
     })?;
     let t_enrich = best(r, || {
         for d in &valid_docs {
-            black_box(to_vec(&enrich::enrich(parse(d)?, &cfg.fx, &states)));
+            black_box(to_vec(&enrich::enrich(parse(d)?, &cfg.fx)));
         }
         Ok(())
     })?;
@@ -162,7 +162,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode, CliError> {
     let t_chain = best(r, || {
         for d in &raw_docs {
             let v = to_vec(&validate::validate(parse(d)?, &contract, &cfg.validate));
-            let e = to_vec(&enrich::enrich(parse(&v)?, &cfg.fx, &states));
+            let e = to_vec(&enrich::enrich(parse(&v)?, &cfg.fx));
             let s = to_vec(&detect::detect(parse(&e)?, &states, &cfg.detect));
             black_box(parse::<Batch<ScoredEvent>>(&s)?);
         }

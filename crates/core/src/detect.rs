@@ -4,8 +4,7 @@
 //! incidents) is the `pipeline-detect` crate, re-exported here so that `pipeline_core::detect`
 //! names all of it; this module adds what ties it to the event contract: reading an
 //! [`Observation`] off an [`Event`] ([`ObservationOf`]), the [`ScoredEvent`] the stage
-//! emits, the stage function [`detect`], and the view enrich takes of stored states
-//! ([`KnownEntities`] for a map of them).
+//! emits, and the stage function [`detect`] (which also sets each event's entity profile).
 
 use std::collections::HashMap;
 
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use pipeline_detect::*;
 
 use crate::batch::{Batch, Stage};
-use crate::enrich::{EnrichedEvent, Enrichment, KnownEntities};
+use crate::enrich::{EnrichedEvent, Enrichment};
 use crate::event::{Event, Provenance};
 
 /// An event with its detection: the detect stage's output and persist's input.
@@ -64,16 +63,6 @@ impl<'a> ObservationOf<'a> for Observation<'a> {
     }
 }
 
-/// The stored states of a batch's entities, as the detect stage reads them, are what enrich
-/// knows about them.
-impl KnownEntities for HashMap<String, EntityState> {
-    fn profile(&self, entity_id: &str) -> EntityProfile {
-        self.get(entity_id)
-            .map(EntityState::profile)
-            .unwrap_or_default()
-    }
-}
-
 /// Runs the detect stage: scores every event in input order, each entity's starting from its
 /// stored state in `states` (entities missing there start fresh), and sets each event's
 /// `enrichment.entity` to the entity's profile just before it.
@@ -82,9 +71,9 @@ impl KnownEntities for HashMap<String, EntityState> {
 /// producer and the batch size decide, so sorting inside it would make an out-of-order
 /// stream's scores depend on where the cuts fall (the late-event and watermark rules handle
 /// out-of-order events the same way whichever batch they arrive in). For the same reason the
-/// profile enrich attached (the entity as stored when the batch started) is replaced by the
-/// profile as of the event: otherwise three events of one entity in one batch would all read
-/// `event_count` 0, and 0, 1, 2 when cut one per batch.
+/// profile is the entity's as of the event, not as stored when the batch started: otherwise
+/// three events of one entity in one batch would all read `event_count` 0, and 0, 1, 2 when
+/// cut one per batch.
 pub fn detect(
     mut batch: Batch<EnrichedEvent>,
     states: &HashMap<String, EntityState>,

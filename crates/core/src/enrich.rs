@@ -10,11 +10,13 @@
 //!   daily rhythm follows local time: day of week (0 = Monday), hour of day, hour of week.
 //! - **Ingestion lag** is `received_at − occurred_at` in milliseconds (negative when the
 //!   producer's clock is ahead, within the skew validate allows).
-//! - **Entity profile**: first seen, events seen, usual countries, read from the entity state
-//!   that detection keeps, through [`KnownEntities`] (implemented by the detect stage's
-//!   state map, so that enrich does not depend on detection's types).
+//! - **Entity profile** (first seen, events seen, usual countries) is not enrich's: it is the
+//!   entity as of each event, which only the detect stage knows (it walks the batch's events
+//!   through the entity's state in order), so detect fills `enrichment.entity` from the state
+//!   it reads anyway. Enrich reads nothing: the states are read once per batch before persist,
+//!   not twice (one DynamoDB round trip less on every execution's critical path).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,12 +70,6 @@ impl FxTable {
 
 pub use pipeline_detect::EntityProfile;
 
-/// Where enrich learns what is known about an entity.
-pub trait KnownEntities {
-    /// The entity's profile; the default profile for an entity never seen.
-    fn profile(&self, entity_id: &str) -> EntityProfile;
-}
-
 /// What enrich adds to an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Enrichment {
@@ -92,7 +88,8 @@ pub struct Enrichment {
     pub hour_of_week: u16,
     /// `received_at − occurred_at`, ms.
     pub ingestion_lag_ms: i64,
-    /// Reference data about the entity.
+    /// Reference data about the entity as of this event: set by the detect stage (enrich
+    /// leaves the default; see the module's doc).
     pub entity: EntityProfile,
 }
 
@@ -124,25 +121,15 @@ impl crate::batch::ForStage for EnrichedEvent {
     const STAGE: Option<crate::batch::Stage> = Some(crate::batch::Stage::Detect);
 }
 
-/// Runs the enrich stage. `profiles` knows the stored state of the batch's entities (missing
-/// entities are new).
-pub fn enrich(
-    mut batch: Batch<ValidEvent>,
-    fx: &FxTable,
-    profiles: &impl KnownEntities,
-) -> Batch<EnrichedEvent> {
+/// Runs the enrich stage: a pure function of the batch and the FX table.
+pub fn enrich(mut batch: Batch<ValidEvent>, fx: &FxTable) -> Batch<EnrichedEvent> {
     let events = std::mem::take(&mut batch.events);
     let mut out = Vec::with_capacity(events.len());
     let mut quarantine = Vec::new();
     let received_at = batch.received_at;
-    let mut profile_cache: HashMap<String, EntityProfile> = HashMap::new();
     for ValidEvent { event, provenance } in events {
         match enrich_one(&event, fx, received_at) {
-            Ok(mut enrichment) => {
-                enrichment.entity = profile_cache
-                    .entry(event.entity_id.clone())
-                    .or_insert_with(|| profiles.profile(&event.entity_id))
-                    .clone();
+            Ok(enrichment) => {
                 out.push(EnrichedEvent {
                     event,
                     provenance,

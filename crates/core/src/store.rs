@@ -298,7 +298,7 @@ pub trait EventStore: Send + Sync {
     async fn write_events(&self, writes: Vec<EventWrite>) -> Result<Vec<WriteResult>, Error>;
 }
 
-/// Entity state by `entity_id`: what enrich and detect read, and what persist commits together
+/// Entity state by `entity_id`: what detect reads, and what persist commits together
 /// with the records that change it.
 #[async_trait]
 pub trait EntityStore: Send + Sync {

@@ -368,8 +368,7 @@ pub fn deployed_variables(stage: pipeline_core::batch::Stage) -> Vec<&'static st
             "INGEST_MAX_CONCURRENCY",
             "INGEST_REPORT_BATCH_ITEM_FAILURES",
         ]),
-        Stage::Validate => vars.push(RECHECK),
-        Stage::Enrich => vars.extend([RECHECK, "ENTITIES_TABLE"]),
+        Stage::Validate | Stage::Enrich => vars.push(RECHECK),
         Stage::Detect => {
             vars.extend([RECHECK, "ENTITIES_TABLE"]);
             vars.extend(DETECTION);

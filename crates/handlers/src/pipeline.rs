@@ -25,7 +25,7 @@ pub struct Pipeline<S> {
     store: Arc<S>,
     limits: SplitLimits,
     validate: Validate,
-    enrich: Enrich<Arc<S>>,
+    enrich: Enrich,
     detect: Detect<Arc<S>>,
     persist: Persist<Arc<S>>,
 }
@@ -36,7 +36,7 @@ impl<S: Store> Pipeline<S> {
         let store = Arc::new(store);
         Ok(Pipeline {
             validate: Validate::new(&config)?,
-            enrich: Enrich::new(&config, Arc::clone(&store)),
+            enrich: Enrich::new(&config),
             detect: Detect::new(&config, Arc::clone(&store)),
             persist: Persist::new(&config, Arc::clone(&store)),
             limits: SplitLimits::default(),
@@ -78,7 +78,7 @@ impl<S: Store> Pipeline<S> {
     }
 
     /// The enrich stage.
-    pub fn enrich_stage(&self) -> &Enrich<Arc<S>> {
+    pub fn enrich_stage(&self) -> &Enrich {
         &self.enrich
     }
 
@@ -114,7 +114,7 @@ impl<S: Store> Pipeline<S> {
         self.validate.validate(batch)
     }
 
-    /// Enrich, reading entity profiles from the store.
+    /// Enrich (reads nothing).
     pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
         self.enrich.enrich(batch).await
     }

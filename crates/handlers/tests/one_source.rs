@@ -479,11 +479,11 @@ fn the_template_sets_what_each_function_reads_and_nothing_else() {
         .collect();
     assert_eq!(documented, code_variables());
 
-    // Planted: a variable the enrich function loses, and a misspelt one persist sets.
+    // Planted: a variable the detect function loses, and a misspelt one persist sets.
     let planted = template.replacen("          ENTITIES_TABLE: !Ref EntitiesTable\n", "", 1);
     assert_eq!(
         environment_mismatches(&planted),
-        ["EnrichFunction: ENTITIES_TABLE not set"]
+        ["DetectFunction: ENTITIES_TABLE not set"]
     );
     let planted = template.replacen(
         "          QUARANTINE_TABLE: !Ref QuarantineTable",

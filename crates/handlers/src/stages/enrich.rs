@@ -1,50 +1,47 @@
-//! The enrich stage: validated batch → FX normalisation and entity profiles read from the store
-//! → enriched batch.
+//! The enrich stage: validated batch → FX normalisation and event-time features → enriched
+//! batch. It reads nothing: the entity profile is set by detect, from the state it reads
+//! (`pipeline_core::enrich`'s module doc says why).
 
 use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage, ValidEvent};
 use pipeline_core::enrich::{EnrichedEvent, FxTable};
-use pipeline_core::store::EntityStore;
 use pipeline_core::validate::{ValidateConfig, recheck};
 use serde_json::Value;
 
-use super::{entities, stage_done};
+use super::stage_done;
 use crate::Handler;
 use crate::config::Config;
 use crate::error::FunctionError;
 
-/// The enrich stage: the FX table and the store holding entity profiles.
+/// The enrich stage: the FX table and the validation settings it re-checks a batch with.
 #[derive(Debug)]
-pub struct Enrich<S> {
+pub struct Enrich {
     fx: FxTable,
-    store: S,
     validate: ValidateConfig,
     fault_injection: bool,
 }
 
-impl<S: EntityStore> Enrich<S> {
-    /// Binds the FX table to a store.
-    pub fn new(config: &Config, store: S) -> Self {
+impl Enrich {
+    /// The stage with the configuration's FX table.
+    pub fn new(config: &Config) -> Self {
         Enrich {
             fx: config.fx.clone(),
-            store,
             validate: config.validate.clone(),
             fault_injection: config.fault_injection,
         }
     }
 
-    /// Enriches a batch, reading its entities' profiles.
+    /// Enriches a batch. `async` and fallible like the other stages' calls, so that the chain
+    /// reads the same at every step; it neither waits nor fails today.
     pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
         let batch = recheck(batch, Stage::Enrich, &self.validate, |e| {
             (&e.event, &e.provenance)
         });
-        let ids = batch.events.iter().map(|e| e.event.entity_id.as_str());
-        let states = entities(&self.store, ids).await?;
-        Ok(pipeline_core::enrich::enrich(batch, &self.fx, &states))
+        Ok(pipeline_core::enrich::enrich(batch, &self.fx))
     }
 }
 
-impl<S: EntityStore> Handler for Enrich<S> {
+impl Handler for Enrich {
     const STAGE: Stage = Stage::Enrich;
     const EXPECTS: &'static str = "validated batch (validate output)";
     type Input = Batch<ValidEvent>;

@@ -2,8 +2,9 @@
 //! [`Handler`](crate::Handler):
 //! - [`Ingest`]: split limits, concurrency and a [`BatchSink`](pipeline_ingest::BatchSink).
 //! - [`Validate`]: the compiled contract and validate settings.
-//! - [`Enrich`]: the FX table and an [`EntityStore`] (entity profiles).
-//! - [`Detect`]: detection settings and an [`EntityStore`] (entity state).
+//! - [`Enrich`]: the FX table and validate settings (it reads no store).
+//! - [`Detect`]: detection settings and an [`EntityStore`] (entity state, and from it each
+//!   event's entity profile).
 //! - [`Persist`]: persist settings, a store and an announcer.
 //!
 //! Each has a typed method (what the local runner chains in process, [`crate::Pipeline`]) and
