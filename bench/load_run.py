@@ -34,6 +34,19 @@ def load_env():
             os.environ[k] = v
 
 
+def router_profile():
+    """The latency profile the running stack's router loaded (it says so in its log), not this
+    process's environment: the router is the one that delays."""
+    try:
+        with open(os.path.join(ROOT, ".venv", "local-aws", "router.log")) as fh:
+            for line in fh:
+                if line.startswith("lambda-router: latency profile "):
+                    return line.removeprefix("lambda-router: latency profile ").strip()
+    except OSError:
+        pass
+    return ""
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -135,7 +148,7 @@ def main():
         sys.exit("--batches must be 1 … 1000")
     load_env()
     results = [run(b, args.batches, args.entities, args.timeout) for b in (args.batch_size or [100])]
-    profile = os.environ.get("LAMBDA_ROUTER_LATENCY", "")
+    profile = router_profile()
     if args.json:
         print(json.dumps({"latency_profile": profile, "runs": results}))
         return 0
