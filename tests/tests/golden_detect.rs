@@ -29,10 +29,7 @@ async fn verdicts(stream: &Path) -> Value {
     let items = ingest::decode_lines("golden", text.lines().enumerate().map(|(i, l)| (i + 1, l)));
     let mut out = Vec::new();
     for batch in p.split(items, now()) {
-        let scored = p
-            .detect(p.enrich(p.validate(batch)).await.unwrap())
-            .await
-            .unwrap();
+        let scored = p.detect(p.enrich(p.validate(batch))).await.unwrap();
         for e in &scored.events {
             let mut v = json!({
                 "event_id": e.event.event_id,

@@ -493,10 +493,7 @@ async fn a_retried_write_that_had_landed_counts_as_written() {
     let (store, t, inject) = throttled_store("lost-response").await;
     let p = store_suite::pipeline(store);
     let batch = raw_batch("l1", payments(2, 1, 12));
-    let scored = p
-        .detect(p.enrich(p.validate(batch)).await.unwrap())
-        .await
-        .unwrap();
+    let scored = p.detect(p.enrich(p.validate(batch))).await.unwrap();
     let report =
         pipeline_core::persist::persist(p.store(), scored.clone(), &p.config().persist, now())
             .await
@@ -712,7 +709,7 @@ async fn every_action_the_functions_call_is_granted() {
     for batch in batches.iter().chain(batches.iter().take(2)) {
         {
             let valid = validate.validate(batch.clone());
-            let enriched = enrich.enrich(valid).await.unwrap();
+            let enriched = enrich.enrich(valid);
             let scored = detect.detect(enriched).await.unwrap();
             anomalies += scored
                 .events

@@ -105,17 +105,11 @@ pub(crate) async fn run_job<S: Store>(
         Job::Raw(b) => {
             let v = p.validate(b);
             let n = v.events.len();
-            (
-                p.persist(p.detect(p.enrich(v).await?).await?, now).await?,
-                n,
-            )
+            (p.persist(p.detect(p.enrich(v)).await?, now).await?, n)
         }
         Job::Valid(b) => {
             let n = b.events.len();
-            (
-                p.persist(p.detect(p.enrich(b).await?).await?, now).await?,
-                n,
-            )
+            (p.persist(p.detect(p.enrich(b)).await?, now).await?, n)
         }
         Job::Enriched(b) => {
             let n = b.events.len();

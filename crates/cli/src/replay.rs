@@ -153,7 +153,7 @@ async fn replay_one<S: Store>(
     if let Some(f) = valid.quarantine.first() {
         return fail(p, q, f.clone(), batch_id, dry_run, now).await;
     }
-    let enriched = p.enrich(valid).await?;
+    let enriched = p.enrich(valid);
     if let Some(f) = enriched.quarantine.first() {
         return fail(p, q, f.clone(), batch_id, dry_run, now).await;
     }

@@ -50,7 +50,7 @@ pub fn stage(name: &str, input: &str, db: &std::path::Path) -> Result<ExitCode, 
         let to_json = |r: Result<Value, serde_json::Error>| r.unwrap_or_default();
         Ok(match (name, job) {
             ("validate", Some(Job::Raw(b))) => to_json(serde_json::to_value(p.validate(b))),
-            ("enrich", Some(Job::Valid(b))) => to_json(serde_json::to_value(p.enrich(b).await?)),
+            ("enrich", Some(Job::Valid(b))) => to_json(serde_json::to_value(p.enrich(b))),
             ("detect", Some(Job::Enriched(b))) => to_json(serde_json::to_value(p.detect(b).await?)),
             ("persist", Some(Job::Scored(b))) => {
                 to_json(serde_json::to_value(p.persist(b, Utc::now()).await?))

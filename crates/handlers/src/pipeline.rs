@@ -115,8 +115,8 @@ impl<S: Store> Pipeline<S> {
     }
 
     /// Enrich (reads nothing).
-    pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
-        self.enrich.enrich(batch).await
+    pub fn enrich(&self, batch: Batch<ValidEvent>) -> Batch<EnrichedEvent> {
+        self.enrich.enrich(batch)
     }
 
     /// Detect, reading entity state from the store.
@@ -149,7 +149,7 @@ impl<S: Store> Pipeline<S> {
         now: DateTime<Utc>,
     ) -> Result<PersistReport, Error> {
         let valid = self.validate(batch);
-        let enriched = self.enrich(valid).await?;
+        let enriched = self.enrich(valid);
         let scored = self.detect(enriched).await?;
         self.persist(scored, now).await
     }

@@ -2,7 +2,6 @@
 //! batch. It reads nothing: the entity profile is set by detect, from the state it reads
 //! (`pipeline_core::enrich`'s module doc says why).
 
-use pipeline_core::Error;
 use pipeline_core::batch::{Batch, Stage, ValidEvent};
 use pipeline_core::enrich::{EnrichedEvent, FxTable};
 use pipeline_core::validate::{ValidateConfig, recheck};
@@ -31,13 +30,12 @@ impl Enrich {
         }
     }
 
-    /// Enriches a batch. `async` and fallible like the other stages' calls, so that the chain
-    /// reads the same at every step; it neither waits nor fails today.
-    pub async fn enrich(&self, batch: Batch<ValidEvent>) -> Result<Batch<EnrichedEvent>, Error> {
+    /// Enriches a batch: like validate, pure and infallible (a bad event is quarantined).
+    pub fn enrich(&self, batch: Batch<ValidEvent>) -> Batch<EnrichedEvent> {
         let batch = recheck(batch, Stage::Enrich, &self.validate, |e| {
             (&e.event, &e.provenance)
         });
-        Ok(pipeline_core::enrich::enrich(batch, &self.fx))
+        pipeline_core::enrich::enrich(batch, &self.fx)
     }
 }
 
@@ -53,7 +51,7 @@ impl Handler for Enrich {
 
     async fn run(&self, batch: Batch<ValidEvent>) -> Result<Self::Output, FunctionError> {
         let before = batch.quarantine.len();
-        let out = self.enrich(batch).await?;
+        let out = self.enrich(batch);
         stage_done(Self::STAGE, before, &out);
         Ok(out)
     }
