@@ -83,8 +83,10 @@ def records():
 
 
 def executions(prefix):
-    sfn = client("stepfunctions")
-    found = sfn.list_executions(stateMachineArn=os.environ["STATE_MACHINE_ARN"], maxResults=1000)["executions"]
+    # Paged: a full-size backfill (BACKFILL_E2E_EVENTS=5000) leaves 1,000 executions or more.
+    pages = client("stepfunctions").get_paginator("list_executions").paginate(
+        stateMachineArn=os.environ["STATE_MACHINE_ARN"], PaginationConfig={"PageSize": 1000})
+    found = [e for page in pages for e in page["executions"]]
     return sorted([e for e in found if e["name"].startswith(prefix)], key=lambda e: e["startDate"])
 
 
